@@ -1,0 +1,156 @@
+"""Messages and rasters to ZeroMQ frames and back. Never pickle.
+
+Frames: [b"sfumato/1", header JSON, content JSON, pixel frame per raster, (HMAC)].
+The header holds the type, the id and each raster's description; the content holds the
+message's own fields. Pixel frames are the rasters' buffers themselves, so the sender can
+hand them to zmq with copy=False. With a key, a last frame holds an HMAC-SHA256 over all
+the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .protocol import MESSAGE_TYPES, PROTOCOL_MAJOR, PROTOCOL_NAME, ErrorCode, Message
+from .raster import Buffer, Raster, RasterError, raster_from_description
+
+PREFIX = f"{PROTOCOL_NAME}/{PROTOCOL_MAJOR}".encode()
+MAX_JSON_BYTES = 1 << 20
+MAX_RASTERS = 16
+
+
+class ProtocolError(Exception):
+    """A frame set that cannot be understood; `code` is an ErrorCode value."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+def encode(msg: Message, rasters: Sequence[Raster] = (), key: bytes | None = None) -> list[Buffer]:
+    header = {
+        "type": msg.TYPE.value,
+        "id": msg.id,
+        "rasters": [r.describe() for r in rasters],
+        "signed": key is not None,
+    }
+    content = {k: v for k, v in msg.fields().items() if k != "id"}
+    frames: list[Buffer] = [PREFIX, _dump(header), _dump(content)]
+    frames.extend(r.data for r in rasters)
+    if key is not None:
+        frames.append(_mac(key, frames))
+    return frames
+
+
+def decode(
+    frames: Sequence[Buffer], key: bytes | None = None
+) -> tuple[Message, list[Raster]]:
+    """Parse a frame set; every way it can be wrong raises ProtocolError, nothing else."""
+    if len(frames) < 3:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"expected at least 3 frames, got {len(frames)}")
+    prefix = bytes(frames[0])
+    if prefix != PREFIX:
+        if prefix.startswith(PROTOCOL_NAME.encode() + b"/"):
+            raise ProtocolError(
+                ErrorCode.BAD_VERSION,
+                f"protocol {prefix.decode(errors='replace')} is not {PREFIX.decode()}: "
+                "update the plug-in and the daemon to the same sfumato release",
+            )
+        raise ProtocolError(ErrorCode.BAD_FRAME, "not a sfumato message (bad first frame)")
+    header = _load(frames[1], "header")
+    request_id = header.get("id")
+    if not isinstance(request_id, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header has no string 'id'")
+    descriptions = header.get("rasters", [])
+    if not isinstance(descriptions, list) or len(descriptions) > MAX_RASTERS:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header 'rasters' must be a short list",
+                            request_id)
+    signed = header.get("signed") is True
+    expected = 3 + len(descriptions) + (1 if signed else 0)
+    if len(frames) != expected:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"header announces {len(descriptions)} raster(s) but {len(frames)} frames arrived",
+            request_id,
+        )
+    if key is not None:
+        if not signed or not hmac.compare_digest(bytes(frames[-1]), _mac(key, frames[:-1])):
+            raise ProtocolError(ErrorCode.AUTH_FAILED,
+                                "message signature missing or wrong: check the shared key",
+                                request_id)
+    cls = MESSAGE_TYPES.get(str(header.get("type")))
+    if cls is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
+                            f"unknown message type {header.get('type')!r}", request_id)
+    content = _load(frames[2], "content")
+    msg = _build(cls, request_id, content)
+    rasters = []
+    for i, desc in enumerate(descriptions):
+        if not isinstance(desc, dict):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"raster {i} description is not an object",
+                                request_id)
+        try:
+            rasters.append(raster_from_description(desc, frames[3 + i]))
+        except (RasterError, ValueError, OverflowError) as exc:
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"raster {i}: {exc}", request_id) from None
+    return msg, rasters
+
+
+def _build(cls: type[Message], request_id: str, content: dict[str, Any]) -> Message:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "id" or f.name not in content:
+            continue  # absent fields take their defaults; unknown ones are ignored
+        value = content[f.name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if not _same_kind(default, value):
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"{cls.TYPE.value}.{f.name} has the wrong type ({type(value).__name__})",
+                request_id,
+            )
+        values[f.name] = value
+    return cls(id=request_id, **values)
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if default is None:
+        return value is None or isinstance(value, str)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    return isinstance(value, type(default))
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _load(frame: Buffer, what: str) -> dict[str, Any]:
+    data = memoryview(frame)
+    if data.nbytes > MAX_JSON_BYTES:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} frame is over {MAX_JSON_BYTES} bytes")
+    try:
+        obj = json.loads(bytes(data))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame must be a JSON object")
+    return obj
+
+
+def _mac(key: bytes, frames: Sequence[Buffer]) -> bytes:
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in frames:
+        view = memoryview(frame)
+        digest.update(view.nbytes.to_bytes(8, "big"))
+        digest.update(view)
+    return digest.digest()

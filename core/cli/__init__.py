@@ -1,0 +1,52 @@
+"""The `sfumato` command line: batch work and admin, through the same daemon as the plug-ins."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sfumato.bridge.client import ClientError
+
+from ..errors import SfumatoError
+
+EPILOG = """
+examples:
+  sfumato upscale photo.png                  4x with Real-ESRGAN (weights imported on first use)
+  sfumato upscale scans/ -o big/ --scale 2   every image in a folder, 2x
+  sfumato inpaint img.png --mask m.png --prompt "a red kite" --model sdxl-inpaint -o out.png
+  sfumato models list                        what the daemon can use
+  sfumato status                             is a daemon running, what is it doing
+
+A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
+(default tcp://127.0.0.1:5655). Models, config and logs live in SFUMATO_HOME
+(default ~/.local/share/sfumato).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import diffusion_cmd, models_cmd, plugins_cmd, serve_cmd, status_cmd, upscale_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="sfumato", description="Generative image editing for GIMP 3 and Krita, and batch "
+        "work from the shell, served by one local daemon.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--endpoint", help="daemon address (default: $SFUMATO_ENDPOINT or "
+                        "tcp://127.0.0.1:5655)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, models_cmd, plugins_cmd):
+        module.register(verbs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ClientError, SfumatoError) as exc:
+        print(f"sfumato: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,80 @@
+"""`sfumato inpaint` and `sfumato refine`: the plug-ins' diffusion actions, from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import load_settings
+from ..image_files import read_mask, read_rgba, write_image
+from .launcher import connect_or_start
+from .progress_bar import ProgressBar
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    for name, text in (("inpaint", "fill the white part of a mask from a prompt"),
+                       ("refine", "rework an image (or its masked part) with a strength dial")):
+        cmd = verbs.add_parser(name, help=text, description=text.capitalize() + ". Mask: white "
+                               "= change, black = keep, grey = partly. Pixels outside the "
+                               "feathered mask stay exactly as they were.")
+        cmd.add_argument("image", type=Path)
+        cmd.add_argument("--mask", type=Path, required=(name == "inpaint"))
+        cmd.add_argument("--prompt", required=True)
+        cmd.add_argument("--negative-prompt", default="")
+        cmd.add_argument("--model", help="model id from `sfumato models list`")
+        cmd.add_argument("--strength", type=float,
+                         default=None if name == "refine" else 1.0,
+                         required=(name == "refine"),
+                         help="0 = keep the input, 1 = ignore it")
+        cmd.add_argument("--steps", type=int, default=30)
+        cmd.add_argument("--guidance", type=float, default=None)
+        cmd.add_argument("--seed", type=int, help="random when absent; printed either way")
+        cmd.add_argument("--variants", type=int, default=1)
+        cmd.add_argument("--grow", type=int, default=8, help="grow the mask by PX")
+        cmd.add_argument("--feather", type=int, default=16, help="soften its edge over PX")
+        cmd.add_argument("-o", "--output", type=Path, required=True,
+                         help="the full composited image")
+        cmd.add_argument("--layer-out", type=Path,
+                         help="also write just the RGBA result layer (its offset is printed)")
+        cmd.set_defaults(run=run, task=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..imaging import composite_over
+    from ..raster_arrays import array_to_raster, raster_to_array
+
+    image = read_rgba(args.image)
+    rasters = [image]
+    if args.mask is not None:
+        rasters.append(read_mask(args.mask))
+    params = {
+        "prompt": args.prompt, "negative_prompt": args.negative_prompt, "steps": args.steps,
+        "strength": args.strength, "variants": args.variants, "grow": args.grow,
+        "feather": args.feather,
+    }
+    if args.seed is not None:
+        params["seed"] = args.seed
+    if args.guidance is not None:
+        params["guidance"] = args.guidance
+    settings = load_settings(args.endpoint)
+    with connect_or_start(settings) as client:
+        bar = ProgressBar(args.task)
+        outcome = client.run(args.task, params, rasters, args.model, on_event=bar)
+        bar.finish()
+    info = outcome.result.info
+    offset = tuple(info.get("offset", (0, 0)))
+    source = raster_to_array(image)
+    for index, layer in enumerate(outcome.rasters):
+        suffix = "" if index == 0 else f"-{index + 1}"
+        composite = composite_over(source, raster_to_array(layer), offset)
+        out = args.output.with_name(args.output.stem + suffix + args.output.suffix)
+        write_image(out, array_to_raster(composite, image.layout))
+        if args.layer_out is not None:
+            layer_path = args.layer_out.with_name(args.layer_out.stem + suffix +
+                                                  args.layer_out.suffix)
+            write_image(layer_path, layer)
+        print(f"wrote {out}")
+    print(json.dumps({"offset": list(offset), "seed": info.get("seed"),
+                      "warnings": info.get("warnings", [])}))
+    return 0

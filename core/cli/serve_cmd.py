@@ -1,0 +1,46 @@
+"""`sfumato serve`: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+
+from ..config import load_settings
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    cmd = verbs.add_parser("serve", help="run the daemon in the foreground",
+                           description="Run the daemon: it loads models on first use and "
+                           "serves GIMP, Krita and the CLI until stopped (Ctrl-C).")
+    cmd.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                     help="exit after this long with no clients and no jobs (default: never)")
+    cmd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..daemon_logging import configure_logging
+    from ..server import Daemon
+
+    settings = load_settings(args.endpoint)
+    if args.idle_exit is not None:
+        settings = dataclasses.replace(settings, idle_exit_s=args.idle_exit)
+    log_path = configure_logging(settings.home, "daemon")
+    daemon = Daemon(settings, key=_key())
+    endpoint = daemon.bind()
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    print(f"sfumato daemon listening on {endpoint} (log: {log_path})", flush=True)
+    try:
+        daemon.serve()
+    except KeyboardInterrupt:
+        pass
+    print("sfumato daemon stopped", file=sys.stderr)
+    return 0
+
+
+def _key() -> bytes | None:
+    import os
+
+    key = os.environ.get("SFUMATO_KEY")
+    return key.encode() if key else None

@@ -1,0 +1,48 @@
+"""Daemon and CLI settings: environment first, then SFUMATO_HOME/config.toml, then defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sfumato.bridge.transport import resolve_endpoint
+
+DEFAULT_UPSCALER = "realesrgan-x4plus"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    endpoint: str
+    max_pixels: int = 16384 * 16384  # per input raster; larger ones are refused, not tried
+    max_queue: int = 32
+    max_queue_per_client: int = 8
+    model_cache_bytes: int = 8 << 30
+    result_keep_bytes: int = 1 << 30  # finished results kept for `fetch` after a disconnect
+    client_timeout_s: float = 30.0  # a client silent this long has gone: drop its jobs
+    allow_pickle: bool = False  # never unpickle anything; .pth goes through weights_only
+    idle_exit_s: float = 0.0  # 0 = serve forever; auto-started daemons exit when idle
+    default_upscaler: str = DEFAULT_UPSCALER
+    device: str = "auto"
+
+
+def default_home() -> Path:
+    env = os.environ.get("SFUMATO_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sfumato"
+
+
+def load_settings(endpoint: str | None = None, home: Path | None = None) -> Settings:
+    home = home or default_home()
+    values: dict[str, object] = {}
+    config_file = home / "config.toml"
+    if config_file.exists():
+        with config_file.open("rb") as handle:
+            values.update(tomllib.load(handle).get("daemon", {}))
+    known = Settings.__dataclass_fields__
+    values = {k: v for k, v in values.items() if k in known and k not in ("home", "endpoint")}
+    return Settings(home=home, endpoint=resolve_endpoint(endpoint), **values)  # type: ignore[arg-type]

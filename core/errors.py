@@ -1,0 +1,20 @@
+"""Typed failures a job can end with. Each carries a wire ErrorCode and a message saying what
+the artist or admin should do; the daemon turns them into `rejected`/`failed` events."""
+
+from __future__ import annotations
+
+from sfumato.bridge.protocol import ErrorCode
+
+
+class SfumatoError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+class JobCancelled(Exception):
+    """Raised at a tile or step boundary once the job's cancel flag is set."""

@@ -1,0 +1,73 @@
+"""`sfumato models add/scan`: work out what a local file or folder is, and register it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sfumato.bridge.protocol import ErrorCode
+
+from ..errors import SfumatoError
+from .registry import ModelEntry, ModelFormat, ModelKind, Registry
+
+WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".ckpt", ".bin"}
+
+
+def register_model(registry: Registry, name: str, path: Path, *, config: Path | None = None,
+                   kind: str | None = None) -> ModelEntry:
+    entry = describe_model(name, path.expanduser().resolve(), config=config, kind=kind)
+    registry.add(entry)
+    return entry
+
+
+def describe_model(name: str, path: Path, *, config: Path | None = None,
+                   kind: str | None = None) -> ModelEntry:
+    from .diffusion_loader import detect_diffusion_kind
+
+    if not path.exists():
+        raise SfumatoError(ErrorCode.NOT_FOUND, f"{path} does not exist")
+    if kind is not None and kind not in {k.value for k in ModelKind}:
+        known = ", ".join(k.value for k in ModelKind)
+        raise SfumatoError(ErrorCode.BAD_PARAMS, f"unknown kind {kind!r}; use one of {known}")
+    if path.is_dir():
+        found = detect_diffusion_kind(path)
+        if found is None:
+            raise SfumatoError(ErrorCode.BAD_PARAMS,
+                               f"{path} is not a diffusers folder (no model_index.json)")
+        return ModelEntry(name, kind or found[0], str(path), found[1])
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise SfumatoError(ErrorCode.BAD_PARAMS,
+                           f"{path.name} is not a weights file (.safetensors or .pth)")
+    if config is not None:
+        found = detect_diffusion_kind(config.expanduser().resolve())
+        if found is None:
+            raise SfumatoError(ErrorCode.BAD_PARAMS, f"--config {config} has no model_index.json")
+        if path.suffix.lower() != ".safetensors":
+            raise SfumatoError(ErrorCode.UNSAFE_WEIGHTS,
+                               "single-file checkpoints must be .safetensors: a .ckpt/.pth "
+                               "checkpoint needs unpickling, which can run code")
+        return ModelEntry(name, kind or found[0], str(path), ModelFormat.SINGLE_FILE.value,
+                          config=str(config.expanduser().resolve()))
+    from .upscaler_loader import detect_upscaler
+
+    if detect_upscaler(path):
+        fmt = ModelFormat.SAFETENSORS if path.suffix.lower() == ".safetensors" else ModelFormat.PTH
+        return ModelEntry(name, ModelKind.UPSCALER.value, str(path), fmt.value)
+    raise SfumatoError(ErrorCode.BAD_PARAMS,
+                       f"{path.name} is not an upscaler spandrel knows; a diffusion checkpoint "
+                       "needs --config pointing at a local diffusers config folder")
+
+
+def register_sources(registry: Registry, folder: Path, *,
+                     config: Path | None = None) -> list[ModelEntry]:
+    """Register every model found in a ComfyUI, A1111 or Hugging Face cache folder."""
+    from .sources import scan_model_sources
+
+    added = []
+    for candidate in scan_model_sources(folder.expanduser().resolve()):
+        try:
+            entry = describe_model(candidate.name, candidate.path, config=config)
+        except SfumatoError:
+            continue  # e.g. a checkpoint with no config: listed by `scan`, not registered
+        registry.add(entry)
+        added.append(entry)
+    return added

@@ -1,0 +1,101 @@
+"""The model registry: ids -> local sources, kept as JSON in the model store.
+
+Requests name models by id only; paths live here, written by the admin's `sfumato models`
+commands. Re-read on every lookup, so models added while the daemon runs are seen at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sfumato.bridge.protocol import ErrorCode
+
+from ..errors import SfumatoError
+
+
+class ModelKind(str, Enum):
+    UPSCALER = "upscaler"
+    SDXL_INPAINT = "sdxl-inpaint"
+    SDXL = "sdxl"
+    SD15_INPAINT = "sd15-inpaint"
+    SD15 = "sd15"
+    FLUX_FILL = "flux-fill"
+    FLUX = "flux"
+
+
+class ModelFormat(str, Enum):
+    SAFETENSORS = "safetensors"  # one weights file (upscalers)
+    PTH = "pth"  # a torch zip, loaded only through the weights-only unpickler
+    DIFFUSERS = "diffusers"  # a diffusers folder with model_index.json
+    SINGLE_FILE = "single_file"  # one .safetensors checkpoint plus a local config folder
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str
+    path: str
+    format: str
+    config: str | None = None
+    source: str = "local"
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.name, "kind": self.kind, "format": self.format, "source": self.source}
+
+
+class Registry:
+    def __init__(self, home: Path) -> None:
+        self.models_dir = home / "models"
+        self.file = self.models_dir / "registry.json"
+
+    def entries(self) -> list[ModelEntry]:
+        if not self.file.exists():
+            return []
+        try:
+            raw = json.loads(self.file.read_text())
+            return [ModelEntry(**item) for item in raw.get("models", [])]
+        except (OSError, ValueError, TypeError) as exc:
+            raise SfumatoError(
+                ErrorCode.INTERNAL,
+                f"the model registry {self.file} cannot be read ({exc}); fix or remove it",
+            ) from None
+
+    def find(self, name: str) -> ModelEntry | None:
+        return next((e for e in self.entries() if e.name == name), None)
+
+    def get(self, name: str) -> ModelEntry:
+        entry = self.find(name)
+        if entry is None:
+            known = ", ".join(e.name for e in self.entries()) or "none yet"
+            raise SfumatoError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"no model named {name!r} (registered: {known}); "
+                "add one with `sfumato models add NAME PATH`",
+            )
+        return entry
+
+    def add(self, entry: ModelEntry) -> None:
+        others = [e for e in self.entries() if e.name != entry.name]
+        self._write(others + [entry])
+
+    def remove(self, name: str) -> bool:
+        entries = self.entries()
+        kept = [e for e in entries if e.name != name]
+        self._write(kept)
+        return len(kept) != len(entries)
+
+    def _write(self, entries: list[ModelEntry]) -> None:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"models": [dataclasses.asdict(e) for e in entries]}, indent=2)
+        # write-then-rename: a crash mid-write never leaves a half registry behind
+        fd, tmp = tempfile.mkstemp(dir=self.models_dir, prefix=".registry-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(body)
+        os.replace(tmp, self.file)

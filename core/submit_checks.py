@@ -1,0 +1,66 @@
+"""Checks a submit must pass before it is queued, so bad input is refused at once, typed."""
+
+from __future__ import annotations
+
+from sfumato.bridge.protocol import ErrorCode, Submit
+from sfumato.bridge.raster import Layout, Raster
+
+from .config import Settings
+from .errors import SfumatoError
+from .models.registry import Registry
+from .tasks import task_spec
+
+IMAGE_LAYOUTS = {Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8,
+                 Layout.GRAY16, Layout.GRAYF32}
+MASK_LAYOUTS = {Layout.GRAY8}
+
+
+def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
+                 registry: Registry) -> None:
+    spec = task_spec(message.task)
+    required = [name for name in spec.inputs if not name.endswith("?")]
+    if not required and not spec.inputs:
+        return
+    if not len(required) <= len(rasters) <= len(spec.inputs):
+        names = ", ".join(n.rstrip("?") for n in spec.inputs)
+        raise SfumatoError(ErrorCode.BAD_PARAMS,
+                           f"{spec.name} takes {names} as rasters; got {len(rasters)}")
+    for name, raster in zip(spec.inputs, rasters, strict=False):
+        _check_raster(name.rstrip("?"), raster, settings)
+    if message.model is not None:
+        _check_model(message.model, spec.model_kinds, settings, registry)
+
+
+def _check_raster(name: str, raster: Raster, settings: Settings) -> None:
+    if raster.is_empty:
+        raise SfumatoError(
+            ErrorCode.EMPTY_IMAGE,
+            f"the {name} is empty ({raster.width}x{raster.height}); pick a layer with pixels",
+        )
+    pixels = raster.width * raster.height
+    if pixels > settings.max_pixels:
+        raise SfumatoError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"the {name} is {raster.width}x{raster.height} ({pixels / 1e6:.0f} MP), over this "
+            f"daemon's limit of {settings.max_pixels / 1e6:.0f} MP; work on a selection, or "
+            "raise max_pixels under [daemon] in SFUMATO_HOME/config.toml",
+        )
+    allowed = MASK_LAYOUTS if name == "mask" else IMAGE_LAYOUTS
+    if raster.layout not in allowed:
+        kinds = ", ".join(sorted(layout.value for layout in allowed))
+        raise SfumatoError(ErrorCode.UNSUPPORTED_LAYOUT,
+                           f"the {name} is {raster.layout.value}; send it as {kinds}")
+
+
+def _check_model(model: str, kinds: frozenset[str], settings: Settings,
+                 registry: Registry) -> None:
+    entry = registry.find(model)
+    if entry is None:
+        if model == settings.default_upscaler:
+            return  # imported on first use from the bundled weights
+        registry.get(model)  # raises UNKNOWN_MODEL with the list of known ids
+        return
+    if entry.kind not in kinds:
+        wanted = " or ".join(sorted(kinds))
+        raise SfumatoError(ErrorCode.WRONG_MODEL_KIND,
+                           f"model {model!r} is a {entry.kind} model; this task needs {wanted}")

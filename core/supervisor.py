@@ -1,0 +1,149 @@
+"""The worker's own process, and the daemon-side handle that watches it.
+
+A crash, a fatal CUDA error or a hard kill ends the child, not the daemon: the supervisor
+notices the pipe closing, starts a fresh child, and the server retries or fails the job.
+Between the processes travel the same codec frames as on the wire: no pickled messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+from multiprocessing.context import SpawnProcess
+from pathlib import Path
+from typing import Any
+
+from sfumato.bridge import codec
+from sfumato.bridge.protocol import Message, StatusReport, Submit
+from sfumato.bridge.raster import Buffer, Raster
+
+from .config import Settings
+
+log = logging.getLogger("sfumato.supervisor")
+
+READY_ID = "worker-ready"
+
+
+class WorkerGone(Exception):
+    """The worker process ended (crash, kill, fatal device error)."""
+
+
+def send_frames(conn: multiprocessing.connection.Connection, frames: list[Buffer]) -> None:
+    conn.send_bytes(len(frames).to_bytes(4, "big"))
+    for frame in frames:
+        conn.send_bytes(frame)
+
+
+def recv_frames(conn: multiprocessing.connection.Connection) -> list[bytes]:
+    count = int.from_bytes(conn.recv_bytes(), "big")
+    return [conn.recv_bytes() for _ in range(count)]
+
+
+def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settings: dict) -> None:
+    """Entry point of the child process."""
+    from .daemon_logging import configure_logging
+    from .worker import Worker
+
+    config = Settings(**{**settings, "home": Path(settings["home"])})
+    configure_logging(config.home, "worker")
+    worker = Worker(config)
+
+    def emit(message: Message, rasters: list[Raster]) -> None:
+        send_frames(conn, codec.encode(message, rasters))
+
+    emit(StatusReport(id=READY_ID, device=worker.device, worker=worker.health()), [])
+    while True:
+        try:
+            frames = recv_frames(conn)
+        except (EOFError, OSError):
+            return  # the daemon went away: nothing left to serve
+        message, rasters = codec.decode(frames)
+        if isinstance(message, Submit):
+            worker.run(message, rasters, emit, cancel)
+
+
+class WorkerSupervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self.cancel_flag = self._ctx.Event()
+        self.process: SpawnProcess | None = None
+        self.conn: multiprocessing.connection.Connection | None = None
+        self.ready = False
+        self.device = "starting"
+        self.health: dict[str, Any] = {}
+        self.restarts = 0
+
+    def start(self) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        settings = {**dataclasses.asdict(self.settings), "home": str(self.settings.home)}
+        self.process = self._ctx.Process(
+            target=worker_main, args=(child, self.cancel_flag, settings), daemon=True,
+            name="sfumato-worker",
+        )
+        self.process.start()
+        child.close()
+        self.conn = parent
+        self.ready = False
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start()
+
+    def fileno(self) -> int:
+        if self.conn is None:
+            raise WorkerGone("worker not started")
+        return self.conn.fileno()
+
+    def send_job(self, job_id: str, task: str, model: str | None, params: dict,
+                 rasters: list[Raster]) -> None:
+        self.cancel_flag.clear()
+        message = Submit(id=job_id, task=task, model=model, params=params)
+        try:
+            send_frames(self._conn(), codec.encode(message, rasters))
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerGone(str(exc)) from None
+
+    def read(self) -> tuple[Message, list[Raster]]:
+        """One event from the worker; raises WorkerGone when it died."""
+        try:
+            frames = recv_frames(self._conn())
+        except (EOFError, OSError) as exc:
+            raise WorkerGone(f"worker exited ({self.exit_description()})") from exc
+        message, rasters = codec.decode(frames)
+        if isinstance(message, StatusReport) and message.id == READY_ID:
+            self.ready = True
+            self.device = message.device
+            self.health = message.worker
+        return message, rasters
+
+    def has_data(self) -> bool:
+        return self.conn is not None and self.conn.poll(0)
+
+    def exit_description(self) -> str:
+        if self.process is None:
+            return "not started"
+        self.process.join(timeout=1.0)
+        code = self.process.exitcode
+        return "still running" if code is None else f"exit code {code}"
+
+    def stop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(timeout=5.0)
+                if self.process.is_alive():
+                    self.process.kill()
+                    self.process.join(timeout=5.0)
+            self.process = None
+
+    def _conn(self) -> multiprocessing.connection.Connection:
+        if self.conn is None:
+            raise WorkerGone("worker not started")
+        return self.conn

@@ -1,0 +1,62 @@
+"""What a task receives and returns. Tasks know nothing of sockets or processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sfumato.bridge.raster import Raster
+
+from .errors import JobCancelled
+from .models.registry import ModelEntry
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class CancelToken:
+    """Checked between tiles and denoising steps; raising ends the job as `cancelled`."""
+
+    flag: CancelFlag | None = None
+
+    def raise_if_cancelled(self) -> None:
+        if self.flag is not None and self.flag.is_set():
+            raise JobCancelled()
+
+
+class ModelProvider(Protocol):
+    def entry(self, model_id: str | None, kinds: frozenset[str], default: str | None) -> ModelEntry:
+        """The registry entry for `model_id` (or the default), checked to be of one of `kinds`."""
+        ...
+
+    def load(self, entry: ModelEntry) -> Any:
+        """The loaded model for `entry`, from the cache when it is there."""
+        ...
+
+
+@dataclass
+class Limits:
+    max_pixels: int = 16384 * 16384
+    max_output_pixels: int = 32768 * 32768
+
+
+@dataclass
+class TaskContext:
+    params: dict[str, Any]
+    rasters: list[Raster]
+    model_id: str | None
+    models: ModelProvider
+    device: str = "cpu"
+    limits: Limits = field(default_factory=Limits)
+    progress: Callable[[int, int, str], None] = lambda step, total, stage: None
+    preview: Callable[[Raster, int], None] = lambda raster, step: None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+@dataclass
+class TaskOutput:
+    rasters: list[Raster]
+    info: dict[str, Any] = field(default_factory=dict)
