@@ -141,6 +141,13 @@ class Client:
             return Job(job_id=reply.job_id, request_id=request.id, position=reply.position)
         raise _unexpected(reply)
 
+    def attach(self, job_id: str) -> Job:
+        """Follow a job submitted earlier, e.g. by a connection that has since gone: its
+        remaining events, or its kept result, come to this client."""
+        request = Fetch(id=self._next_id(), job_id=job_id)
+        self._send(request)
+        return Job(job_id=job_id, request_id=request.id, position=0)
+
     # --- job events ---------------------------------------------------------------------
 
     def events(self, job: Job, should_cancel: Callable[[], bool] | None = None) -> Iterator[Event]:
@@ -178,9 +185,10 @@ class Client:
             message, rasters = event
             last_heard = now
             attempts = 0
+            if isinstance(message, (Pong, Ack)):
+                continue  # heartbeat and fetch/cancel acknowledgements: not job events
             if message.id != job.request_id:
-                if not isinstance(message, (Pong, Ack)):
-                    self._inbox.setdefault(message.id, deque()).append(event)
+                self._inbox.setdefault(message.id, deque()).append(event)
                 continue
             if isinstance(message, Rejected):
                 if message.code == ErrorCode.NOT_FOUND.value:

@@ -8,7 +8,7 @@ from sfumato.bridge.raster import Layout, Raster
 
 from .errors import SfumatoError
 
-_DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<u2"), 4: np.dtype("<f4")}
+_DTYPES: dict[int, np.dtype] = {1: np.dtype(np.uint8), 2: np.dtype("<u2"), 4: np.dtype("<f4")}
 
 
 def raster_to_array(raster: Raster) -> np.ndarray:
@@ -34,7 +34,7 @@ def array_to_raster(array: np.ndarray, layout: Layout) -> Raster:
     if layout is Layout.BGRA8:
         array = array[:, :, [2, 1, 0, 3]]
     data = np.ascontiguousarray(array, dtype=_DTYPES[layout.bytes_per_channel])
-    return Raster(width, height, layout, memoryview(data).cast("B"))
+    return Raster(width, height, layout, memoryview(data).cast("B"))  # type: ignore[arg-type]
 
 
 def to_unit_float(array: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import zmq
@@ -98,17 +99,20 @@ class Daemon:
         self._worker.start()
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._worker.fileno(), zmq.POLLIN)
+        worker_fd = -1
         log.info("serving on %s", self.endpoint)
         try:
             while not self._stopping:
+                if self._worker.fileno() != worker_fd:  # a restarted worker has a new pipe
+                    if worker_fd >= 0:
+                        poller.unregister(worker_fd)
+                    worker_fd = self._worker.fileno()
+                    poller.register(worker_fd, zmq.POLLIN)
                 events = dict(poller.poll(250))
                 if self._socket in events:
                     self._drain_socket()
                 if self._worker.has_data():
-                    poller.unregister(self._worker.fileno())
                     self._drain_worker()
-                    poller.register(self._worker.fileno(), zmq.POLLIN)
                 self._expire_silent_clients()
                 self._start_next_job()
                 if self._idle_too_long():
@@ -302,7 +306,9 @@ class Daemon:
 
     # --- clients that went away ---------------------------------------------------------
 
-    def _reply(self, identity: bytes, message: Message, rasters: list[Raster] = ()) -> None:
+    def _reply(
+        self, identity: bytes, message: Message, rasters: Sequence[Raster] = ()
+    ) -> None:
         frames = codec.encode(message, rasters, self.key)
         try:
             self._socket.send_multipart([identity, *frames], copy=False, flags=zmq.NOBLOCK)
@@ -314,19 +320,16 @@ class Daemon:
             self._client_gone(identity)
 
     def _client_gone(self, identity: bytes) -> None:
+        """Drop a gone client's queued jobs. Its running job finishes and its result is kept,
+        so a plug-in that reconnects (or `Client.attach`) still gets the artist's work."""
         self._last_seen.pop(identity, None)
         for job in self._queue.drop_client(identity):
+            job.state = JobState.CANCELLED
             self._results.put(job.job_id, Cancelled(id=job.request_id, job_id=job.job_id), [])
-        if self._running is not None and self._running.client == identity:
-            # its result is still kept for a fetch; stopping saves the GPU for others
-            self._worker.cancel_flag.set()
 
     def _expire_silent_clients(self) -> None:
         now = time.monotonic()
-        waiting = set(self._queue.clients())
-        if self._running is not None:
-            waiting.add(self._running.client)
-        for identity in waiting:
+        for identity in self._queue.clients():
             seen = self._last_seen.get(identity, now)
             if now - seen > self.settings.client_timeout_s:
                 log.info("client %s silent for %.0f s", identity.hex(), now - seen)

@@ -33,7 +33,11 @@ class ModelProvider(Protocol):
         ...
 
     def load(self, entry: ModelEntry) -> Any:
-        """The loaded model for `entry`, from the cache when it is there."""
+        """The loaded upscaler for `entry`, from the cache when it is there."""
+        ...
+
+    def load_pipeline(self, entry: ModelEntry, task: str) -> Any:
+        """A diffusers pipeline for `entry` shaped for `task`, sharing cached components."""
         ...
 
 

@@ -4,6 +4,7 @@ sockets or processes, so a supervisor process, a test, or a Ray Serve replica ca
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -92,7 +93,7 @@ class Worker:
         emit(Result(id=job_id, job_id=job_id, info=output.info), output.rasters)
 
     def health(self) -> dict[str, Any]:
-        return {"device": self.device, **self.models.describe()}
+        return {"device": self.device, "pid": os.getpid(), **self.models.describe()}
 
 
 def _describe_failure(exc: Exception) -> dict[str, str]:

@@ -1,0 +1,69 @@
+"""A real daemon process on a free loopback port, for integration and host tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sfumato.bridge.client import Client, DaemonUnavailable
+
+
+def free_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@dataclass
+class DaemonProcess:
+    endpoint: str
+    home: Path
+    process: subprocess.Popen
+
+    def client(self, **kwargs) -> Client:
+        return Client(self.endpoint, **{"timeout_s": 30.0, **kwargs})
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SFUMATO_HOME": str(self.home), "SFUMATO_ENDPOINT": self.endpoint}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def start_daemon(home: Path, extra_config: str = "") -> DaemonProcess:
+    home.mkdir(parents=True, exist_ok=True)
+    if extra_config:
+        (home / "config.toml").write_text("[daemon]\n" + extra_config)
+    endpoint = free_endpoint()
+    env = {**os.environ, "SFUMATO_HOME": str(home), "SFUMATO_ENDPOINT": endpoint}
+    log = open(home / "daemon.out", "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sfumato.core", "serve"], env=env, stdout=log, stderr=log,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    daemon = DaemonProcess(endpoint, home, process)
+    deadline = time.monotonic() + 60
+    with Client(endpoint, timeout_s=1.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"daemon exited: {(home / 'daemon.out').read_text()}")
+            try:
+                if client.status().worker.get("ready"):
+                    return daemon
+            except DaemonUnavailable:
+                pass
+            time.sleep(0.1)
+    daemon.stop()
+    raise RuntimeError("daemon did not become ready in 60 s")

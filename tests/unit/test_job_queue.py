@@ -1,0 +1,59 @@
+"""The job queue: fair across clients, bounded with a typed refusal, cancellable."""
+
+from __future__ import annotations
+
+import pytest
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.core.errors import SfumatoError
+from sfumato.core.job_queue import Job, JobQueue
+
+pytestmark = pytest.mark.unit
+
+
+def _job(client: bytes, n: int) -> Job:
+    return Job(job_id=f"{client.decode()}{n}", request_id=str(n), client=client, task="upscale",
+               model=None, params={}, rasters=[])
+
+
+def test_a_batch_client_cannot_starve_another() -> None:
+    queue = JobQueue(max_total=20, max_per_client=10)
+    for n in range(5):
+        queue.push(_job(b"batch", n))
+    queue.push(_job(b"artist", 0))
+    order = [queue.pop_next().job_id for _ in range(6)]
+    assert order.index("artist0") <= 1
+    assert [j for j in order if j.startswith("batch")] == [f"batch{n}" for n in range(5)]
+    assert queue.pop_next() is None
+
+
+def test_positions_follow_round_robin_order() -> None:
+    queue = JobQueue()
+    queue.push(_job(b"a", 0))
+    queue.push(_job(b"a", 1))
+    assert queue.push(_job(b"b", 0)) == 1
+    assert [j.job_id for j in queue.order()] == ["a0", "b0", "a1"]
+
+
+def test_bounds_refuse_with_queue_full() -> None:
+    queue = JobQueue(max_total=3, max_per_client=2)
+    queue.push(_job(b"a", 0))
+    queue.push(_job(b"a", 1))
+    with pytest.raises(SfumatoError) as per_client:
+        queue.push(_job(b"a", 2))
+    assert per_client.value.code is ErrorCode.QUEUE_FULL
+    queue.push(_job(b"b", 0))
+    with pytest.raises(SfumatoError) as total:
+        queue.push(_job(b"c", 0))
+    assert total.value.code is ErrorCode.QUEUE_FULL
+    assert "cancel" in total.value.message
+
+
+def test_remove_and_drop_client() -> None:
+    queue = JobQueue()
+    for n in range(3):
+        queue.push(_job(b"a", n))
+    queue.push(_job(b"b", 0))
+    assert queue.remove("a1").job_id == "a1"
+    assert queue.remove("a1") is None
+    assert [j.job_id for j in queue.drop_client(b"a")] == ["a0", "a2"]
+    assert [j.job_id for j in queue.order()] == ["b0"]
