@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.raster import Layout, Raster  # noqa: E402
+
 from tests.daemon_process import free_endpoint, start_daemon  # noqa: E402
 
 WIDTH, HEIGHT = 3840, 2160

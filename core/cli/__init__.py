@@ -25,7 +25,15 @@ A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import diffusion_cmd, models_cmd, plugins_cmd, serve_cmd, status_cmd, upscale_cmd
+    from . import (
+        diffusion_cmd,
+        doctor_cmd,
+        models_cmd,
+        plugins_cmd,
+        serve_cmd,
+        status_cmd,
+        upscale_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="sfumato", description="Generative image editing for GIMP 3 and Krita, and batch "
@@ -35,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--endpoint", help="daemon address (default: $SFUMATO_ENDPOINT or "
                         "tcp://127.0.0.1:5655)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, models_cmd, plugins_cmd):
+    for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, models_cmd, plugins_cmd,
+                   doctor_cmd):
         module.register(verbs)
     return parser
 

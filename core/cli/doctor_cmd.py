@@ -1,0 +1,49 @@
+"""`sfumato doctor`: what works on this machine, and what to do about what does not."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+
+from sfumato.bridge.client import Client, DaemonUnavailable
+from sfumato.bridge.raster import Layout, Raster
+
+from ..config import load_settings
+from ..models.registry import Registry
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    cmd = verbs.add_parser("doctor", help="check torch, models, the daemon and the transport")
+    cmd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.endpoint)
+    problems = 0
+    print(f"home         {settings.home}")
+    print(f"endpoint     {settings.endpoint}")
+    for package in ("torch", "diffusers", "transformers", "spandrel", "zmq"):
+        found = importlib.util.find_spec(package) is not None
+        problems += not found
+        print(f"{package:13}{'ok' if found else 'missing: pip install sfumato[daemon]'}")
+    if importlib.util.find_spec("torch") is not None:
+        from ..models.torchvision_guard import prepare_spandrel_import
+        from ..worker import pick_device
+
+        print(f"device       {pick_device(settings.device)}")
+        warning = prepare_spandrel_import()
+        print(f"upscalers    {warning or 'all architectures available'}")
+    entries = Registry(settings.home).entries()
+    print(f"models       {len(entries)} registered" + ("" if entries else
+          " (the default upscaler is imported on first use)"))
+    with Client(settings.endpoint, timeout_s=2.0) as client:
+        try:
+            layer = Raster(3840, 2160, Layout.RGBA8, bytes(3840 * 2160 * 4))
+            start = time.perf_counter()
+            client.ping([layer])
+            elapsed = time.perf_counter() - start
+            print(f"daemon       answers; a 4K layer round trip took {elapsed * 1e3:.0f} ms")
+        except DaemonUnavailable:
+            print("daemon    not running (any command that needs it starts one)")
+    return 1 if problems else 0
