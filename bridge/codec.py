@@ -110,7 +110,7 @@ def _build(cls: type[Message], request_id: str, content: dict[str, Any]) -> Mess
             continue  # absent fields take their defaults; unknown ones are ignored
         value = content[f.name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if not _same_kind(default, value):
+        if not _same_kind(default, value, str(f.type)):
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE,
                 f"{cls.TYPE.value}.{f.name} has the wrong type ({type(value).__name__})",
@@ -120,9 +120,13 @@ def _build(cls: type[Message], request_id: str, content: dict[str, Any]) -> Mess
     return cls(id=request_id, **values)
 
 
-def _same_kind(default: Any, value: Any) -> bool:
-    if default is None:
-        return value is None or isinstance(value, str)
+_OPTIONAL_KINDS = {"str": str, "dict": dict, "list": list, "int": int}
+
+
+def _same_kind(default: Any, value: Any, annotation: str) -> bool:
+    if default is None:  # an optional field: None, or what its annotation names
+        kind = _OPTIONAL_KINDS.get(annotation.split("[")[0].split("|")[0].strip(), str)
+        return value is None or (isinstance(value, kind) and not isinstance(value, bool))
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, int):

@@ -28,6 +28,9 @@ json_values = st.recursive(
 def _value_for(field: dataclasses.Field, draw) -> object:
     default = field.default_factory() if field.default_factory is not dataclasses.MISSING \
         else field.default
+    if default is None and str(field.type).startswith("dict"):
+        return draw(st.one_of(st.none(), st.dictionaries(st.text(max_size=8), json_values,
+                                                         max_size=3)))
     if default is None:
         return draw(st.one_of(st.none(), st.text(max_size=30)))
     if isinstance(default, bool):
