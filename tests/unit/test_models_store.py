@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.cache import ModelCache

@@ -27,6 +27,7 @@ def test_wheel_layout_and_entry_point(wheel: Path) -> None:
     assert "sfumato/bridge/codec.py" in names
     assert "sfumato/core/server.py" in names
     assert "sfumato/core/tasks/upscale.py" in names
+    assert "sfumato/plugins/gimp/sfumato_gimp/sfumato_gimp.py" in names
     assert not any(n.startswith(("core/", "bridge/", "tests/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "sfumato = sfumato.core.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

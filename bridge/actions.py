@@ -1,0 +1,241 @@
+"""The use cases GIMP and Krita share: read from the host, send one request, stream progress,
+write the result as new layers.
+
+Every action returns an `ActionOutcome` and never raises for things an artist can cause (no
+daemon, nothing selected, a job that failed or was cancelled): the host gets a readable
+message and the document stays as it was. Layers are made only once the result has arrived,
+all inside one undo group.
+
+Selection-only upscale (a choice): the selection's bounding box is upscaled and added as a
+new layer `scale` times its size, its top-left on the selection's top-left; the document is
+not resized, so the new layer usually reaches past the selection (and maybe the canvas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .client import Client, ClientError, JobCancelledError, JobOutcome
+from .host import HostDocument
+from .protocol import Message, Progress
+from .raster import Layout, Raster
+from .selection import Rect, crop, mask_bounds
+
+PING_TIMEOUT_S = 2.0  # "no daemon" must reach the artist within seconds, not a job timeout
+UPSCALE_CONTEXT = 96  # layer pixels around a selection: Real-ESRGAN sees that far, so its
+# result matches a whole-layer upscale at the selection's edges too
+
+# What the daemon's tasks assume when a request leaves these out (core/tasks/*.py); sent
+# explicitly so that the crop made here and the daemon's own use the same numbers.
+DIFFUSION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "inpaint": {"grow": 4, "feather": 16, "context": 64},
+    "refine": {"grow": 0, "feather": 16, "context": 32},
+}
+# Layouts each task reads; a float image goes to the diffusion tasks as 16-bit.
+DIFFUSION_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16)
+UPSCALE_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32)
+
+NOTHING_SELECTED = "Nothing is selected: select the area to {verb} first. The image is unchanged."
+SELECTION_MISSES_LAYER = (
+    "The selection does not cover any pixel of the active layer: select part of that layer, "
+    "or pick the layer under the selection. The image is unchanged."
+)
+
+
+class ActionError(Exception):
+    """Something the artist can fix; the message says what."""
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    ok: bool
+    message: str = ""
+    layers: tuple[str, ...] = ()  # names of the layers added, in order (the first ends on top)
+
+
+def inpaint_selection(host: HostDocument, client: Client, params: Mapping[str, Any],
+                      model: str | None) -> ActionOutcome:
+    """Repaint the selected area of the active layer from `params["prompt"]`."""
+    return _guarded(host, lambda: _diffuse(host, client, "inpaint", params, model, True))
+
+
+def refine(host: HostDocument, client: Client, params: Mapping[str, Any],
+           model: str | None) -> ActionOutcome:
+    """Rework the selected area (or, with no selection, the whole active layer)."""
+    return _guarded(host, lambda: _diffuse(host, client, "refine", params, model, False))
+
+
+def upscale_layer(host: HostDocument, client: Client, scale: float | None, model: str | None,
+                  selection_only: bool, tile: int = 0) -> ActionOutcome:
+    """Upscale the active layer, growing the image with it; or only the selection (see the
+    module note). `scale` None or 0 means the model's own factor."""
+    return _guarded(host, lambda: _upscale(host, client, scale, model, selection_only, tile))
+
+
+# --- the work -----------------------------------------------------------------------------
+
+
+def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str, Any],
+             model: str | None, need_selection: bool) -> ActionOutcome:
+    client.ping(timeout_s=PING_TIMEOUT_S)
+    layer = host.layer_bounds()
+    whole = _whole(layer)
+    given = {key: value for key, value in params.items() if value is not None}
+    full = {**DIFFUSION_DEFAULTS[task], **given}
+    host.progress(0.0, f"sfumato {task}: reading the selection")
+    mask = host.read_selection(whole)
+    bounds = mask_bounds(mask) if mask is not None else None
+    if mask is not None and bounds is None:
+        raise ActionError(SELECTION_MISSES_LAYER)
+    if mask is None or bounds is None:
+        if need_selection:
+            raise ActionError(NOTHING_SELECTED.format(verb=task))
+        area, rasters = whole, [host.read_pixels(whole, DIFFUSION_LAYOUTS)]
+    else:
+        # Only the selection's box plus room for grow, feather and context goes over the wire.
+        margin = 2 * (int(full["grow"]) + int(full["feather"])) + int(full["context"])
+        area = bounds.grown(margin).clamped(whole)
+        rasters = [host.read_pixels(area, DIFFUSION_LAYOUTS), crop(mask, area)]
+    outcome = _run(host, client, task, {**full, "origin": [area.x, area.y]}, rasters, model)
+    info = outcome.result.info
+    dx, dy = _offset(info, (area.x, area.y))
+    names = _layer_names(task, info, len(outcome.rasters))
+    with host.undo_group(f"sfumato {task}"):
+        for raster, name in zip(outcome.rasters, names, strict=True):
+            host.add_layer(raster, layer.x + dx, layer.y + dy, name)
+    return ActionOutcome(True, "", tuple(names))
+
+
+def _upscale(host: HostDocument, client: Client, scale: float | None, model: str | None,
+             selection_only: bool, tile: int) -> ActionOutcome:
+    client.ping(timeout_s=PING_TIMEOUT_S)
+    layer = host.layer_bounds()
+    whole = _whole(layer)
+    params: dict[str, Any] = {"tile": int(tile)}
+    if scale:
+        params["scale"] = float(scale)
+    if selection_only:
+        return _upscale_selection(host, client, params, model, layer)
+    outcome = _run(host, client, "upscale", params, [host.read_pixels(whole, UPSCALE_LAYOUTS)],
+                   model)
+    raster = outcome.rasters[0]
+    factor = _factor(outcome.result.info, raster, whole)
+    name = _upscale_name(outcome.result.info, factor, "")
+    with host.undo_group(name):
+        host.scale_image(factor)
+        scaled = host.layer_bounds()  # the host moved and scaled the source with the image
+        host.add_layer(raster, scaled.x, scaled.y, name)
+    return ActionOutcome(True, "", (name,))
+
+
+def _upscale_selection(host: HostDocument, client: Client, params: dict[str, Any],
+                       model: str | None, layer: Rect) -> ActionOutcome:
+    mask = host.read_selection(_whole(layer))
+    if mask is None:
+        raise ActionError(NOTHING_SELECTED.format(verb="upscale"))
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        raise ActionError(SELECTION_MISSES_LAYER)
+    area = bounds.grown(UPSCALE_CONTEXT).clamped(_whole(layer))
+    params = {**params, "region": [bounds.x - area.x, bounds.y - area.y, bounds.width,
+                                   bounds.height]}
+    outcome = _run(host, client, "upscale", params, [host.read_pixels(area, UPSCALE_LAYOUTS)],
+                   model)
+    raster = outcome.rasters[0]
+    factor = _factor(outcome.result.info, raster, bounds)
+    if not _about(raster.width, bounds.width * factor) or \
+            not _about(raster.height, bounds.height * factor):
+        raise ActionError(
+            f"the daemon returned {raster.width}x{raster.height} pixels for a "
+            f"{bounds.width}x{bounds.height} selection at x{factor:g}; update the daemon "
+            "(`sfumato serve`) to one that upscales regions. The image is unchanged."
+        )
+    name = _upscale_name(outcome.result.info, factor, " (selection)")
+    with host.undo_group(name):
+        host.add_layer(raster, layer.x + bounds.x, layer.y + bounds.y, name)
+    return ActionOutcome(True, "", (name,))
+
+
+def _run(host: HostDocument, client: Client, task: str, params: dict[str, Any],
+         rasters: Sequence[Raster], model: str | None) -> JobOutcome:
+    label = f"sfumato {task}"
+    host.progress(0.0, f"{label}: sending")
+
+    def on_event(message: Message, _rasters: list[Raster]) -> None:
+        if isinstance(message, Progress) and message.total > 0:
+            text = f"{label}: {message.stage}" if message.stage else label
+            host.progress(min(1.0, message.step / message.total), text)
+
+    outcome = client.run(task, params, rasters, model or None, on_event=on_event,
+                         should_cancel=host.cancel_requested)
+    if not outcome.rasters:
+        raise ActionError(f"the daemon returned no image for {task}. The image is unchanged.")
+    host.progress(1.0, f"{label}: adding the result")
+    return outcome
+
+
+def _guarded(host: HostDocument, work: Callable[[], ActionOutcome]) -> ActionOutcome:
+    try:
+        return work()
+    except ActionError as exc:
+        message = str(exc)
+    except JobCancelledError:
+        message = "sfumato: cancelled. The image is unchanged."
+    except ClientError as exc:
+        message = f"sfumato: {exc.message.rstrip('. ')}. The image is unchanged."
+    host.show_message(message)
+    return ActionOutcome(False, message)
+
+
+# --- small pieces ---------------------------------------------------------------------
+
+
+def _whole(layer: Rect) -> Rect:
+    if layer.is_empty:
+        raise ActionError("The active layer has no pixels. The image is unchanged.")
+    return Rect(0, 0, layer.width, layer.height)
+
+
+def _offset(info: Mapping[str, Any], default: tuple[int, int]) -> tuple[int, int]:
+    """Where the result goes, in layer coordinates (the task adds the `origin` we sent)."""
+    offset = info.get("offset")
+    if isinstance(offset, (list, tuple)) and len(offset) == 2:
+        return int(offset[0]), int(offset[1])
+    return default
+
+
+def _layer_names(task: str, info: Mapping[str, Any], count: int) -> list[str]:
+    """The task's own names when it sent them, else "sfumato <task> (seed N)"."""
+    names = info.get("names")
+    if isinstance(names, list) and len(names) == count and all(
+            isinstance(n, str) and n for n in names):
+        return names
+    name = info.get("name")
+    if count == 1 and isinstance(name, str) and name:
+        return [name]
+    seeds = info.get("seeds")
+    if not isinstance(seeds, list) or len(seeds) != count:
+        seeds = [info.get("seed") if count == 1 else None] * count
+    if count == 1 and seeds[0] is None:
+        return [f"sfumato {task}"]
+    return [f"sfumato {task} ({f'seed {seed}' if seed is not None else f'{i + 1} of {count}'})"
+            for i, seed in enumerate(seeds)]
+
+
+def _factor(info: Mapping[str, Any], raster: Raster, source: Rect) -> float:
+    scale = info.get("scale")
+    if isinstance(scale, (int, float)) and scale > 0:
+        return float(scale)
+    return raster.width / source.width
+
+
+def _about(size: int, expected: float) -> bool:
+    return abs(size - expected) <= 1
+
+
+def _upscale_name(info: Mapping[str, Any], factor: float, suffix: str) -> str:
+    model = info.get("model")
+    via = f" {model}" if isinstance(model, str) and model else ""
+    return f"sfumato upscale x{factor:g}{via}{suffix}"

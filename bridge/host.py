@@ -1,0 +1,58 @@
+"""What an editor adapter (GIMP, Krita, a test double) offers to the shared actions.
+
+Coordinates: a `Rect` given to `read_pixels` / `read_selection` is in the ACTIVE LAYER's
+coordinates (0, 0 = the layer's top-left pixel); positions given to `add_layer` are in IMAGE
+coordinates. `layer_bounds()` links the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from .raster import Layout, Raster
+from .selection import Rect
+
+
+class HostDocument(Protocol):
+    def layer_bounds(self) -> Rect:
+        """The active layer's offset in the image and its size."""
+        ...
+
+    def read_pixels(self, rect: Rect, accepted: Collection[Layout]) -> Raster:
+        """The active layer's pixels in `rect`, straight alpha, in the layout that matches the
+        image's precision (rgba8 / rgba16, sRGB-encoded, or rgbaf32, linear) when `accepted`
+        holds it, else the most precise accepted layout the host can convert to."""
+        ...
+
+    def read_selection(self, rect: Rect) -> Raster | None:
+        """The selection over `rect` as a gray8 mask (255 = selected), or None when nothing
+        is selected. Outside the canvas counts as not selected."""
+        ...
+
+    def add_layer(self, raster: Raster, x: int, y: int, name: str) -> None:
+        """A new layer holding `raster`, its top-left at image position (x, y), directly
+        above the source layer. The source layer and the selection stay as they are."""
+        ...
+
+    def scale_image(self, factor: float) -> None:
+        """Scale the whole image and every layer with it, like Image > Scale Image;
+        afterwards `layer_bounds()` reports the scaled source layer."""
+        ...
+
+    def progress(self, fraction: float, text: str) -> None:
+        """Show progress; `fraction` is in [0, 1]."""
+        ...
+
+    def cancel_requested(self) -> bool:
+        """True once the artist asked to stop the running job."""
+        ...
+
+    def undo_group(self, name: str) -> AbstractContextManager[None]:
+        """Everything done inside is one undo step."""
+        ...
+
+    def show_message(self, text: str) -> None:
+        """Tell the artist something went wrong (or why nothing happened)."""
+        ...

@@ -1,0 +1,43 @@
+"""How much memory a device has free right now, for sizing work such as tiles."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_FALLBACK_BYTES = 2 << 30  # when nothing can be read: assume a small machine
+
+
+def free_bytes(device: torch.device) -> int:
+    """Free memory on `device`: CUDA's own count for a GPU, MemAvailable for the CPU."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return _available_ram()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure worth retrying with smaller pieces."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(exc, oom_type):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _available_ram() -> int:
+    # MemAvailable counts reclaimable page cache, unlike SC_AVPHYS_PAGES (free pages only).
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return _FALLBACK_BYTES

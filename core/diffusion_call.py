@@ -1,0 +1,135 @@
+"""One call of a diffusers pipeline, the same way for every family the tasks use (SD 1.5,
+SDXL, FLUX; inpaint, img2img and fill pipelines): what size it works at, how long a prompt it
+reads, and the keyword arguments each pipeline class takes."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .imaging import from_float
+
+MAX_SCHEDULE = 1000  # diffusion models are trained on 1000 timesteps
+
+
+@dataclass(frozen=True)
+class Geometry:
+    native_pixels: int  # the area the model was trained at
+    multiple: int  # each side a multiple of this (VAE factor, x2 for FLUX's 2x2 packing)
+
+
+def geometry(pipe: Any, resolution: int | None = None) -> Geometry:
+    """The model's working size; `resolution` (a square's side) overrides its native one."""
+    scale = int(getattr(pipe, "vae_scale_factor", 8))
+    packed = hasattr(pipe, "transformer")  # FLUX packs 2x2 latent patches into tokens
+    multiple = scale * 2 if packed else scale
+    if resolution is None:
+        unet = getattr(pipe, "unet", None)
+        sample = unet.config.sample_size if unet is not None else None
+        if not isinstance(sample, int):
+            sample = int(getattr(pipe, "default_sample_size", 128))
+        resolution = sample * scale
+    return Geometry(native_pixels=resolution * resolution, multiple=multiple)
+
+
+def is_flux(pipe: Any) -> bool:
+    return type(pipe).__name__.startswith("Flux")
+
+
+def default_guidance(pipe: Any) -> float:
+    name = type(pipe).__name__
+    if name == "FluxFillPipeline":
+        return 30.0  # FLUX Fill is guidance-distilled at high values
+    return 3.5 if is_flux(pipe) else 7.0
+
+
+def fit_prompts(pipe: Any, prompt: str, negative_prompt: str) -> tuple[str, str, list[str]]:
+    """The prompt and negative prompt as the model will read them, and what the artist should
+    be told about the difference (cut prompts, an ignored negative prompt)."""
+    prompt, cut = _fit_prompt(pipe, prompt, "prompt")
+    negative, cut_negative = _fit_prompt(pipe, negative_prompt, "negative prompt")
+    warnings = [w for w in (cut, cut_negative) if w]
+    if negative and is_flux(pipe):
+        warnings.append("FLUX models do not use a negative prompt; it was ignored")
+        negative = ""
+    return prompt, negative, warnings
+
+
+def _fit_prompt(pipe: Any, text: str, what: str) -> tuple[str, str | None]:
+    # SD and SDXL read 75 CLIP tokens; FLUX reads its T5 encoder's sequence (its CLIP part
+    # only pools the start, by design, so that limit is not reported)
+    if not text:
+        return text, None
+    if is_flux(pipe):
+        tokenizer, limit = pipe.tokenizer_2, 511  # max_sequence_length 512, one for </s>
+    else:
+        tokenizer = pipe.tokenizer
+        limit = int(tokenizer.model_max_length) - 2  # start and end tokens
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    if len(ids) <= limit:
+        return text, None
+    cut = tokenizer.decode(ids[:limit], skip_special_tokens=True).strip()
+    warning = (
+        f"the {what} is {len(ids)} tokens long and this model reads {limit}; "
+        f"everything after \"{cut[-40:]}\" was left out"
+    )
+    return cut, warning
+
+
+def schedule_steps(steps: int, strength: float) -> int:
+    """Steps to schedule so at least one runs: img2img-style pipelines run steps x strength."""
+    if strength >= 1.0 or steps * strength >= 1.0:
+        return steps
+    return min(MAX_SCHEDULE, max(steps, math.ceil(1.0 / strength)))
+
+
+def expected_steps(steps: int, strength: float) -> int:
+    scheduled = schedule_steps(steps, strength)
+    return max(1, min(scheduled, int(scheduled * min(strength, 1.0))))
+
+
+def generate(
+    pipe: Any,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    prompt: str,
+    negative_prompt: str,
+    steps: int,
+    guidance: float | None,
+    strength: float,
+    seed: int,
+    callback: Any,
+) -> np.ndarray:
+    """Run `pipe` once on float RGB `image` (already at a size the model takes) and return the
+    generated float32 RGB image of the same size. `mask` (float, > 0 = regenerate) is used by
+    pipelines that take one; the seed drives a CPU generator so results repeat on any device."""
+    import torch
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    accepted = inspect.signature(pipe.__call__).parameters
+    kwargs: dict[str, Any] = {
+        "prompt": prompt,
+        "image": Image.fromarray(from_float(image, np.dtype(np.uint8)), "RGB"),
+        "num_inference_steps": schedule_steps(steps, strength),
+        "guidance_scale": default_guidance(pipe) if guidance is None else guidance,
+        "generator": torch.Generator(device="cpu").manual_seed(seed),
+        "output_type": "np",
+        "callback_on_step_end": callback,
+    }
+    if "strength" in accepted:
+        kwargs["strength"] = strength
+    if "mask_image" in accepted:
+        selected = np.full((height, width), 255, np.uint8) if mask is None else mask > 0
+        kwargs["mask_image"] = Image.fromarray(np.where(selected, 255, 0).astype(np.uint8), "L")
+    if "height" in accepted:
+        kwargs["height"], kwargs["width"] = height, width
+    if negative_prompt and "negative_prompt" in accepted:
+        kwargs["negative_prompt"] = negative_prompt
+    result = pipe(**kwargs)
+    return np.asarray(result.images[0], dtype=np.float32)

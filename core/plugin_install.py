@@ -1,0 +1,154 @@
+"""Install the GIMP 3 plug-in: its files, the bridge vendored beside them, and a check that
+GIMP's Python can import pyzmq (the plug-in's one dependency beyond the standard library).
+
+Layout written: DEST/sfumato_gimp/sfumato_gimp.py (executable; GIMP runs a plug-in only from
+a folder named like its file), the other plug-in modules, and DEST/sfumato_gimp/sfumato/bridge/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sfumato.bridge.protocol import ErrorCode
+
+from .errors import SfumatoError
+
+PLUGIN_NAME = "sfumato_gimp"
+GIMP_VERSION_DIR = "3.0"
+
+
+def install_plugin(host: str, dest: str | None) -> str:
+    """Install the plug-in for `host` into `dest` (default: the editor's user plug-ins
+    folder) and return a short report for the terminal."""
+    if host != "gimp":
+        raise SfumatoError(ErrorCode.BAD_PARAMS, f"no plug-in installer for {host!r}; use gimp")
+    plugins_dir = Path(dest).expanduser() if dest else gimp_plugins_dir()
+    target = plugins_dir / PLUGIN_NAME
+    _copy_plugin(plugin_source(), bridge_source(), target)
+    lines = [f"installed the GIMP plug-in in {target}",
+             "restart GIMP; the actions are under Filters > sfumato"]
+    lines.extend(pyzmq_report())
+    return "\n".join(lines)
+
+
+def gimp_plugins_dir() -> Path:
+    """GIMP 3's user plug-ins folder on this OS (GIMP3_DIRECTORY wins, as in GIMP)."""
+    override = os.environ.get("GIMP3_DIRECTORY")
+    if override:
+        return Path(override).expanduser() / "plug-ins"
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        flatpak = home / ".var" / "app" / "org.gimp.GIMP" / "config"
+        native = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        # A Flatpak GIMP reads only its sandboxed config; prefer it when only it exists.
+        has_native = (native / "GIMP" / GIMP_VERSION_DIR).is_dir()
+        base = flatpak if (flatpak / "GIMP").is_dir() and not has_native else native
+    return base / "GIMP" / GIMP_VERSION_DIR / "plug-ins"
+
+
+def plugin_source() -> Path:
+    """The plug-in's source folder: package data of an installed wheel (`sfumato.plugins`),
+    else the checkout beside core/ (editable installs)."""
+    try:
+        spec = importlib.util.find_spec("sfumato.plugins")
+    except ImportError:
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    candidates = [Path(p) / "gimp" / PLUGIN_NAME for p in locations]
+    candidates.append(Path(__file__).resolve().parent.parent / "plugins" / "gimp" / PLUGIN_NAME)
+    for folder in candidates:
+        if (folder / f"{PLUGIN_NAME}.py").is_file():
+            return folder
+    raise SfumatoError(ErrorCode.NOT_FOUND,
+                       "the GIMP plug-in's files are not in this sfumato install; reinstall it")
+
+
+def bridge_source() -> Path:
+    spec = importlib.util.find_spec("sfumato.bridge")
+    if spec is None or spec.origin is None:
+        raise SfumatoError(ErrorCode.NOT_FOUND, "sfumato.bridge is not importable; reinstall")
+    return Path(spec.origin).parent
+
+
+def _copy_plugin(source: Path, bridge: Path, target: Path) -> None:
+    # Build beside the target, then swap, so a failed copy never leaves half a plug-in.
+    staging = target.with_name(target.name + ".installing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for path in sorted(source.glob("*.py")):
+        shutil.copy2(path, staging / path.name)
+    (staging / f"{PLUGIN_NAME}.py").chmod(0o755)
+    # no sfumato/__init__.py: `sfumato` stays a namespace package, as in the wheel
+    vendored = staging / "sfumato" / "bridge"
+    vendored.mkdir(parents=True)
+    for path in sorted(bridge.glob("*.py")):
+        shutil.copy2(path, vendored / path.name)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+# --- does GIMP's Python have pyzmq? -------------------------------------------------------
+
+
+def gimp_python() -> str | None:
+    """The interpreter GIMP runs Python plug-ins with, as far as can be told from here."""
+    for interp in _interp_files():
+        for line in interp.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("python3", "python") and value.strip():
+                return value.strip()
+    if sys.platform.startswith("linux") and Path("/usr/bin/python3").exists():
+        return "/usr/bin/python3"  # distro GIMP: `#!/usr/bin/env python3` finds the system one
+    return shutil.which("python3") or shutil.which("python")
+
+
+def _interp_files() -> list[Path]:
+    roots = [Path("/usr/lib/gimp"), Path("/usr/local/lib/gimp"),
+             Path("/Applications/GIMP.app/Contents/Resources/lib/gimp")]
+    roots += Path("/usr/lib").glob("*/gimp")
+    for env in ("ProgramFiles", "LOCALAPPDATA"):
+        base = os.environ.get(env)
+        if base:
+            roots.append(Path(base) / "GIMP 3" / "lib" / "gimp")
+            roots.append(Path(base) / "Programs" / "GIMP 3" / "lib" / "gimp")
+    found: list[Path] = []
+    for root in roots:
+        found.extend(sorted((root / GIMP_VERSION_DIR / "interpreters").glob("*.interp")))
+    return [path for path in found if path.name != "default.interp"]
+
+
+def pyzmq_report() -> list[str]:
+    python = gimp_python()
+    if python is None:
+        return ["could not find the Python GIMP uses; make sure it can `import zmq`:",
+                *_pyzmq_howto("python3")]
+    try:
+        check = subprocess.run([python, "-c", "import zmq; print(zmq.pyzmq_version())"],
+                               capture_output=True, text=True, timeout=30)
+        version = check.stdout.strip() if check.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    if version:
+        return [f"pyzmq {version} is importable by {python} (the Python GIMP uses): ready"]
+    return [f"pyzmq is NOT importable by {python}, the Python GIMP uses; install it:",
+            *_pyzmq_howto(python)]
+
+
+def _pyzmq_howto(python: str) -> list[str]:
+    if sys.platform == "win32" or sys.platform == "darwin":
+        return [f"  {python} -m pip install --user pyzmq   (GIMP's bundled Python; if it has no "
+                f"pip, run `{python} -m ensurepip --user` first)"]
+    return ["  Debian/Ubuntu: sudo apt install python3-zmq",
+            "  Fedora: sudo dnf install python3-zmq    Arch: sudo pacman -S python-pyzmq",
+            f"  otherwise: {python} -m pip install --user pyzmq",
+            "  Flatpak GIMP: its sandbox has its own Python; pip-install pyzmq inside it"]

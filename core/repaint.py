@@ -1,0 +1,91 @@
+"""Repaint one crop of a layer with a diffusion pipeline, once per seed, and return the result
+layers: crop -> the model's native size -> pipeline -> back to the crop's size -> colour match
+-> RGBA layer whose alpha is the soft mask."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .diffusion_call import Geometry, expected_steps, generate
+from .imaging import (
+    compose_result_layer,
+    match_colours,
+    native_size,
+    resize_mask,
+    resize_rgb,
+    rgb_over_grey,
+    to_float,
+)
+from .progress import PreviewSink, StepProgress
+from .task_api import CancelToken
+
+PREVIEW_EVERY = 4
+
+
+@dataclass(frozen=True)
+class Prompting:
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance: float | None
+    strength: float
+
+
+def repaint(
+    pipe: Any,
+    crop_rgba: np.ndarray,
+    soft: np.ndarray,
+    seeds: tuple[int, ...],
+    prompting: Prompting,
+    geometry: Geometry,
+    *,
+    keep_alpha: bool,
+    progress: Callable[[int, int, str], None],
+    preview: PreviewSink | None,
+    cancel: CancelToken,
+) -> list[np.ndarray]:
+    """One RGBA layer (the crop's size and dtype) per seed; see `compose_result_layer`."""
+    height, width = crop_rgba.shape[:2]
+    size = native_size(width, height, geometry.native_pixels, geometry.multiple)
+    model_image = resize_rgb(rgb_over_grey(crop_rgba), size)
+    model_mask = resize_mask((soft > 0).astype(np.float32), size)
+    # known pixels (outside the soft mask, not transparent) tell the model's colour drift
+    known = np.where(soft == 0, to_float(crop_rgba[..., 3]), 0.0)
+    per_variant = expected_steps(prompting.steps, prompting.strength)
+    layers = []
+    for index, seed in enumerate(seeds):
+        cancel.raise_if_cancelled()
+
+        # one bar over all variants; `steps` is what the pipeline really runs per variant
+        def report(step: int, steps: int, stage: str, index: int = index) -> None:
+            progress(index * steps + step, steps * len(seeds), stage)
+
+        callback = StepProgress(
+            report,
+            cancel,
+            total=per_variant,
+            stage="denoise" if len(seeds) == 1 else f"variant {index + 1}/{len(seeds)}",
+            preview=preview,
+            preview_every=PREVIEW_EVERY,
+            image_size=size,
+        )
+        generated = generate(
+            pipe,
+            model_image,
+            model_mask,
+            prompt=prompting.prompt,
+            negative_prompt=prompting.negative_prompt,
+            steps=prompting.steps,
+            guidance=prompting.guidance,
+            strength=prompting.strength,
+            seed=seed,
+            callback=callback,
+        )
+        generated = resize_rgb(generated, (width, height))
+        generated = match_colours(generated, crop_rgba, known)
+        layers.append(compose_result_layer(generated, crop_rgba, soft, keep_alpha=keep_alpha))
+    return layers

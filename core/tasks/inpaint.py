@@ -1,0 +1,87 @@
+"""Inpaint: repaint the selected part of a layer from a prompt, as a new layer above it.
+
+Inputs: rasters[0] the layer (or a crop of it: pass its offset in layer pixels as `origin`),
+rgba8/bgra8/rgba16; rasters[1] the selection as gray8 of the same size.
+Params: prompt, negative_prompt, steps (30), guidance (the model's usual), strength (1.0),
+seed (random), variants (1), grow (4), feather (16), context (64), origin ([0, 0]),
+resolution (the model's native side).
+Output: one RGBA layer per variant, covering the selection plus context; its alpha is the
+feathered selection, so everything outside it stays as it was. info: offset, seed, seeds,
+name, names, warnings.
+"""
+
+from __future__ import annotations
+
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Layout
+
+from ..diffusion_call import fit_prompts, geometry
+from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
+from ..errors import SfumatoError
+from ..imaging import selection_bbox, selection_crop
+from ..raster_arrays import array_to_raster
+from ..repaint import Prompting, repaint
+from ..task_api import TaskContext, TaskOutput
+
+NAME = "inpaint"
+MODEL_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
+DEFAULTS = Defaults(steps=30, strength=1.0, grow=4, feather=16, context=64)
+
+
+def run(ctx: TaskContext) -> TaskOutput:
+    # 1. Check everything the request says before any model is loaded.
+    params = read_params(ctx.params, DEFAULTS)
+    layer, layout = read_layer(ctx)
+    mask = read_mask(ctx, layer.shape[:2], required=True)
+    selected = None if mask is None else selection_bbox(mask)
+    if mask is None or selected is None:
+        raise SfumatoError(
+            ErrorCode.EMPTY_SELECTION,
+            "nothing is selected; select the area to repaint first",
+        )
+
+    # 2. The model, loaded (or found in the cache) as an inpainting pipeline.
+    entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
+    pipe = ctx.models.load_pipeline(entry, NAME)
+    model_size = geometry(pipe, params.resolution)
+
+    # 3. Work on the selection's box plus context only, never on the whole layer.
+    crop, soft = selection_crop(
+        mask, selected, params.grow, params.feather, params.context, model_size.multiple
+    )
+
+    # 4. Prompts as the model reads them; the artist is told what was cut or ignored.
+    prompt, negative, warnings = fit_prompts(pipe, params.prompt, params.negative_prompt)
+
+    # 5. One repaint per seed; each becomes a layer the crop's size.
+    preview_layout = Layout.RGBA8
+    layers = repaint(
+        pipe,
+        layer[crop.slices],
+        soft,
+        params.seeds,
+        Prompting(prompt, negative, params.steps, params.guidance, params.strength),
+        model_size,
+        keep_alpha=False,  # fill transparent holes too: that is what inpainting is for
+        progress=ctx.progress,
+        preview=lambda image, step: ctx.preview(array_to_raster(image, preview_layout), step),
+        cancel=ctx.cancel,
+    )
+
+    names = [_layer_name(params.prompt, seed) for seed in params.seeds]
+    return TaskOutput(
+        rasters=[array_to_raster(pixels, layout) for pixels in layers],
+        info={
+            "offset": [params.origin[0] + crop.x0, params.origin[1] + crop.y0],
+            "seed": params.seeds[0],
+            "seeds": list(params.seeds),
+            "name": names[0],
+            "names": names,
+            "warnings": warnings,
+        },
+    )
+
+
+def _layer_name(prompt: str, seed: int) -> str:
+    short = prompt if len(prompt) <= 30 else prompt[:29].rstrip() + "\u2026"
+    return f"Inpaint: {short} (seed {seed})" if short else f"Inpaint (seed {seed})"

@@ -1,0 +1,95 @@
+"""Refine: redraw a layer (or the selected part of it) guided by a prompt, keeping as much of
+it as `strength` says, as a new layer above it.
+
+Inputs: rasters[0] the layer (or a crop of it: pass its offset in layer pixels as `origin`),
+rgba8/bgra8/rgba16; rasters[1], optional, the selection as gray8 of the same size (absent: the
+whole layer).
+Params: strength (required, 0 to 1; 0 returns the layer unchanged without running a model),
+prompt, negative_prompt, steps (30; the schedule, of which strength x steps run), guidance
+(the model's usual), seed (random), variants (1), grow (0), feather (16), context (32),
+origin ([0, 0]), resolution (the model's native side).
+Output: one RGBA layer per variant; its alpha is the feathered selection times the layer's own
+alpha, so a refined cut-out keeps its shape. info: offset, seed, seeds, name, names, warnings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Layout
+
+from ..diffusion_call import fit_prompts, geometry
+from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
+from ..errors import SfumatoError
+from ..imaging import Box, selection_bbox, selection_crop
+from ..raster_arrays import array_to_raster
+from ..repaint import Prompting, repaint
+from ..task_api import TaskContext, TaskOutput
+
+NAME = "refine"
+MODEL_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
+DEFAULTS = Defaults(steps=30, strength=None, grow=0, feather=16, context=32)
+
+
+def run(ctx: TaskContext) -> TaskOutput:
+    # 1. Check everything the request says before any model is loaded.
+    params = read_params(ctx.params, DEFAULTS)
+    layer, layout = read_layer(ctx)
+    mask = read_mask(ctx, layer.shape[:2], required=False)
+    selected = None if mask is None else selection_bbox(mask)
+    if mask is not None and selected is None:
+        raise SfumatoError(
+            ErrorCode.EMPTY_SELECTION,
+            "the selection is empty; select the area to refine, or send no mask for the "
+            "whole layer",
+        )
+    entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
+    names = [_layer_name(params.prompt, seed) for seed in params.seeds]
+    info = {"seed": params.seeds[0], "seeds": list(params.seeds), "name": names[0],
+            "names": names, "warnings": []}
+
+    # 2. Strength 0 changes nothing: hand the pixels back as they came, no model run.
+    if params.strength == 0.0:
+        unchanged = [array_to_raster(layer, layout) for _ in params.seeds]
+        return TaskOutput(rasters=unchanged, info={"offset": list(params.origin), **info})
+
+    # 3. The model, loaded (or found in the cache) as a refining pipeline.
+    pipe = ctx.models.load_pipeline(entry, NAME)
+    model_size = geometry(pipe, params.resolution)
+
+    # 4. The selection's box plus context, or the whole layer when there is no selection.
+    if mask is None or selected is None:
+        height, width = layer.shape[:2]
+        crop, soft = Box(0, 0, width, height), np.ones((height, width), np.float32)
+    else:
+        crop, soft = selection_crop(
+            mask, selected, params.grow, params.feather, params.context, model_size.multiple
+        )
+
+    # 5. Prompts as the model reads them; the artist is told what was cut or ignored.
+    prompt, negative, info["warnings"] = fit_prompts(pipe, params.prompt,
+                                                     params.negative_prompt)
+
+    # 6. One repaint per seed; each becomes a layer the crop's size.
+    preview_layout = Layout.RGBA8
+    layers = repaint(
+        pipe,
+        layer[crop.slices],
+        soft,
+        params.seeds,
+        Prompting(prompt, negative, params.steps, params.guidance, params.strength),
+        model_size,
+        keep_alpha=True,  # a refined cut-out keeps its outline
+        progress=ctx.progress,
+        preview=lambda image, step: ctx.preview(array_to_raster(image, preview_layout), step),
+        cancel=ctx.cancel,
+    )
+    return TaskOutput(
+        rasters=[array_to_raster(pixels, layout) for pixels in layers],
+        info={"offset": [params.origin[0] + crop.x0, params.origin[1] + crop.y0], **info},
+    )
+
+
+def _layer_name(prompt: str, seed: int) -> str:
+    short = prompt if len(prompt) <= 30 else prompt[:29].rstrip() + "\u2026"
+    return f"Refine: {short} (seed {seed})" if short else f"Refine (seed {seed})"

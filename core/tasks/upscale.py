@@ -1,0 +1,290 @@
+"""Upscale an image (or a region of it) with an upscaler model.
+
+Reads top to bottom: check the input and params, load the model, run it over the image in
+tiles (as many passes as the requested scale needs), resize to the exact requested size,
+then put alpha back and pack the result in the input's layout family.
+
+Params: `scale` (float > 0; default the model's), `tile` (core size in input px; 0 = from
+free memory), `region` ([x, y, w, h]; only that part is upscaled, seen in its surroundings).
+Info: scale, model, width, height, and `offset` (where the region lands) when region is given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Layout, Raster
+
+from ..config import DEFAULT_UPSCALER
+from ..device_memory import free_bytes, is_out_of_memory
+from ..errors import SfumatoError
+from ..models.upscaler_loader import output_scale
+from ..raster_arrays import array_to_raster, from_unit_float, raster_to_array, to_unit_float
+from ..task_api import TaskContext, TaskOutput
+from ..tiling import Blender, plan_tiles, tile_for_budget
+
+NAME = "upscale"
+MODEL_KINDS = frozenset({"upscaler"})
+
+LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8)
+PRE_PAD = 10  # reflected border the model sees around the image, as Real-ESRGAN's tools do
+OVERLAP = 16  # input px over which neighbouring tiles cross-fade
+MIN_TILE, MAX_TILE = 32, 1024  # MAX_TILE keeps x4 feature maps under 2**31 elements
+# Real neighbouring pixels each tile sees beyond its core. RRDBNet's influence reaches far:
+# 96 px keeps tiled output within 1/255 of a whole-image pass; the compact net needs less.
+CONTEXT = {"Compact": 24}
+DEFAULT_CONTEXT = 96
+MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.35}  # of free memory one tile may take
+
+
+def run(ctx: TaskContext) -> TaskOutput:
+    raster = _input_raster(ctx)
+    x, y, w, h = _region(ctx.params.get("region"), raster)
+
+    entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=DEFAULT_UPSCALER)
+    model = ctx.models.load(entry)
+    scale = _scale(ctx.params.get("scale"), output_scale(model))
+    tile = _tile(ctx.params.get("tile"))
+    out_h, out_w = round(h * scale), round(w * scale)
+    passes = _pass_count(scale, model.scale)
+    _check_size(ctx, out_h, out_w, h * model.scale**passes, w * model.scale**passes)
+
+    # Only the region and the context its tiles can see are converted and run.
+    context = CONTEXT.get(str(model.architecture.id), DEFAULT_CONTEXT)
+    x0, y0 = max(0, x - context), max(0, y - context)
+    x1, y1 = min(raster.width, x + w + context), min(raster.height, y + h + context)
+    pixels = raster_to_array(raster)[y0:y1, x0:x1]
+    rgb, alpha = _to_model_space(pixels, raster.layout)
+    at_edge = (y0 == 0, y1 == raster.height, x0 == 0, x1 == raster.width)
+
+    # The first pass sees the region's real surroundings; later passes see only its output.
+    image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context)
+    for _ in range(passes - 1):
+        whole = (0, 0, image.shape[1], image.shape[0])
+        image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context)
+    image = _resize(image, out_h, out_w)
+    if alpha is not None:
+        alpha = _snap(_resize(alpha[y - y0 : y - y0 + h, x - x0 : x - x0 + w, None], out_h, out_w))
+
+    layout = raster.layout
+    result = array_to_raster(_from_model_space(image, alpha, layout), layout)
+    info: dict[str, Any] = {"scale": scale, "model": entry.name, "width": out_w, "height": out_h}
+    if ctx.params.get("region") is not None:
+        info["offset"] = [round(x * scale), round(y * scale)]
+    return TaskOutput([result], info=info)
+
+
+# --- input and params -------------------------------------------------------------------
+
+
+def _input_raster(ctx: TaskContext) -> Raster:
+    if not ctx.rasters or ctx.rasters[0].is_empty:
+        raise SfumatoError(ErrorCode.EMPTY_IMAGE, "upscale needs a non-empty image; send a layer")
+    raster = ctx.rasters[0]
+    if raster.layout not in LAYOUTS:
+        names = ", ".join(layout.value for layout in LAYOUTS)
+        raise SfumatoError(
+            ErrorCode.UNSUPPORTED_LAYOUT,
+            f"upscale cannot read {raster.layout.value} pixels; send one of {names}",
+        )
+    if raster.width * raster.height > ctx.limits.max_pixels:
+        raise SfumatoError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"a {raster.width}x{raster.height} image is over this daemon's limit of "
+            f"{ctx.limits.max_pixels} pixels; upscale a selection instead",
+        )
+    return raster
+
+
+def _region(value: Any, raster: Raster) -> tuple[int, int, int, int]:
+    if value is None:
+        return 0, 0, raster.width, raster.height
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise SfumatoError(
+            ErrorCode.BAD_PARAMS, f"region must be [x, y, width, height] in pixels, got {value!r}"
+        )
+    x, y, w, h = value
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(raster.width, x + w), min(raster.height, y + h)
+    if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
+        raise SfumatoError(
+            ErrorCode.EMPTY_SELECTION,
+            f"the region {list(value)} covers no pixel of the {raster.width}x{raster.height} "
+            "image; select part of the layer",
+        )
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _scale(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SfumatoError(ErrorCode.BAD_PARAMS, f"scale must be a number, got {value!r}")
+    if value <= 0:
+        raise SfumatoError(ErrorCode.BAD_PARAMS, f"scale must be above 0, got {value}")
+    return float(value)
+
+
+def _tile(value: Any) -> int | None:
+    if value is None or value == 0:
+        return None  # chosen from free memory
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SfumatoError(
+            ErrorCode.BAD_PARAMS, f"tile must be a whole number of pixels (0 = auto), got {value!r}"
+        )
+    return max(MIN_TILE, value)
+
+
+def _pass_count(scale: float, model_scale: int) -> int:
+    # Enough passes to reach the target, then resize down; a 1x model runs once.
+    if model_scale <= 1 or scale <= model_scale:
+        return 1
+    return math.ceil(math.log(scale) / math.log(model_scale) - 1e-9)
+
+
+def _check_size(ctx: TaskContext, out_h: int, out_w: int, work_h: int, work_w: int) -> None:
+    if out_h < 1 or out_w < 1:
+        raise SfumatoError(
+            ErrorCode.BAD_PARAMS, f"scale is too small: the result would be {out_w}x{out_h}"
+        )
+    largest = max(out_h * out_w, work_h * work_w)
+    if largest > ctx.limits.max_output_pixels:
+        raise SfumatoError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"this upscale needs a {work_w}x{work_h} intermediate or {out_w}x{out_h} result, "
+            f"over the limit of {ctx.limits.max_output_pixels} pixels; use a smaller scale "
+            "or a selection",
+        )
+
+
+# --- colour -----------------------------------------------------------------------------
+
+
+def _to_model_space(pixels: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) sRGB-encoded float32 in [0, 1] as the models were trained on, and alpha."""
+    unit = to_unit_float(pixels)
+    if layout is Layout.GRAY8:
+        return np.repeat(unit, 3, axis=2), None
+    rgb = unit[:, :, :3]
+    if layout is Layout.RGBAF32:  # float rasters are linear light
+        rgb = _linear_to_srgb(rgb)
+    return np.ascontiguousarray(rgb), unit[:, :, 3]
+
+
+def _from_model_space(rgb: np.ndarray, alpha: np.ndarray | None, layout: Layout) -> np.ndarray:
+    dtype = {1: np.uint8, 2: np.uint16, 4: np.float32}[layout.bytes_per_channel]
+    if layout is Layout.GRAY8:
+        return from_unit_float(rgb.mean(axis=2, keepdims=True), np.dtype(dtype))
+    if layout is Layout.RGBAF32:
+        rgb = _srgb_to_linear(rgb)
+    return from_unit_float(np.concatenate([rgb, alpha], axis=2), np.dtype(dtype))
+
+
+def _linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    c = np.clip(linear, 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+
+
+def _srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
+    c = np.clip(srgb, 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, np.power((c + 0.055) / 1.055, 2.4))
+
+
+# --- the model, tile by tile -------------------------------------------------------------
+
+
+def _model_pass(
+    ctx: TaskContext,
+    model: Any,
+    image: np.ndarray,
+    core: tuple[int, int, int, int],
+    at_edge: tuple[bool, bool, bool, bool],
+    tile: int | None,
+    context: int,
+) -> np.ndarray:
+    """The model's output for `core` (x, y, w, h) of `image`, shape (h*s, w*s, 3). Sides of
+    `image` that are the picture's own edges (top, bottom, left, right) get a reflected
+    border; elsewhere `image` holds real neighbouring pixels."""
+    top, bottom, left, right = (PRE_PAD * edge for edge in at_edge)
+    work = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    x, y, w, h = core
+    padded_core = (x + left, y + top, w, h)
+
+    tile = tile or _auto_tile(model, context)
+    while True:
+        try:
+            return _run_tiles(ctx, model, work, padded_core, tile, context)
+        except Exception as exc:  # only allocation failures are retried
+            if not is_out_of_memory(exc):
+                raise
+            if model.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if tile <= MIN_TILE:
+                raise SfumatoError(
+                    ErrorCode.OUT_OF_MEMORY,
+                    f"not even {MIN_TILE}px tiles fit in free memory; close other GPU programs "
+                    "or use a smaller model",
+                ) from None
+            tile = max(MIN_TILE, min(tile, max(w, h)) // 2)
+
+
+def _run_tiles(
+    ctx: TaskContext,
+    model: Any,
+    work: np.ndarray,
+    core: tuple[int, int, int, int],
+    tile: int,
+    context: int,
+) -> np.ndarray:
+    tiles = plan_tiles(work.shape[0], work.shape[1], tile, OVERLAP, context, core)
+    blender = Blender(core, channels=3, scale=model.scale)
+    for index, piece in enumerate(tiles):
+        ctx.cancel.raise_if_cancelled()
+        window = work[piece.y.lo : piece.y.hi, piece.x.lo : piece.x.hi]
+        blender.add(piece, _infer(model, window))
+        ctx.progress(index + 1, len(tiles), "upscale")
+    return blender.result()
+
+
+def _infer(model: Any, window: np.ndarray) -> np.ndarray:
+    tensor = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        output = model(tensor.to(device=model.device, dtype=model.dtype))
+    return output[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _auto_tile(model: Any, context: int) -> int:
+    # Peak activations grow with the output: ~64 float channels live at output resolution.
+    element = torch.finfo(model.dtype).bits // 8
+    bytes_per_pixel = element * (512 + 256 * model.scale**2)
+    budget = free_bytes(model.device) * MEMORY_SHARE.get(model.device.type, 0.35)
+    return tile_for_budget(budget, bytes_per_pixel, context, MIN_TILE, MAX_TILE)
+
+
+# --- resizing ---------------------------------------------------------------------------
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased bicubic to exactly height x width (a no-op when already there)."""
+    if image.shape[:2] == (height, width):
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(
+        tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=True
+    )
+    return resized[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+
+
+def _snap(alpha: np.ndarray) -> np.ndarray:
+    # float rounding in the resize leaves 0.99999994 where the layer was opaque
+    alpha[alpha > 1.0 - 1e-5] = 1.0
+    alpha[alpha < 1e-5] = 0.0
+    return alpha

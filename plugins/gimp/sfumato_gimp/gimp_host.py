@@ -1,0 +1,127 @@
+"""GIMP 3's side of `HostDocument`: one image and its active layer, through Gegl buffers."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp  # noqa: E402
+from sfumato.bridge.raster import Layout, Raster  # noqa: E402
+from sfumato.bridge.selection import Rect  # noqa: E402
+
+# Babl formats: 8/16-bit values travel sRGB-encoded (R'G'B'A), float ones linear (RGBA), as
+# bridge/raster.py documents. u16 is native byte order, little-endian on every GIMP 3 platform.
+FORMATS = {
+    Layout.RGBA8: "R'G'B'A u8",
+    Layout.RGBA16: "R'G'B'A u16",
+    Layout.RGBAF32: "RGBA float",
+}
+MASK_FORMAT = "Y u8"
+
+
+def layout_for(precision: Gimp.Precision) -> Layout:
+    """The wire layout that keeps an image's precision: u8 stays 8-bit, u16/u32 go as 16-bit,
+    half/float/double as float32."""
+    name = precision.value_name.upper()  # e.g. GIMP_PRECISION_U16_NON_LINEAR
+    if "_U8_" in name:
+        return Layout.RGBA8
+    if "_U16_" in name or "_U32_" in name:
+        return Layout.RGBA16
+    return Layout.RGBAF32
+
+
+class GimpHost:
+    """The active layer of `image`. `interactive` decides whether messages pop up (a script
+    gets them as the procedure's error instead)."""
+
+    def __init__(self, image: Gimp.Image, layer: Gimp.Layer, interactive: bool) -> None:
+        self.image = image
+        self.layer = layer
+        self.interactive = interactive
+        self.layout = layout_for(image.get_precision())
+        self.messages: list[str] = []
+        self._progress_started = False
+
+    def layer_bounds(self) -> Rect:
+        _, x, y = self.layer.get_offsets()
+        return Rect(x, y, self.layer.get_width(), self.layer.get_height())
+
+    def read_pixels(self, rect: Rect, accepted: Collection[Layout]) -> Raster:
+        layout = self.layout if self.layout in accepted else _most_precise(accepted)
+        data = self.layer.get_buffer().get(_gegl_rect(rect), 1.0, FORMATS[layout],
+                                           Gegl.AbyssPolicy.NONE)
+        return Raster(rect.width, rect.height, layout, bytes(data))
+
+    def read_selection(self, rect: Rect) -> Raster | None:
+        if Gimp.Selection.is_empty(self.image):
+            return None
+        bounds = self.layer_bounds()
+        # The selection lives in image coordinates; outside the canvas the abyss reads as 0.
+        data = self.image.get_selection().get_buffer().get(
+            _gegl_rect(rect.moved(bounds.x, bounds.y)), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE)
+        return Raster(rect.width, rect.height, Layout.GRAY8, bytes(data))
+
+    def add_layer(self, raster: Raster, x: int, y: int, name: str) -> None:
+        if raster.layout not in FORMATS:
+            raise ValueError(f"cannot make a layer from {raster.layout.value} pixels")
+        gray = self.image.get_base_type() == Gimp.ImageBaseType.GRAY
+        kind = Gimp.ImageType.GRAYA_IMAGE if gray else Gimp.ImageType.RGBA_IMAGE
+        # The layer takes the image's precision and Gegl converts from the raster's format.
+        # It is filled before it joins the image, so a failure cannot leave a blank layer.
+        layer = Gimp.Layer.new(self.image, name, raster.width, raster.height, kind, 100.0,
+                               Gimp.LayerMode.NORMAL)
+        buffer = layer.get_buffer()
+        buffer.set(Gegl.Rectangle.new(0, 0, raster.width, raster.height),
+                   FORMATS[raster.layout], raster.packed_bytes())
+        buffer.flush()  # hand the tiles back to GIMP before the layer is used
+        self.image.insert_layer(layer, self.layer.get_parent(),
+                                self.image.get_item_position(self.layer))
+        layer.set_offsets(x, y)
+        layer.update(0, 0, raster.width, raster.height)
+
+    def scale_image(self, factor: float) -> None:
+        width = max(1, round(self.image.get_width() * factor))
+        height = max(1, round(self.image.get_height() * factor))
+        self.image.scale(width, height)
+
+    def progress(self, fraction: float, text: str) -> None:
+        if not self._progress_started:
+            Gimp.progress_init(text)
+            self._progress_started = True
+        else:
+            Gimp.progress_set_text(text)
+        Gimp.progress_update(max(0.0, min(1.0, fraction)))
+
+    def cancel_requested(self) -> bool:
+        # GIMP has no cancel poll for plug-ins: its Cancel button ends the plug-in process,
+        # which is safe because layers are only made after the result arrived.
+        return False
+
+    @contextmanager
+    def undo_group(self, name: str) -> Iterator[None]:
+        self.image.undo_group_start()
+        try:
+            yield
+        finally:
+            self.image.undo_group_end()
+            Gimp.displays_flush()
+
+    def show_message(self, text: str) -> None:
+        self.messages.append(text)
+        if self.interactive:
+            Gimp.message(text)
+
+
+def _most_precise(accepted: Collection[Layout]) -> Layout:
+    for layout in (Layout.RGBAF32, Layout.RGBA16, Layout.RGBA8):
+        if layout in accepted:
+            return layout
+    raise ValueError("the daemon accepts no RGBA layout GIMP can produce")
+
+
+def _gegl_rect(rect: Rect) -> Gegl.Rectangle:
+    return Gegl.Rectangle.new(rect.x, rect.y, rect.width, rect.height)

@@ -1,0 +1,85 @@
+"""An in-memory HostDocument for tests of bridge/actions.py: one layer in a canvas, every call
+recorded in `log`. Pixels are a fixed pattern, or `image` when given."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.selection import Rect, crop
+
+
+def pixels(width: int, height: int, layout: Layout = Layout.RGBA8) -> Raster:
+    size = width * height * layout.bytes_per_pixel
+    return Raster(width, height, layout, bytes(i % 251 for i in range(size)))
+
+
+class FakeHost:
+    """A layer of `size` at `offset`; `selection` is a rectangle in layer coordinates
+    (`empty_selection`: a selection that misses the layer)."""
+
+    def __init__(self, size: tuple[int, int], offset: tuple[int, int] = (0, 0),
+                 selection: Rect | None = None, empty_selection: bool = False,
+                 layout: Layout = Layout.RGBA8, image: Raster | None = None) -> None:
+        self.width, self.height = size
+        self.x, self.y = offset
+        self.layout = image.layout if image is not None else layout
+        self.image = image
+        self.selection = selection
+        self.empty_selection = empty_selection
+        self.log: list[tuple[Any, ...]] = []
+        self.layers: list[tuple[Raster, int, int, str]] = []
+        self.messages: list[str] = []
+        self.progress_seen: list[tuple[float, str]] = []
+        self.cancel = False
+
+    def layer_bounds(self) -> Rect:
+        return Rect(self.x, self.y, self.width, self.height)
+
+    def read_pixels(self, rect: Rect, accepted: Collection[Layout]) -> Raster:
+        layout = self.layout if self.layout in accepted else Layout.RGBA16
+        self.log.append(("read_pixels", rect, layout))
+        if self.image is not None and layout is self.image.layout:
+            return crop(self.image, rect)
+        return pixels(rect.width, rect.height, layout)
+
+    def read_selection(self, rect: Rect) -> Raster | None:
+        self.log.append(("read_selection", rect))
+        if self.selection is None and not self.empty_selection:
+            return None
+        data = bytearray(rect.width * rect.height)
+        sel = self.selection
+        if sel is not None:
+            for y in range(sel.y, sel.bottom):
+                for x in range(sel.x, sel.right):
+                    if rect.x <= x < rect.right and rect.y <= y < rect.bottom:
+                        data[(y - rect.y) * rect.width + x - rect.x] = 255
+        return Raster(rect.width, rect.height, Layout.GRAY8, bytes(data))
+
+    def add_layer(self, raster: Raster, x: int, y: int, name: str) -> None:
+        self.log.append(("add_layer", x, y, name))
+        self.layers.append((raster, x, y, name))
+
+    def scale_image(self, factor: float) -> None:
+        self.log.append(("scale_image", factor))
+        self.x, self.y = round(self.x * factor), round(self.y * factor)
+        self.width, self.height = round(self.width * factor), round(self.height * factor)
+
+    def progress(self, fraction: float, text: str) -> None:
+        self.progress_seen.append((fraction, text))
+
+    def cancel_requested(self) -> bool:
+        return self.cancel
+
+    @contextmanager
+    def undo_group(self, name: str) -> Iterator[None]:
+        self.log.append(("undo_start", name))
+        try:
+            yield
+        finally:
+            self.log.append(("undo_end", name))
+
+    def show_message(self, text: str) -> None:
+        self.messages.append(text)

@@ -1,0 +1,371 @@
+"""The GIMP 3 plug-in inside the REAL GIMP 3.0.4 (headless), against a real daemon.
+
+One GIMP launch runs every case (tests/host/gimp_batch_cases.py); each test below checks one
+case's output from outside, with numpy. The plug-in is installed with
+`sfumato plugins install gimp --dest ...`, exactly as a user would.
+
+Not checked here: "one undo removes it". GIMP 3's PDB has no undo call and plug-ins cannot see
+the undo stack, so the single undo group is checked against a fake host in
+tests/unit/test_actions_fake_host.py instead.
+
+Skips when the hosts are missing, unless HOSTS_REQUIRED=1 (CI), which makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
+
+pytestmark = pytest.mark.host
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = Path(os.environ.get("SFUMATO_HOSTS_DIR", ROOT.parent / "shared" / "hosts"))
+BATCH = Path(__file__).with_name("gimp_batch_cases.py")
+SFUMATO = [sys.executable, "-m", "sfumato.core"]
+
+# (canvas, source layer) sizes. Upscales use the small pair (Real-ESRGAN on a CPU); diffusion
+# cases the large one, so that the crop sent around a selection is visibly not the layer.
+SIZES = {"small": ((64, 48), (40, 28)), "large": ((224, 160), (160, 120))}
+CANVAS, SOURCE = SIZES["small"]
+LARGE_CANVAS, LARGE_SOURCE = SIZES["large"]
+DTYPES = {"u8": np.dtype(np.uint8), "u16": np.dtype("<u2"), "float": np.dtype("<f4")}
+TINY = {"model": "tiny", "prompt": "a red kite", "steps": 2, "seed": 7, "grow": 2,
+        "feather": 4, "context": 8}
+
+
+def _case(name: str, procedure: str, args: dict[str, Any], *, offset: tuple[int, int] = (0, 0),
+          selection: tuple[int, int, int, int] | None = None, shape: str = "rect",
+          precision: str = "u8", size: str = "large", mode: str = "rgb") -> dict[str, Any]:
+    return {"name": name, "procedure": f"plug-in-sfumato-{procedure}", "args": args,
+            "offset": list(offset), "precision": precision, "size": size, "mode": mode,
+            "canvas": list(SIZES[size][0]),
+            "selection": None if selection is None else {"shape": shape,
+                                                         "rect": list(selection)}}
+
+
+SEL = (90, 60, 12, 10)  # a rectangle inside the large layer, in image coordinates
+CASES = [
+    _case("inpaint_offset", "inpaint", TINY, offset=(20, 12), selection=SEL),
+    _case("inpaint_variants", "inpaint", {**TINY, "variants": 2}, offset=(20, 12),
+          selection=(60, 40, 30, 24), shape="ellipse"),
+    _case("inpaint_u16", "inpaint", TINY, offset=(20, 12), selection=SEL, precision="u16"),
+    _case("inpaint_float", "inpaint", TINY, offset=(20, 12), selection=SEL, precision="float"),
+    _case("inpaint_gray", "inpaint", TINY, offset=(20, 12), selection=SEL, mode="gray"),
+    _case("refine_selection", "refine", {**TINY, "strength": 0.5}, offset=(20, 12),
+          selection=SEL),
+    _case("refine_whole_layer", "refine", {**TINY, "strength": 0.5}, offset=(20, 12)),
+    _case("no_daemon", "inpaint", {**TINY, "endpoint": "CLOSED"}, offset=(20, 12),
+          selection=SEL),
+    _case("empty_selection", "inpaint", TINY, offset=(20, 12)),
+    _case("selection_off_layer", "inpaint", TINY, offset=(20, 12),
+          selection=(190, 136, 24, 16)),
+    _case("indexed_refused", "inpaint", TINY, offset=(20, 12), selection=SEL, mode="indexed"),
+    _case("unknown_model", "inpaint", {**TINY, "model": "no-such-model"}, offset=(20, 12),
+          selection=SEL),
+    # Upscales last: after one, this daemon's diffusion jobs failed ("torchvision.__spec__ is
+    # None", the spandrel torchvision stand-in); that belongs to the daemon's own tests.
+    _case("upscale_whole", "upscale", {"scale": 4.0}, offset=(10, 6), size="small"),
+    _case("upscale_selection", "upscale", {"scale": 4.0, "selection-only": True},
+          offset=(10, 6), selection=(14, 10, 16, 12), size="small"),
+    _case("upscale_float", "upscale", {"scale": 2.0}, offset=(10, 6), precision="float",
+          size="small"),
+]
+BY_NAME = {case["name"]: case for case in CASES}
+
+
+@dataclass
+class Run:
+    folder: Path
+    inputs: Path
+    daemon: DaemonProcess
+    gimp_seconds: float
+
+    def result(self, name: str) -> dict[str, Any]:
+        report = json.loads((self.folder / name / "result.json").read_text())
+        assert "error" not in report, report["error"]
+        return report
+
+    def raw(self, name: str, file: str, size: tuple[int, int], precision: str) -> np.ndarray:
+        data = (self.folder / name / f"{file}.raw").read_bytes()
+        return np.frombuffer(data, DTYPES[precision]).reshape(size[1], size[0], 4)
+
+
+def _run(args: list[Any], env: dict[str, str] | None = None, timeout: float = 300,
+         ) -> subprocess.CompletedProcess[str]:
+    # A new session: when pytest gives up, the host's whole process group goes with it.
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env,
+                          timeout=timeout, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def hosts_ready() -> None:
+    check = _run(["bash", HOSTS / "ensure-hosts.sh", "--check"], timeout=60)
+    if check.returncode != 0:
+        if os.environ.get("HOSTS_REQUIRED") == "1":
+            pytest.fail(f"HOSTS_REQUIRED=1 but the hosts are missing: {check.stderr}")
+        pytest.skip(f"GIMP host not installed: {check.stderr.strip()}")
+
+
+def _write_inputs(folder: Path) -> None:
+    for size, (canvas, source) in SIZES.items():
+        y, x = np.mgrid[0 : canvas[1], 0 : canvas[0]]
+        background = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1) % 256
+        Image.fromarray(background.astype(np.uint8), "RGB").save(folder / f"bg-{size}.png")
+        y, x = np.mgrid[0 : source[1], 0 : source[0]]
+        layer = np.stack([200 - x * 3, 40 + y * 6, x * y, 160 + (x + y) % 96], axis=-1) % 256
+        Image.fromarray(layer.astype(np.uint8), "RGBA").save(folder / f"source-{size}.png")
+
+
+@pytest.fixture(scope="module")
+def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    from tests.tiny_models import build_tiny_model
+
+    tmp = tmp_path_factory.mktemp("gimp")
+    started = time.monotonic()
+    daemon = start_daemon(tmp / "home")
+    try:
+        tiny = build_tiny_model("sd15-inpaint", tmp / "tiny-sd15-inpaint")
+        added = _run([*SFUMATO, "models", "add", "tiny", tiny], env=daemon.env())
+        assert added.returncode == 0, added.stderr
+        plugins = tmp / "plug-ins"
+        installed = _run([*SFUMATO, "plugins", "install", "gimp", "--dest", plugins],
+                         env=daemon.env())
+        assert installed.returncode == 0, installed.stderr
+        _write_inputs(tmp)
+        print(f"daemon, tiny model and plug-in ready in {time.monotonic() - started:.1f} s")
+        closed = free_endpoint()  # nothing listens there
+        cases = [{**case, "background": str(tmp / f"bg-{case['size']}.png"),
+                  "source": str(tmp / f"source-{case['size']}.png"),
+                  "args": {k: (closed if v == "CLOSED" else v)
+                           for k, v in case["args"].items()}} for case in CASES]
+        (tmp / "cases.json").write_text(json.dumps(cases))
+        out = tmp / "out"
+        out.mkdir()
+        started = time.monotonic()
+        proc = _run([HOSTS / "run-gimp.sh", "--plugins", plugins, "--bind", tmp,
+                     "--env", f"SFUMATO_ENDPOINT={daemon.endpoint}",
+                     "--env", f"SFUMATO_CASES={tmp / 'cases.json'}",
+                     "--env", f"SFUMATO_CASES_OUT={out}", "--timeout", 240, BATCH])
+        seconds = time.monotonic() - started
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+        print(f"GIMP ran {len(cases)} cases in {seconds:.1f} s")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield Run(out, tmp, daemon, seconds)
+    finally:
+        daemon.stop()
+
+
+def _new_layers(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [layer for layer in report["layers"] if layer["name"] in report["new_layers"]]
+
+
+def _canvas(name: str) -> tuple[int, int]:
+    return SIZES[BY_NAME[name]["size"]][0]
+
+
+def _assert_unchanged(gimp: Run, name: str) -> dict[str, Any]:
+    report = gimp.result(name)
+    canvas, precision = _canvas(name), BY_NAME[name]["precision"]
+    assert report["new_layers"] == []
+    assert [layer["name"] for layer in report["layers"]] == ["source", "Background"]
+    assert report["image_size"] == list(canvas)
+    assert report["source_unchanged"] and report["selection_unchanged"]
+    before = gimp.raw(name, "composite_before", canvas, precision)
+    assert np.array_equal(before, gimp.raw(name, "composite_after", canvas, precision))
+    return report
+
+
+def _assert_outside_alpha_untouched(gimp: Run, name: str) -> None:
+    """Wherever no new layer has alpha, the visible image is bit-identical to before."""
+    report = gimp.result(name)
+    canvas, precision = _canvas(name), BY_NAME[name]["precision"]
+    touched = np.zeros((canvas[1], canvas[0]), bool)
+    for index, layer in enumerate(_new_layers(report)):
+        pixels = gimp.raw(name, f"new_{index}", tuple(layer["size"]), precision)
+        (x, y), (w, h) = layer["offsets"], layer["size"]
+        assert x >= 0 and y >= 0 and x + w <= canvas[0] and y + h <= canvas[1]
+        touched[y : y + h, x : x + w] |= pixels[..., 3] > 0
+    before = gimp.raw(name, "composite_before", canvas, precision)
+    after = gimp.raw(name, "composite_after", canvas, precision)
+    assert touched.any()
+    assert np.array_equal(before[~touched], after[~touched])
+
+
+def _reference_upscale(gimp: Run) -> np.ndarray:
+    ref = gimp.inputs / "reference-x4.png"
+    if not ref.exists():
+        done = _run([*SFUMATO, "upscale", gimp.inputs / "source-small.png", "-o", ref],
+                    env=gimp.daemon.env())
+        assert done.returncode == 0, done.stderr
+    return np.asarray(Image.open(ref).convert("RGBA"))
+
+
+# --- upscale ------------------------------------------------------------------------------
+
+
+def test_upscale_whole_layer_scales_image_and_matches_cli(gimp: Run) -> None:
+    report = gimp.result("upscale_whole")
+    assert report["status"] == "success", report["message"]
+    assert report["image_size"] == [CANVAS[0] * 4, CANVAS[1] * 4]
+    names = [layer["name"] for layer in report["layers"]]
+    assert names[1:] == ["source", "Background"], names  # the new layer right above the source
+    new, source = report["layers"][0], report["layers"][1]
+    assert new["name"] == "sfumato upscale x4 realesrgan-x4plus"
+    assert source["offsets"] == [40, 24] and source["size"] == [160, 112]  # scaled by GIMP
+    assert new["offsets"] == [40, 24] and new["size"] == [160, 112]
+    pixels = gimp.raw("upscale_whole", "new_0", (160, 112), "u8").astype(int)
+    assert np.abs(pixels - _reference_upscale(gimp).astype(int)).max() <= 1
+
+
+def test_upscale_selection_only_adds_a_layer_and_keeps_the_image_size(gimp: Run) -> None:
+    report = gimp.result("upscale_selection")
+    assert report["status"] == "success", report["message"]
+    assert report["image_size"] == list(CANVAS)
+    assert report["source_unchanged"] and report["selection_unchanged"]
+    (new,) = _new_layers(report)
+    assert new["position"] == report["source_position"] - 1
+    assert new["offsets"] == [14, 10] and new["size"] == [64, 48]  # 4x, at the selection
+    pixels = gimp.raw("upscale_selection", "new_0", (64, 48), "u8").astype(int)
+    # The selection is at (4, 4) in the layer: that part of the whole-layer upscale.
+    expected = _reference_upscale(gimp)[16 : 16 + 48, 16 : 16 + 64].astype(int)
+    assert np.abs(pixels - expected).max() <= 1
+
+
+def test_upscale_float_image(gimp: Run) -> None:
+    report = gimp.result("upscale_float")
+    assert report["status"] == "success", report["message"]
+    assert report["precision"] == "float-linear"
+    assert report["image_size"] == [CANVAS[0] * 2, CANVAS[1] * 2]
+    (new,) = _new_layers(report)
+    assert new["offsets"] == [20, 12] and new["size"] == [80, 56]
+    pixels = gimp.raw("upscale_float", "new_0", (80, 56), "float")
+    assert np.isfinite(pixels).all() and pixels[..., 3].min() > 0.5
+
+
+# --- inpaint and refine -----------------------------------------------------------------
+
+
+def _assert_repainted(gimp: Run, name: str) -> dict[str, Any]:
+    report = gimp.result(name)
+    case = BY_NAME[name]
+    assert report["status"] == "success", report["message"]
+    assert report["image_size"] == list(_canvas(name))
+    assert report["source_unchanged"] and report["selection_unchanged"]
+    new = _new_layers(report)
+    assert new and all(layer["name"] for layer in new)
+    positions = sorted(layer["position"] for layer in new)
+    assert positions == list(range(report["source_position"] - len(new),
+                                   report["source_position"]))  # directly above the source
+    # Only the selection's box plus margin was sent: the layers lie inside it and cover it.
+    lx, ly = report["source_offsets_before"]
+    lw, lh = LARGE_SOURCE
+    margin = 2 * (TINY["grow"] + TINY["feather"]) + TINY["context"]
+    sx, sy, sw, sh = case["selection"]["rect"]
+    sx0, sy0, sx1, sy1 = max(sx, lx), max(sy, ly), min(sx + sw, lx + lw), min(sy + sh, ly + lh)
+    crop = (max(sx0 - margin, lx), max(sy0 - margin, ly),
+            min(sx1 + margin, lx + lw), min(sy1 + margin, ly + lh))
+    for layer in new:
+        (x, y), (w, h) = layer["offsets"], layer["size"]
+        assert crop[0] <= x <= sx0 and crop[1] <= y <= sy0, (layer, crop)
+        assert sx1 <= x + w <= crop[2] and sy1 <= y + h <= crop[3], (layer, crop)
+    _assert_outside_alpha_untouched(gimp, name)
+    return report
+
+
+def test_inpaint_on_offset_layer(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "inpaint_offset")
+    (new,) = _new_layers(report)
+    assert "seed 7" in new["name"]
+    pixels = gimp.raw("inpaint_offset", "new_0", tuple(new["size"]), "u8")
+    (x, y), (sx, sy, sw, sh) = new["offsets"], SEL
+    alpha = pixels[..., 3].copy()
+    assert (alpha[sy - y : sy - y + sh, sx - x : sx - x + sw] == 255).all()  # fully replaced
+    # Alpha stops within grow + feather of the selection: the rest of the crop is untouched.
+    reach = TINY["grow"] + TINY["feather"] + 1
+    alpha[max(sy - y - reach, 0) : sy - y + sh + reach,
+          max(sx - x - reach, 0) : sx - x + sw + reach] = 0
+    assert not alpha.any()
+    png = np.asarray(Image.open(gimp.folder / "inpaint_offset" / "composite.png"))
+    after = gimp.raw("inpaint_offset", "composite_after", LARGE_CANVAS, "u8")
+    assert np.array_equal(png[..., :3], after[..., :3])  # what the PNG export shows
+
+
+def test_inpaint_variants_become_one_layer_each(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "inpaint_variants")
+    names = [layer["name"] for layer in _new_layers(report)]
+    assert len(names) == 2 and len(set(names)) == 2
+    assert "seed 7" in names[0] and "seed 8" in names[1]  # the first variant on top
+
+
+def test_inpaint_16_bit_image(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "inpaint_u16")
+    assert report["precision"] == "u16-non-linear"
+
+
+def test_inpaint_float_image_goes_as_16_bit(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "inpaint_float")
+    assert report["precision"] == "float-linear"
+
+
+def test_inpaint_grayscale_image(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "inpaint_gray")
+    assert report["base_type"] == "gray"
+
+
+def test_refine_selection(gimp: Run) -> None:
+    _assert_repainted(gimp, "refine_selection")
+
+
+def test_refine_without_selection_covers_the_layer(gimp: Run) -> None:
+    report = gimp.result("refine_whole_layer")
+    assert report["status"] == "success", report["message"]
+    assert report["source_unchanged"]
+    (new,) = _new_layers(report)
+    assert new["position"] == report["source_position"] - 1
+    assert new["offsets"] == [20, 12] and new["size"] == list(LARGE_SOURCE)
+
+
+# --- failures leave the image as it was -----------------------------------------------------
+
+
+def test_no_daemon_fails_fast_with_a_readable_message(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "no_daemon")
+    assert report["status"] == "execution-error"
+    assert "no sfumato daemon answers" in report["message"]
+    assert "Traceback" not in report["message"]
+    assert report["seconds"] < 5.0
+
+
+def test_empty_selection_is_refused_with_a_message(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "empty_selection")
+    assert report["status"] == "execution-error"
+    assert "Nothing is selected" in report["message"]
+
+
+def test_selection_off_the_layer_is_refused_with_a_message(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "selection_off_layer")
+    assert "does not cover any pixel of the active layer" in report["message"]
+
+
+def test_indexed_image_is_refused_with_a_message(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "indexed_refused")
+    assert "indexed" in report["message"] and "Traceback" not in report["message"]
+
+
+def test_unknown_model_is_refused_with_a_message(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "unknown_model")
+    assert report["status"] == "execution-error"
+    assert "no-such-model" in report["message"] and "Traceback" not in report["message"]

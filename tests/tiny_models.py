@@ -1,0 +1,245 @@
+"""Tiny random-weight diffusers pipelines, built from configs and saved in the real on-disk layout.
+
+Nothing is downloaded: the tokenizers are built from hand-written vocabularies. The models keep
+the real geometry (a VAE that downsamples 8x, SDXL's text-time conditioning, FLUX's packed
+16-channel latents and fill conditioning) with tiny widths, and attention only at the lowest
+UNet level, so one 256x256 call with 2 steps runs in well under a second on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+import torch
+
+KINDS = ("sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux")
+
+TINY_RESOLUTION = 256  # UNet sample_size 32 x VAE factor 8
+_CLIP_WIDTH = 32
+_T5_WIDTH = 32
+_CHARS = string.ascii_lowercase + string.digits + ".,!?'-:;()"
+
+
+def build_tiny_model(kind: str, dest: Path) -> Path:
+    """Build the tiny pipeline for `kind` and save it (safetensors) as a diffusers folder."""
+    builders = {
+        "sdxl-inpaint": lambda: _sdxl(in_channels=9, inpaint=True),
+        "sdxl": lambda: _sdxl(in_channels=4, inpaint=False),
+        "sd15-inpaint": lambda: _sd15(in_channels=9, inpaint=True),
+        "sd15": lambda: _sd15(in_channels=4, inpaint=False),
+        "flux-fill": lambda: _flux(fill=True),
+        "flux": lambda: _flux(fill=False),
+    }
+    if kind not in builders:
+        raise ValueError(f"no tiny model for kind {kind!r}; known: {', '.join(KINDS)}")
+    torch.manual_seed(0)  # same weights every build, so test expectations are stable
+    pipe = builders[kind]()
+    dest.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+# --- tokenizers ---------------------------------------------------------------------------
+
+
+def clip_tokenizer() -> Any:
+    """A character-level CLIP BPE tokenizer: every character with and without `</w>`."""
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {}
+    for token in ("<|startoftext|>", "<|endoftext|>", "!"):
+        vocab[token] = len(vocab)
+    for char in _CHARS:
+        for token in (char, char + "</w>"):
+            vocab.setdefault(token, len(vocab))
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=[],
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="!",
+        model_max_length=77,
+    )
+
+
+def t5_tokenizer() -> Any:
+    """A character-level unigram T5 tokenizer (pad, eos, unk first, as T5 numbers them)."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(char, -3.0) for char in _CHARS]
+    pieces += [("\u2581" + char, -2.5) for char in string.ascii_lowercase]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=512)
+
+
+def _clip_config(vocab_size: int) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=_CLIP_WIDTH,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=_CLIP_WIDTH,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    )
+
+
+# --- shared parts --------------------------------------------------------------------------
+
+
+def _vae(latent_channels: int, flux: bool) -> Any:
+    from diffusers import AutoencoderKL
+
+    extra: dict[str, Any] = {}
+    if flux:
+        extra = {"shift_factor": 0.1159, "scaling_factor": 0.3611}
+        extra |= {"use_quant_conv": False, "use_post_quant_conv": False}
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,  # three downsamples: 8x, as real ones
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=4,
+        sample_size=TINY_RESOLUTION,
+        **extra,
+    )
+
+
+def _unet(in_channels: int, cross_attention_dim: int, sdxl: bool) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    extra: dict[str, Any] = {}
+    if sdxl:
+        extra = {
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            # six time ids (sizes and crop) of 8 each, plus text_encoder_2's pooled projection
+            "projection_class_embeddings_input_dim": 6 * 8 + _CLIP_WIDTH,
+            "use_linear_projection": True,
+        }
+    return UNet2DConditionModel(
+        sample_size=TINY_RESOLUTION // 8,
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),  # attention only lowest
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=(2, 4),
+        cross_attention_dim=cross_attention_dim,
+        **extra,
+    )
+
+
+# --- pipelines -----------------------------------------------------------------------------
+
+
+def _sdxl(in_channels: int, inpaint: bool) -> Any:
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = clip_tokenizer()
+    config = _clip_config(len(tokenizer))
+    components = {
+        "vae": _vae(4, flux=False),
+        "text_encoder": CLIPTextModel(config),
+        "text_encoder_2": CLIPTextModelWithProjection(config),
+        "tokenizer": tokenizer,
+        "tokenizer_2": clip_tokenizer(),
+        "unet": _unet(in_channels, 2 * _CLIP_WIDTH, sdxl=True),
+        "scheduler": EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            timestep_spacing="leading", steps_offset=1,
+        ),
+    }
+    cls = StableDiffusionXLInpaintPipeline if inpaint else StableDiffusionXLPipeline
+    return cls(**components)
+
+
+def _sd15(in_channels: int, inpaint: bool) -> Any:
+    from diffusers import (
+        DDIMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+    )
+    from transformers import CLIPTextModel
+
+    tokenizer = clip_tokenizer()
+    components = {
+        "vae": _vae(4, flux=False),
+        "text_encoder": CLIPTextModel(_clip_config(len(tokenizer))),
+        "tokenizer": tokenizer,
+        "unet": _unet(in_channels, _CLIP_WIDTH, sdxl=False),
+        "scheduler": DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+        ),
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+    cls = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
+    return cls(**components)
+
+
+def _flux(fill: bool) -> Any:
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxFillPipeline,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    latent_channels = 16
+    packed = latent_channels * 4  # 2x2 patches of the 16-channel latent
+    # fill conditioning: the packed masked-image latent plus the 8x8 mask per latent pixel, packed
+    in_channels = packed + packed + 8 * 8 * 4 if fill else packed
+    tokenizer = clip_tokenizer()
+    tokenizer_2 = t5_tokenizer()
+    t5 = T5Config(
+        vocab_size=len(tokenizer_2), d_model=_T5_WIDTH, d_kv=8, d_ff=37, num_layers=2,
+        num_heads=4, relative_attention_num_buckets=8, decoder_start_token_id=0,
+    )
+    components = {
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096,
+        ),
+        "vae": _vae(latent_channels, flux=True),
+        "text_encoder": CLIPTextModel(_clip_config(len(tokenizer))),
+        "tokenizer": tokenizer,
+        "text_encoder_2": T5EncoderModel(t5),
+        "tokenizer_2": tokenizer_2,
+        "transformer": FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=in_channels,
+            out_channels=packed,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=_T5_WIDTH,
+            pooled_projection_dim=_CLIP_WIDTH,
+            guidance_embeds=True,
+            axes_dims_rope=(4, 6, 6),
+        ),
+    }
+    cls = FluxFillPipeline if fill else FluxPipeline
+    return cls(**components)
