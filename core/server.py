@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -189,7 +190,7 @@ class Daemon:
             queued=[job.describe() for job in self._queue.order()],
             models=[e.describe() for e in self._registry.entries()],
             worker={**self._worker.health, "ready": self._worker.ready,
-                    "restarts": self._worker.restarts},
+                    "restarts": self._worker.restarts, "daemon_pid": os.getpid()},
         )
 
     def _submit(self, identity: bytes, message: Submit, rasters: list[Raster]) -> None:

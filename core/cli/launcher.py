@@ -38,7 +38,7 @@ def start_daemon(settings: Settings, *, quiet: bool = False) -> None:
         print(f"starting a sfumato daemon on {settings.endpoint} …", file=sys.stderr)
     with open(logs / "daemon.out", "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sfumato.core", "serve", "--endpoint", settings.endpoint,
+            [sys.executable, "-m", "sfumato.core", "--endpoint", settings.endpoint, "serve",
              "--idle-exit", str(AUTO_IDLE_EXIT_S)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
             env={**os.environ, "SFUMATO_HOME": str(settings.home)},
