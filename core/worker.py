@@ -39,6 +39,9 @@ def pick_device(preference: str = "auto") -> str:
 
 class Worker:
     def __init__(self, settings: Settings) -> None:
+        from .models.torchvision_guard import guard_torchvision
+
+        guard_torchvision()  # before any model library looks for torchvision
         self.settings = settings
         self.device = pick_device(settings.device)
         self.models = WorkerModels(settings, self.device)

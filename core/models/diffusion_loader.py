@@ -125,7 +125,7 @@ def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, A
     `shared` is the caller's long-lived dict: components loaded for one task are found there
     (weakly held, so the caller's LRU cache still frees them) and re-used for another.
     """
-    import diffusers
+    diffusers = _import_diffusers()
 
     target = TASK_PIPELINES.get((entry.kind, task))
     if target is None:
@@ -200,7 +200,7 @@ def _load_base(entry: ModelEntry, dtype: Any) -> Any:
 
 
 def _pipeline_class(folder: Path) -> Any:
-    import diffusers
+    diffusers = _import_diffusers()
 
     name = str((_read_json(folder / "model_index.json") or {}).get("_class_name"))
     if name not in PIPELINE_KINDS:
@@ -366,3 +366,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _import_diffusers() -> Any:
+    from .torchvision_guard import guard_torchvision
+
+    guard_torchvision()  # an unusable torchvision must look absent before diffusers looks
+    import diffusers
+
+    return diffusers

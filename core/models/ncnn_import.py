@@ -196,6 +196,10 @@ def _read_weights(layers: list[NcnnLayer], reader: BlobReader) -> list[_Conv | _
 
 def _read_conv(layer: NcnnLayer, reader: BlobReader) -> _Conv:
     out_ch, kernel, size = layer.int_param(0), layer.int_param(1), layer.int_param(6)
+    if layer.int_param(8, 0):
+        raise NcnnFormatError(
+            f"{layer.name} is int8-quantized; only float16/float32 ncnn models can be imported"
+        )
     plain = (
         layer.int_param(11, kernel) == kernel
         and layer.int_param(2, 1) == 1
@@ -204,7 +208,6 @@ def _read_conv(layer: NcnnLayer, reader: BlobReader) -> _Conv:
         and layer.int_param(13, 1) == 1  # stride
         and layer.int_param(4, 0) == kernel // 2
         and layer.int_param(14, kernel // 2) == kernel // 2
-        and layer.int_param(8, 0) == 0  # int8 scale terms
         and layer.int_param(5) == 1  # bias
     )
     if kernel != 3 or not plain or out_ch <= 0 or size % (out_ch * kernel * kernel):

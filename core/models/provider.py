@@ -51,8 +51,8 @@ class WorkerModels:
         from .upscaler_loader import load_upscaler
 
         def load_now() -> Any:
-            model = load_upscaler(Path(entry.path), allow_pickle=self.settings.allow_pickle)
-            return model.to(self.device)
+            return load_upscaler(Path(entry.path), allow_pickle=self.settings.allow_pickle,
+                                 device=self.device)
 
         return self.cache.get(f"upscaler:{entry.name}", load_now)
 

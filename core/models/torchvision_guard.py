@@ -1,10 +1,12 @@
-"""Let spandrel import when torchvision is missing or broken.
+"""Keep an unusable torchvision from taking the daemon down, visibly.
 
-spandrel imports `torchvision.transforms.functional` at import time, but only two of its
-architectures (LaMa, RestoreFormer) ever call it. A torchvision built for another torch (PyPI's
-CUDA wheel beside a CPU torch fails with "operator torchvision::nms does not exist") would
-otherwise take every upscaler down with it. We put a stand-in in its place whose functions
-fail loudly, say so in the log, and let the loader refuse those two architectures up front.
+PyPI's torchvision is a CUDA build; beside a CPU torch it fails on import ("operator
+torchvision::nms does not exist"). transformers and diffusers import it whenever it looks
+installed, and spandrel imports it unconditionally, though only two of its architectures
+(LaMa, RestoreFormer) ever call it. So when it cannot be imported we mark it absent in
+sys.modules for the whole process (transformers then falls back to its PIL image processors),
+give spandrel a stand-in only while spandrel itself imports, and log one warning saying
+what is disabled and how to fix it. `sfumato doctor` shows the same line.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from sfumato.bridge.protocol import ErrorCode
 from ..errors import SfumatoError
 
 DISABLED_ARCHITECTURES = ("LaMa", "RestoreFormer")
-_MARK = "__sfumato_stand_in__"
+_NAMES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
 
 
-def prepare_spandrel_import() -> str | None:
-    """Make `import spandrel` safe. Returns a one-line warning when the stand-in is in use
-    (logged once, when it is installed), None when the real torchvision works."""
-    if _stand_in_active():
+def guard_torchvision() -> str | None:
+    """Call before importing spandrel, diffusers or transformers. Returns a one-line warning
+    (logged once per process) when torchvision is unusable, None when it works."""
+    if _blocked():
         return _warning()
     try:
         importlib.import_module("torchvision.transforms.functional")
@@ -35,15 +37,30 @@ def prepare_spandrel_import() -> str | None:
     except (ImportError, RuntimeError, OSError) as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
     _purge_partial_imports()
-    _install_stand_in()
+    _block()
     warning = f"{_warning()} ({reason})"
     logging.getLogger("sfumato").warning(warning)
     return warning
 
 
+def prepare_spandrel_import() -> str | None:
+    """Make `import spandrel` safe; with torchvision unusable, imports spandrel against the
+    stand-in and then hides torchvision again."""
+    warning = guard_torchvision()
+    if warning is None or "spandrel" in sys.modules:
+        return warning
+    saved = {name: sys.modules.pop(name) for name in _NAMES if name in sys.modules}
+    _install_stand_in()
+    try:
+        importlib.import_module("spandrel")
+    finally:
+        sys.modules.update(saved)
+    return warning
+
+
 def spandrel_disabled_architectures() -> list[str]:
     """spandrel architecture ids that cannot run in this process (empty with a real torchvision)."""
-    return list(DISABLED_ARCHITECTURES) if _stand_in_active() else []
+    return list(DISABLED_ARCHITECTURES) if _blocked() else []
 
 
 def torchvision_hint() -> str:
@@ -70,8 +87,15 @@ def _torch_version() -> str:
         return "?"
 
 
-def _stand_in_active() -> bool:
-    return getattr(sys.modules.get("torchvision"), _MARK, False) is True
+def _blocked() -> bool:
+    # None in sys.modules: `import torchvision` raises ModuleNotFoundError and find_spec()
+    # returns None, so every library treats it as not installed.
+    return "torchvision" in sys.modules and sys.modules["torchvision"] is None
+
+
+def _block() -> None:
+    for name in _NAMES:
+        sys.modules[name] = None  # type: ignore[assignment]
 
 
 def _purge_partial_imports() -> None:
@@ -121,8 +145,6 @@ def _install_stand_in() -> None:
         setattr(functional, name, value)
     setattr(root, "transforms", transforms)  # noqa: B010 - ModuleType has no such attribute
     setattr(transforms, "functional", functional)  # noqa: B010
-    for module in (root, transforms, functional):
-        setattr(module, _MARK, True)
     # packages, so `import torchvision.transforms.functional` resolves through sys.modules
     root.__path__ = []
     transforms.__path__ = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from sfumato.bridge.protocol import ErrorCode
 
 from ..errors import SfumatoError
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 # Carried in the descriptor's tags: the scale of the whole model when it differs from the
 # network's (ncnn animevideov3-x2 is the x4 network followed by a x0.5 resize).
 SCALE_TAG = "sfumato-scale="
+# Convolution-only nets run about twice as fast in channels-last layout on the CPU (and suit
+# tensor cores); other architectures may .view() their input, which needs the default layout.
+CHANNELS_LAST_ARCHITECTURES = frozenset({"ESRGAN", "Compact"})
 # No single-image upscaler comes near this; a file this big is a diffusion checkpoint.
 _MAX_UPSCALER_BYTES = 4 << 30
 
@@ -56,6 +60,8 @@ def load_upscaler(
     if scale is not None and float(scale) != model.scale:
         model.tags.append(f"{SCALE_TAG}{scale}")
     model.eval()
+    if str(model.architecture.id) in CHANNELS_LAST_ARCHITECTURES:
+        model.model.to(memory_format=torch.channels_last)
     if device is not None:
         model.to(device)
         if model.device.type == "cuda" and model.supports_half:
@@ -69,6 +75,13 @@ def output_scale(model: spandrel.ImageModelDescriptor) -> float:
         if tag.startswith(SCALE_TAG):
             return float(tag[len(SCALE_TAG) :])
     return float(model.scale)
+
+
+def input_memory_format(model: spandrel.ImageModelDescriptor) -> torch.memory_format:
+    """The layout to hand the model its input in."""
+    if str(model.architecture.id) in CHANNELS_LAST_ARCHITECTURES:
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def detect_upscaler(path: Path) -> bool:

@@ -22,7 +22,7 @@ from sfumato.bridge.raster import Layout, Raster
 from ..config import DEFAULT_UPSCALER
 from ..device_memory import free_bytes, is_out_of_memory
 from ..errors import SfumatoError
-from ..models.upscaler_loader import output_scale
+from ..models.upscaler_loader import input_memory_format, output_scale
 from ..raster_arrays import array_to_raster, from_unit_float, raster_to_array, to_unit_float
 from ..task_api import TaskContext, TaskOutput
 from ..tiling import Blender, plan_tiles, tile_for_budget
@@ -256,8 +256,9 @@ def _run_tiles(
 
 def _infer(model: Any, window: np.ndarray) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None]
+    tensor = tensor.to(device=model.device, dtype=model.dtype)
     with torch.inference_mode():
-        output = model(tensor.to(device=model.device, dtype=model.dtype))
+        output = model(tensor.contiguous(memory_format=input_memory_format(model)))
     return output[0].permute(1, 2, 0).float().cpu().numpy()
 
 

@@ -76,6 +76,12 @@ def diffusion_daemon(daemon: DaemonProcess, tmp_path: Path) -> DaemonProcess:
 def test_inpaint_and_refine_from_the_shell(diffusion_daemon: DaemonProcess,
                                            tmp_path: Path) -> None:
     env = diffusion_daemon.env()
+    # an upscale first: spandrel and diffusers then share one worker process
+    upscaler = build_tiny_upscaler(tmp_path / "tiny-up.safetensors")
+    assert sfumato(env, "models", "add", "tiny-up", str(upscaler)).returncode == 0
+    upscaled = sfumato(env, "upscale", str(DATA / "photo.png"), "--model", "tiny-up", "-o",
+                       str(tmp_path / "up.png"))
+    assert upscaled.returncode == 0, upscaled.stderr
     photo = np.asarray(Image.open(DATA / "photo.png").convert("RGB"))
     mask = np.zeros(photo.shape[:2], np.uint8)
     mask[60:110, 150:220] = 255

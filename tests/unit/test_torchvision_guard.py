@@ -32,14 +32,19 @@ PROBE = textwrap.dedent(
     result = {"before": before, "first": first, "second": second, "logged": records,
               "disabled": spandrel_disabled_architectures()}
     if IMPORT_SPANDREL:
+        import importlib, importlib.util
         import spandrel
         result["spandrel_archs"] = len(spandrel.MAIN_REGISTRY)
-        from torchvision.transforms.functional import InterpolationMode, rotate
+        lama = importlib.import_module("spandrel.architectures.LaMa.__arch.LaMa")
         try:
-            rotate(None, 0.0, InterpolationMode.BILINEAR)
+            lama.rotate(None, 0.0, lama.InterpolationMode.BILINEAR)
             result["rotate"] = "ran"
         except Exception as exc:
             result["rotate"] = f"{type(exc).__name__}: {exc}"
+        # every other library must now see torchvision as not installed
+        result["find_spec"] = importlib.util.find_spec("torchvision") is None
+        from transformers.utils import is_torchvision_available
+        result["transformers_sees"] = is_torchvision_available()
     print(json.dumps(result))
     """
 )
@@ -92,6 +97,7 @@ def _check_stand_in(result: dict) -> None:
     assert result["disabled"] == ["LaMa", "RestoreFormer"]
     assert result["spandrel_archs"] > 20
     assert "LaMa and RestoreFormer need a torchvision built for your torch" in result["rotate"]
+    assert result["find_spec"] is True and result["transformers_sees"] is False
 
 
 def test_broken_torchvision_is_replaced_visibly(tmp_path: Path) -> None:

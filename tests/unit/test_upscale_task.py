@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,33 @@ def test_tiled_and_whole_agree(tiny: Any) -> None:
     assert [s[0] for s in steps] == list(range(1, steps[-1][1] + 1))
     difference = raster_to_array(tiled).astype(int) - raster_to_array(whole).astype(int)
     assert np.abs(difference).max() <= 1
+
+
+class _Nearest:
+    """A stand-in model that only repeats pixels: whatever comes back differently was changed
+    by the task's own conversions."""
+
+    scale, tags = 2, []
+    architecture = SimpleNamespace(id="Compact")
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+
+@pytest.mark.parametrize(
+    "layout", [Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8]
+)
+def test_colour_conversions_round_trip_exactly(layout: Layout) -> None:
+    rng = np.random.default_rng(5)
+    source = _raster(rng.random((9, 11, 4)), layout)
+    raster, _, _ = _run(_Nearest(), source)
+    expected = raster_to_array(source).repeat(2, 0).repeat(2, 1)
+    got = raster_to_array(raster)
+    channels = slice(0, 1) if layout is Layout.GRAY8 else slice(0, 3)
+    np.testing.assert_allclose(
+        got[:, :, channels].astype(np.float64), expected[:, :, channels], atol=2e-6
+    )
 
 
 class _Flaky:
