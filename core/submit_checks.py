@@ -7,7 +7,7 @@ from sfumato.bridge.raster import Layout, Raster
 
 from .config import Settings
 from .errors import SfumatoError
-from .models.registry import Registry
+from .models.registry import Registry, require_kind
 from .tasks import task_spec
 
 IMAGE_LAYOUTS = {Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8,
@@ -60,7 +60,4 @@ def _check_model(model: str, kinds: frozenset[str], settings: Settings,
             return  # imported on first use from the bundled weights
         registry.get(model)  # raises UNKNOWN_MODEL with the list of known ids
         return
-    if entry.kind not in kinds:
-        wanted = " or ".join(sorted(kinds))
-        raise SfumatoError(ErrorCode.WRONG_MODEL_KIND,
-                           f"model {model!r} is a {entry.kind} model; this task needs {wanted}")
+    require_kind(entry, kinds)

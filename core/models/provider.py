@@ -9,7 +9,7 @@ from sfumato.bridge.protocol import ErrorCode
 from ..config import Settings
 from ..errors import SfumatoError
 from .cache import ModelCache
-from .registry import ModelEntry, ModelKind, Registry
+from .registry import ModelEntry, ModelKind, Registry, require_kind
 
 
 class WorkerModels:
@@ -34,14 +34,7 @@ class WorkerModels:
             from .ncnn_import import ensure_default_upscaler
 
             found = ensure_default_upscaler(self.registry, name)
-        entry = found or self.registry.get(name)
-        if entry.kind not in kinds:
-            wanted = " or ".join(sorted(kinds))
-            raise SfumatoError(
-                ErrorCode.WRONG_MODEL_KIND,
-                f"model {name!r} is a {entry.kind} model; this task needs a {wanted} model",
-            )
-        return entry
+        return require_kind(found or self.registry.get(name), kinds)
 
     def load(self, entry: ModelEntry) -> Any:
         if entry.kind != ModelKind.UPSCALER.value:

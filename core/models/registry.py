@@ -50,6 +50,17 @@ class ModelEntry:
         return {"id": self.name, "kind": self.kind, "format": self.format, "source": self.source}
 
 
+def require_kind(entry: ModelEntry, kinds: frozenset[str]) -> ModelEntry:
+    """`entry`, if it is of one of `kinds`; else a WRONG_MODEL_KIND error naming both."""
+    if entry.kind not in kinds:
+        wanted = " or ".join(sorted(kinds))
+        raise SfumatoError(
+            ErrorCode.WRONG_MODEL_KIND,
+            f"model {entry.name!r} is a {entry.kind} model; this task needs a {wanted} model",
+        )
+    return entry
+
+
 class Registry:
     def __init__(self, home: Path) -> None:
         self.models_dir = home / "models"
