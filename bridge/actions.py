@@ -85,19 +85,16 @@ def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str,
     given = {key: value for key, value in params.items() if value is not None}
     full = {**DIFFUSION_DEFAULTS[task], **given}
     host.progress(0.0, f"sfumato {task}: reading the selection")
-    mask = host.read_selection(whole)
-    bounds = mask_bounds(mask) if mask is not None else None
-    if mask is not None and bounds is None:
-        raise ActionError(SELECTION_MISSES_LAYER)
-    if mask is None or bounds is None:
+    # Only the selection's box plus room for grow, feather and context goes over the wire.
+    margin = 2 * (int(full["grow"]) + int(full["feather"])) + int(full["context"])
+    selected = _selection(host, whole, margin)
+    if selected is None:
         if need_selection:
             raise ActionError(NOTHING_SELECTED.format(verb=task))
         area, rasters = whole, [host.read_pixels(whole, DIFFUSION_LAYOUTS)]
     else:
-        # Only the selection's box plus room for grow, feather and context goes over the wire.
-        margin = 2 * (int(full["grow"]) + int(full["feather"])) + int(full["context"])
-        area = bounds.grown(margin).clamped(whole)
-        rasters = [host.read_pixels(area, DIFFUSION_LAYOUTS), crop(mask, area)]
+        area = selected.box.grown(margin).clamped(whole)
+        rasters = [host.read_pixels(area, DIFFUSION_LAYOUTS), selected.mask_over(area)]
     outcome = _run(host, client, task, {**full, "origin": [area.x, area.y]}, rasters, model)
     info = outcome.result.info
     dx, dy = _offset(info, (area.x, area.y))
@@ -132,12 +129,10 @@ def _upscale(host: HostDocument, client: Client, scale: float | None, model: str
 
 def _upscale_selection(host: HostDocument, client: Client, params: dict[str, Any],
                        model: str | None, layer: Rect) -> ActionOutcome:
-    mask = host.read_selection(_whole(layer))
-    if mask is None:
+    selected = _selection(host, _whole(layer), 0)
+    if selected is None:
         raise ActionError(NOTHING_SELECTED.format(verb="upscale"))
-    bounds = mask_bounds(mask)
-    if bounds is None:
-        raise ActionError(SELECTION_MISSES_LAYER)
+    bounds = selected.box
     area = bounds.grown(UPSCALE_CONTEXT).clamped(_whole(layer))
     params = {**params, "region": [bounds.x - area.x, bounds.y - area.y, bounds.width,
                                    bounds.height]}
@@ -156,6 +151,40 @@ def _upscale_selection(host: HostDocument, client: Client, params: dict[str, Any
     with host.undo_group(name):
         host.add_layer(raster, layer.x + bounds.x, layer.y + bounds.y, name)
     return ActionOutcome(True, "", (name,))
+
+
+@dataclass(frozen=True)
+class _Selected:
+    box: Rect  # the selected pixels' bounding box, layer coordinates
+    mask: Raster  # the selection over `read`
+    read: Rect  # where `mask` was read: `box` and the margin asked for, inside the layer
+
+    def mask_over(self, area: Rect) -> Raster:
+        """The mask over `area`, which lies inside `read`."""
+        return crop(self.mask, area.moved(-self.read.x, -self.read.y))
+
+
+def _selection(host: HostDocument, whole: Rect, margin: int) -> _Selected | None:
+    """The selection on the active layer, read only around its box (with `margin` more on each
+    side, inside the layer), so that the cost follows the selection and not the canvas: a
+    16384-pixel canvas would otherwise mean a 256 MB mask read and scan. None when nothing is
+    selected; ActionError when the selection misses the layer."""
+    hinted = host.selection_bounds()
+    if hinted is None:
+        return None
+    hinted = hinted.clamped(whole)  # the host's clip, made sure of
+    if hinted.is_empty:
+        raise ActionError(SELECTION_MISSES_LAYER)
+    read = hinted.grown(margin).clamped(whole)
+    mask = host.read_selection(read)
+    if mask is None:
+        return None
+    # The host's box may be loose (stale bounds, a selection emptied over the layer):
+    # the mask we hold anyway gives the exact one, partially selected pixels included.
+    tight = mask_bounds(mask)
+    if tight is None:
+        raise ActionError(SELECTION_MISSES_LAYER)
+    return _Selected(tight.moved(read.x, read.y), mask, read)
 
 
 def _run(host: HostDocument, client: Client, task: str, params: dict[str, Any],

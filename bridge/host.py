@@ -1,8 +1,8 @@
 """What an editor adapter (GIMP, Krita, a test double) offers to the shared actions.
 
-Coordinates: a `Rect` given to `read_pixels` / `read_selection` is in the ACTIVE LAYER's
-coordinates (0, 0 = the layer's top-left pixel); positions given to `add_layer` are in IMAGE
-coordinates. `layer_bounds()` links the two.
+Coordinates: a `Rect` given to `read_pixels` / `read_selection`, or returned by
+`selection_bounds`, is in the ACTIVE LAYER's coordinates (0, 0 = the layer's top-left pixel);
+positions given to `add_layer` are in IMAGE coordinates. `layer_bounds()` links the two.
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ class HostDocument(Protocol):
         """The active layer's pixels in `rect`, straight alpha, in the layout that matches the
         image's precision (rgba8 / rgba16, sRGB-encoded, or rgbaf32, linear) when `accepted`
         holds it, else the most precise accepted layout the host can convert to."""
+        ...
+
+    def selection_bounds(self) -> Rect | None:
+        """The selection's bounding box in layer coordinates, clipped to the layer: None when
+        nothing is selected, an empty Rect when the selection misses the layer. Partially
+        selected (feathered) pixels count as selected. It must cost what the host's own
+        bookkeeping costs, never a read of the whole mask: actions call it so that they read
+        only the crop around it, whatever the canvas size. A box larger than the selected
+        pixels is allowed (actions tighten it from the mask they read anyway)."""
         ...
 
     def read_selection(self, rect: Rect) -> Raster | None:

@@ -1,5 +1,6 @@
 """An in-memory HostDocument for tests of bridge/actions.py: one layer in a canvas, every call
-recorded in `log`. Pixels are a fixed pattern, or `image` when given."""
+recorded in `log`. Pixels are a fixed pattern, or `image` when given. Pixels and the selection
+mask are made only for the rectangle read, so a huge canvas costs nothing until it is read."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import Any
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect, crop
 
+_PATTERN = bytes(range(251))
+
 
 def pixels(width: int, height: int, layout: Layout = Layout.RGBA8) -> Raster:
+    """Byte i is i % 251, made for the size asked only (a huge canvas is never allocated)."""
     size = width * height * layout.bytes_per_pixel
-    return Raster(width, height, layout, bytes(i % 251 for i in range(size)))
+    return Raster(width, height, layout, (_PATTERN * (size // 251 + 1))[:size])
 
 
 class FakeHost:
@@ -45,18 +49,26 @@ class FakeHost:
             return crop(self.image, rect)
         return pixels(rect.width, rect.height, layout)
 
+    def selection_bounds(self) -> Rect | None:
+        self.log.append(("selection_bounds",))
+        if self.selection is None:
+            return Rect(0, 0, 0, 0) if self.empty_selection else None
+        return self.selection.clamped(Rect(0, 0, self.width, self.height))
+
     def read_selection(self, rect: Rect) -> Raster | None:
         self.log.append(("read_selection", rect))
         if self.selection is None and not self.empty_selection:
             return None
-        data = bytearray(rect.width * rect.height)
-        sel = self.selection
-        if sel is not None:
-            for y in range(sel.y, sel.bottom):
-                for x in range(sel.x, sel.right):
-                    if rect.x <= x < rect.right and rect.y <= y < rect.bottom:
-                        data[(y - rect.y) * rect.width + x - rect.x] = 255
-        return Raster(rect.width, rect.height, Layout.GRAY8, bytes(data))
+        # Built row by row for `rect` only, like pixels: cheap on any canvas size.
+        inside = Rect(0, 0, 0, 0) if self.selection is None else self.selection.clamped(rect)
+        if inside.is_empty:
+            return Raster(rect.width, rect.height, Layout.GRAY8, bytes(rect.width * rect.height))
+        row = (bytes(inside.x - rect.x) + b"\xff" * inside.width
+               + bytes(rect.right - inside.right))
+        blank = bytes(rect.width)
+        rows = [row if inside.y <= y < inside.bottom else blank
+                for y in range(rect.y, rect.bottom)]
+        return Raster(rect.width, rect.height, Layout.GRAY8, b"".join(rows))
 
     def add_layer(self, raster: Raster, x: int, y: int, name: str) -> None:
         self.log.append(("add_layer", x, y, name))

@@ -4,7 +4,7 @@
 # GIMP evaluates this file with Gimp, Gegl, Gio, GLib... already in its globals. It reads the
 # case list from $SFUMATO_CASES (JSON), runs each case's procedure as a script would, and
 # writes, per case, into $SFUMATO_CASES_OUT/<case name>/:
-#   result.json            status, error message, seconds, image and layer facts
+#   result.json            status, error message, seconds, image, layer and selection facts
 #   composite_before.raw   the visible image before the call  } in the image's precision:
 #   composite_after.raw    ... and after                      } R'G'B'A u8 / u16, RGBA float
 #   source_after.raw       the source layer after the call
@@ -26,6 +26,7 @@ PRECISIONS = {
     "float": Gimp.Precision.FLOAT_LINEAR,
 }
 FORMATS = {"u8": "R'G'B'A u8", "u16": "R'G'B'A u16", "float": "RGBA float"}
+FEATHER = 6.0
 
 
 def load(path):
@@ -55,7 +56,15 @@ def build_image(case):
         image.select_ellipse(Gimp.ChannelOps.REPLACE, *sel["rect"])
     else:
         image.select_rectangle(Gimp.ChannelOps.REPLACE, *sel["rect"])
+        if sel["shape"] == "feathered":  # a soft edge reaching FEATHER px past the rectangle
+            Gimp.Selection.feather(image, FEATHER)
     return image, source
+
+
+def selection_box(image):
+    """GIMP's own bounds of the selection, [x1, y1, x2, y2] in image coordinates, or None."""
+    _, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    return [x1, y1, x2, y2] if non_empty else None
 
 
 def read(drawable, fmt, rect=None):
@@ -114,6 +123,7 @@ def run_case(case, folder):
         source_before = read(source, fmt)
         source_offsets = list(source.get_offsets()[1:])
         selection_before = selection_bytes(image)
+        box_before = selection_box(image)
         with open(os.path.join(folder, "composite_before.raw"), "wb") as f:
             f.write(visible(image, fmt))
         status, message, seconds = call(image, source, case)
@@ -140,6 +150,7 @@ def run_case(case, folder):
             # a Scale Image rescales the source too; otherwise it must be byte-identical
             "source_unchanged": scaled or read(source, fmt) == source_before,
             "source_offsets_before": source_offsets,
+            "selection_box_before": box_before,
             "selection_unchanged": scaled or selection_bytes(image) == selection_before,
         }
     finally:

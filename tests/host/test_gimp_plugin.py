@@ -67,6 +67,9 @@ CASES = [
     _case("refine_selection", "refine", {**TINY, "strength": 0.5}, offset=(20, 12),
           selection=SEL),
     _case("refine_whole_layer", "refine", {**TINY, "strength": 0.5}, offset=(20, 12)),
+    # GIMP's selection bounds hold the feathered edge: the crop must cover it too.
+    _case("inpaint_feathered", "inpaint", TINY, offset=(20, 12), selection=SEL,
+          shape="feathered"),
     _case("no_daemon", "inpaint", {**TINY, "endpoint": "CLOSED"}, offset=(20, 12),
           selection=SEL),
     _case("empty_selection", "inpaint", TINY, offset=(20, 12)),
@@ -274,7 +277,13 @@ def _assert_repainted(gimp: Run, name: str) -> dict[str, Any]:
     lw, lh = LARGE_SOURCE
     margin = 2 * (TINY["grow"] + TINY["feather"]) + TINY["context"]
     sx, sy, sw, sh = case["selection"]["rect"]
-    sx0, sy0, sx1, sy1 = max(sx, lx), max(sy, ly), min(sx + sw, lx + lw), min(sy + sh, ly + lh)
+    box = report["selection_box_before"]  # GIMP's bounds: partially selected pixels too
+    if case["selection"]["shape"] == "feathered":
+        assert box[0] < sx and box[1] < sy and box[2] > sx + sw and box[3] > sy + sh, box
+    else:
+        assert box == [sx, sy, sx + sw, sy + sh]
+    sx0, sy0 = max(box[0], lx), max(box[1], ly)
+    sx1, sy1 = min(box[2], lx + lw), min(box[3], ly + lh)
     crop = (max(sx0 - margin, lx), max(sy0 - margin, ly),
             min(sx1 + margin, lx + lw), min(sy1 + margin, ly + lh))
     for layer in new:
@@ -323,6 +332,15 @@ def test_inpaint_float_image_goes_as_16_bit(gimp: Run) -> None:
 def test_inpaint_grayscale_image(gimp: Run) -> None:
     report = _assert_repainted(gimp, "inpaint_gray")
     assert report["base_type"] == "gray"
+
+
+def test_inpaint_feathered_selection_covers_the_soft_edge(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "inpaint_feathered")
+    (new,) = _new_layers(report)
+    pixels = gimp.raw("inpaint_feathered", "new_0", tuple(new["size"]), "u8")
+    (x, y), (x1, y1, x2, y2) = new["offsets"], report["selection_box_before"]
+    # Every partially selected pixel is repainted at least a little.
+    assert (pixels[y1 - y : y2 - y, x1 - x : x2 - x, 3] > 0).all()
 
 
 def test_refine_selection(gimp: Run) -> None:

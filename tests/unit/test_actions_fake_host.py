@@ -150,6 +150,80 @@ def test_refine_without_selection_sends_the_whole_layer() -> None:
     assert ("add_layer", 5, 7, "sfumato refine (seed 1)") in host.log
 
 
+# --- cost follows the selection, not the canvas ---------------------------------------------
+
+
+class LooseBoundsHost(FakeHost):
+    """A host whose `selection_bounds` is only a hint: `hint` instead of the selected box."""
+
+    def __init__(self, hint: Rect, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hint = hint
+
+    def selection_bounds(self) -> Rect | None:
+        return self.hint
+
+
+def _reads(host: FakeHost) -> list[Rect]:
+    return [entry[1] for entry in host.log if entry[0] in ("read_pixels", "read_selection")]
+
+
+@pytest.mark.parametrize("action", ["inpaint", "refine", "upscale"])
+def test_a_huge_canvas_costs_only_crop_sized_reads(action: str) -> None:
+    # 16384x16384 is 1 GiB of RGBA8 and 256 MiB of mask: the fake makes only what is read.
+    selection = Rect(9000, 7000, 256, 256)
+    host = FakeHost((16384, 16384), offset=(-100, 50), selection=selection)
+    client = FakeClient(host, rasters=[pixels(256, 256)], info={"offset": [0, 0], "scale": 1.0})
+    if action == "upscale":
+        outcome = actions.upscale_layer(host, client, 1.0, "m", selection_only=True)
+        margin = actions.UPSCALE_CONTEXT
+    else:
+        run = actions.inpaint_selection if action == "inpaint" else actions.refine
+        outcome = run(host, client, {}, "m")
+        defaults = actions.DIFFUSION_DEFAULTS[action]
+        margin = 2 * (defaults["grow"] + defaults["feather"]) + defaults["context"]
+    assert outcome.ok, outcome.message
+    reads = _reads(host)
+    assert reads and any(entry[0] == "read_selection" for entry in host.log)
+    crop_area = selection.grown(margin)
+    for rect in reads:
+        assert rect.clamped(crop_area) == rect, (rect, crop_area)  # inside the crop
+    assert client.requests[0]["rasters"][0].width <= 256 + 2 * margin
+
+
+def test_a_loose_host_box_is_tightened_from_the_mask() -> None:
+    exact = FakeHost((400, 300), selection=Rect(200, 150, 30, 20))
+    loose = LooseBoundsHost(Rect(170, 120, 90, 80), size=(400, 300),
+                            selection=Rect(200, 150, 30, 20))
+    sent = []
+    for host in (exact, loose):
+        client = FakeClient(host, rasters=[pixels(8, 8)], info={"offset": [0, 0]})
+        assert actions.inpaint_selection(host, client, {}, "m").ok
+        sent.append(client.requests[0])
+    assert sent[0]["params"]["origin"] == sent[1]["params"]["origin"] == [96, 46]
+    assert [r.packed_bytes() for r in sent[0]["rasters"]] == \
+        [r.packed_bytes() for r in sent[1]["rasters"]]
+
+
+def test_a_box_with_nothing_selected_in_it_misses_the_layer() -> None:
+    host = LooseBoundsHost(Rect(10, 10, 5, 5), size=(64, 64), empty_selection=True)
+    client = FakeClient(host, rasters=[pixels(8, 8)])
+    outcome = actions.inpaint_selection(host, client, {}, "m")
+    assert not outcome.ok and outcome.message == actions.SELECTION_MISSES_LAYER
+    assert client.requests == [] and _changes(host) == []
+
+
+def test_a_selection_reaching_past_the_layer_is_clipped_to_it() -> None:
+    host = FakeHost((100, 80), selection=Rect(-20, 70, 40, 30))
+    client = FakeClient(host, rasters=[pixels(8, 8)], info={"offset": [0, 0]})
+    assert actions.inpaint_selection(host, client, {"grow": 0, "feather": 2, "context": 6},
+                                     "m").ok
+    image, mask = client.requests[0]["rasters"]
+    assert client.requests[0]["params"]["origin"] == [0, 60]
+    assert (image.width, image.height) == (30, 20)  # box (0, 70, 20, 10) + margin 10, clipped
+    assert bytes(mask.data).count(255) == 20 * 10
+
+
 # --- failures -------------------------------------------------------------------------------
 
 

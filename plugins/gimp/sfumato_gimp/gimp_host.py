@@ -56,6 +56,16 @@ class GimpHost:
                                            Gegl.AbyssPolicy.NONE)
         return Raster(rect.width, rect.height, layout, bytes(data))
 
+    def selection_bounds(self) -> Rect | None:
+        # GIMP keeps the selection channel's bounds itself (image coordinates, clipped to the
+        # canvas, x2/y2 exclusive, feathered edges included): no mask pixel crosses over to
+        # the plug-in. GIMP 3.0 answers (success, non_empty, x1, y1, x2, y2).
+        _, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(self.image)
+        if not non_empty:
+            return None
+        layer = self.layer_bounds()
+        return Rect(x1, y1, x2 - x1, y2 - y1).clamped(layer).moved(-layer.x, -layer.y)
+
     def read_selection(self, rect: Rect) -> Raster | None:
         if Gimp.Selection.is_empty(self.image):
             return None
