@@ -42,11 +42,11 @@ class DaemonProcess:
                 self.process.wait(timeout=10)
 
 
-def start_daemon(home: Path, extra_config: str = "") -> DaemonProcess:
+def start_daemon(home: Path, extra_config: str = "", endpoint: str | None = None) -> DaemonProcess:
     home.mkdir(parents=True, exist_ok=True)
     if extra_config:
         (home / "config.toml").write_text("[daemon]\n" + extra_config)
-    endpoint = free_endpoint()
+    endpoint = endpoint or free_endpoint()
     env = {**os.environ, "SFUMATO_HOME": str(home), "SFUMATO_ENDPOINT": endpoint}
     log = open(home / "daemon.out", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(

@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sfumato.bridge.client import Client, JobCancelledError, JobFailed, RequestRejected
+from sfumato.bridge.client import (
+    Client,
+    DaemonUnavailable,
+    JobCancelledError,
+    JobFailed,
+    RequestRejected,
+)
 from sfumato.bridge.protocol import Cancelled, ErrorCode, Progress, Result
 from sfumato.bridge.raster import Layout, Raster
 
@@ -207,3 +213,22 @@ def test_a_worker_crash_is_survived(tiny_daemon: DaemonProcess) -> None:
         assert rasters[0].width == 768
         report = client.status()
         assert report.worker["restarts"] == 1 and report.worker["pid"] != pid
+
+
+def test_a_client_outlives_a_daemon_restart(tmp_path: Path) -> None:
+    first = start_daemon(tmp_path / "home")
+    client = first.client(timeout_s=2.0)
+    try:
+        client.ping()
+        first.stop()
+        with pytest.raises(DaemonUnavailable) as gone:
+            client.ping()
+        assert "sfumato serve" in gone.value.message  # says what to do
+        second = start_daemon(tmp_path / "home", endpoint=first.endpoint)
+        try:
+            client.ping()  # the same client reconnects on its own
+            assert client.status().worker["daemon_pid"] == second.process.pid
+        finally:
+            second.stop()
+    finally:
+        client.close()
