@@ -46,12 +46,22 @@ def read_mask(path: Path) -> Raster:
     return array_to_raster(np.rint(array).astype(np.uint8), Layout.GRAY8)
 
 
-def write_image(path: Path, raster: Raster) -> None:
+def has_alpha_channel(path: Path) -> bool:
+    """Whether the file itself stores alpha (read from its header only)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return "A" in image.getbands() or "transparency" in image.info
+
+
+def write_image(path: Path, raster: Raster, *, drop_alpha: bool = False) -> None:
+    """Write a raster; `drop_alpha` writes RGB (for inputs that had no alpha channel)."""
     import cv2
 
     array = raster_to_array(raster)
     if array.shape[2] == 4:
-        array = array[:, :, [2, 1, 0, 3]]  # RGBA -> OpenCV's BGRA
+        # RGBA -> OpenCV's BGRA (or BGR)
+        array = array[:, :, [2, 1, 0]] if drop_alpha else array[:, :, [2, 1, 0, 3]]
     if array.dtype == np.float32:
         array = np.rint(np.clip(array, 0, 1) * 65535).astype(np.uint16)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from .config import Settings
 log = logging.getLogger("sfumato.supervisor")
 
 READY_ID = "worker-ready"
+HEALTH_ID = "worker-health"  # sent after every job, so `status` shows what is loaded now
 
 
 class WorkerGone(Exception):
@@ -62,6 +63,7 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
         message, rasters = codec.decode(frames)
         if isinstance(message, Submit):
             worker.run(message, rasters, emit, cancel)
+            emit(StatusReport(id=HEALTH_ID, device=worker.device, worker=worker.health()), [])
 
 
 class WorkerSupervisor:
@@ -114,7 +116,7 @@ class WorkerSupervisor:
         except (EOFError, OSError) as exc:
             raise WorkerGone(f"worker exited ({self.exit_description()})") from exc
         message, rasters = codec.decode(frames)
-        if isinstance(message, StatusReport) and message.id == READY_ID:
+        if isinstance(message, StatusReport) and message.id in (READY_ID, HEALTH_ID):
             self.ready = True
             self.device = message.device
             self.health = message.worker

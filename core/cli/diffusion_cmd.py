@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..config import load_settings
-from ..image_files import read_mask, read_rgba, write_image
+from ..image_files import has_alpha_channel, read_mask, read_rgba, write_image
 from .launcher import connect_or_start
 from .progress_bar import ProgressBar
 
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         suffix = "" if index == 0 else f"-{index + 1}"
         composite = composite_over(source, raster_to_array(layer), offset)
         out = args.output.with_name(args.output.stem + suffix + args.output.suffix)
-        write_image(out, array_to_raster(composite, image.layout))
+        write_image(out, array_to_raster(composite, image.layout),
+                    drop_alpha=not has_alpha_channel(args.image))
         if args.layer_out is not None:
             layer_path = args.layer_out.with_name(args.layer_out.stem + suffix +
                                                   args.layer_out.suffix)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config import load_settings
-from ..image_files import IMAGE_SUFFIXES, read_rgba, write_image
+from ..image_files import IMAGE_SUFFIXES, has_alpha_channel, read_rgba, write_image
 from .launcher import connect_or_start
 from .progress_bar import ProgressBar
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             outcome = client.run("upscale", params, [raster], args.model, on_event=bar)
             bar.finish()
             target = _output_path(path, args.output, len(files), outcome.result.info)
-            write_image(target, outcome.rasters[0])
+            write_image(target, outcome.rasters[0], drop_alpha=not has_alpha_channel(path))
             out = outcome.rasters[0]
             print(f"{path} -> {target} ({out.width}x{out.height})")
     return 0

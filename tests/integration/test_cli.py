@@ -45,6 +45,9 @@ def test_upscale_starts_a_daemon_then_reuses_it(tmp_path: Path) -> None:
         assert "starting a sfumato daemon" in first.stderr
         assert Image.open(tmp_path / "out" / "a-x3.png").size == (120, 90)
         assert Image.open(tmp_path / "out" / "b-x3.png").size == (60, 30)
+        # an RGB file comes back RGB, an RGBA one keeps its alpha channel
+        assert Image.open(tmp_path / "out" / "a-x3.png").mode == "RGB"
+        assert Image.open(tmp_path / "out" / "b-x3.png").mode == "RGBA"
         status = sfumato(env, "status")
         assert status.returncode == 0 and "tiny" in status.stdout
         again = sfumato(env, "upscale", str(folder / "a.png"), "-o", str(tmp_path / "a2.png"),

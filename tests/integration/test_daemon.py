@@ -64,6 +64,8 @@ def test_upscale_round_trip_and_progress(tiny_daemon: DaemonProcess) -> None:
     assert (out.width, out.height, out.layout) == (200, 140, Layout.RGBA8)
     assert any(isinstance(m, Progress) for m in seen)
     assert outcome.result.info["model"] == "tiny"
+    with tiny_daemon.client() as client:
+        assert client.status().worker["loaded"] == ["upscaler:tiny"]  # what the worker holds now
 
 
 def test_ping_and_status_answer_at_once_while_a_job_runs(tiny_daemon: DaemonProcess) -> None:
