@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("sfumato: no images found in the given inputs", file=sys.stderr)
         return 1
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:  # before a daemon is started for nothing
+        print(f"sfumato: error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 1
     settings = load_settings(args.endpoint)
     params: dict = {"tile": args.tile}
     if args.scale is not None:
