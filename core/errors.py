@@ -18,3 +18,9 @@ class SfumatoError(Exception):
 
 class JobCancelled(Exception):
     """Raised at a tile or step boundary once the job's cancel flag is set."""
+
+
+def error_detail(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a library's error, short enough to quote in a message."""
+    text = str(exc)
+    return text.splitlines()[0][:limit] if text.strip() else type(exc).__name__

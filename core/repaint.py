@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sfumato.bridge.raster import Layout, Raster
 
 from .diffusion_call import Geometry, expected_steps, generate
 from .imaging import (
@@ -20,7 +21,8 @@ from .imaging import (
     rgb_over_grey,
     to_float,
 )
-from .progress import PreviewSink, StepProgress
+from .progress import StepProgress
+from .raster_arrays import array_to_raster
 from .task_api import CancelToken
 
 PREVIEW_EVERY = 4
@@ -45,10 +47,11 @@ def repaint(
     *,
     keep_alpha: bool,
     progress: Callable[[int, int, str], None],
-    preview: PreviewSink | None,
+    preview: Callable[[Raster, int], None] | None,
     cancel: CancelToken,
 ) -> list[np.ndarray]:
-    """One RGBA layer (the crop's size and dtype) per seed; see `compose_result_layer`."""
+    """One RGBA layer (the crop's size and dtype) per seed; see `compose_result_layer`.
+    Previews go to `preview` as small rgba8 rasters."""
     height, width = crop_rgba.shape[:2]
     size = native_size(width, height, geometry.native_pixels, geometry.multiple)
     model_image = resize_rgb(rgb_over_grey(crop_rgba), size)
@@ -56,6 +59,8 @@ def repaint(
     # known pixels (outside the soft mask, not transparent) tell the model's colour drift
     known = np.where(soft == 0, to_float(crop_rgba[..., 3]), 0.0)
     per_variant = expected_steps(prompting.steps, prompting.strength)
+    to_preview = None if preview is None else (
+        lambda image, step: preview(array_to_raster(image, Layout.RGBA8), step))
     layers = []
     for index, seed in enumerate(seeds):
         cancel.raise_if_cancelled()
@@ -69,7 +74,7 @@ def repaint(
             cancel,
             total=per_variant,
             stage="denoise" if len(seeds) == 1 else f"variant {index + 1}/{len(seeds)}",
-            preview=preview,
+            preview=to_preview,
             preview_every=PREVIEW_EVERY,
             image_size=size,
         )
@@ -89,3 +94,9 @@ def repaint(
         generated = match_colours(generated, crop_rgba, known)
         layers.append(compose_result_layer(generated, crop_rgba, soft, keep_alpha=keep_alpha))
     return layers
+
+
+def layer_name(verb: str, prompt: str, seed: int) -> str:
+    """"Verb: the prompt's start (seed N)", what a result layer is called in the editor."""
+    short = prompt if len(prompt) <= 30 else prompt[:29].rstrip() + "\u2026"
+    return f"{verb}: {short} (seed {seed})" if short else f"{verb} (seed {seed})"

@@ -56,6 +56,7 @@ log = logging.getLogger("sfumato.server")
 
 MAX_FRAMES = 24
 MAX_ATTEMPTS = 2  # a job whose worker crashed is retried once
+MAX_START_FAILURES = 3  # workers in a row dying before ready: waiting jobs fail, not hang
 
 
 @dataclass
@@ -285,6 +286,8 @@ class Daemon:
         log.error("worker died: %s", why)
         job, self._running = self._running, None
         self._worker.restart()
+        if self._worker.start_failures >= MAX_START_FAILURES:
+            self._fail_waiting(why)  # it keeps being restarted; new jobs may still succeed
         if job is None:
             return
         cancelled = self._worker.cancel_flag.is_set()
@@ -297,6 +300,15 @@ class Daemon:
             message=f"the worker process died running this job ({why}) and was restarted; "
             "try a smaller image or tile size, and see SFUMATO_HOME/logs/worker.log",
         ), [])
+
+    def _fail_waiting(self, why: str) -> None:
+        """Fail every queued job: the worker cannot even start, so they would wait forever."""
+        while (job := self._queue.pop_next()) is not None:
+            self._finish(job, Failed(
+                id=job.request_id, job_id=job.job_id, code=ErrorCode.WORKER_CRASHED.value,
+                message=f"the worker process cannot start ({why}); run `sfumato doctor` and "
+                "see SFUMATO_HOME/logs/worker.log",
+            ), [])
 
     def _finish(self, job: Job, terminal: Message, rasters: list[Raster]) -> None:
         job.state = {
@@ -335,6 +347,11 @@ class Daemon:
             if now - seen > self.settings.client_timeout_s:
                 log.info("client %s silent for %.0f s", identity.hex(), now - seen)
                 self._client_gone(identity)
+        # forget long-silent clients with nothing waiting, so the table does not grow forever
+        busy = {self._running.client} if self._running is not None else set()
+        for identity, seen in list(self._last_seen.items()):
+            if now - seen > self.settings.client_timeout_s and identity not in busy:
+                del self._last_seen[identity]
 
     def _idle_too_long(self) -> bool:
         if self.settings.idle_exit_s <= 0 or self._running is not None or len(self._queue):

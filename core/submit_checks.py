@@ -12,7 +12,7 @@ from .tasks import task_spec
 
 IMAGE_LAYOUTS = {Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8,
                  Layout.GRAY16, Layout.GRAYF32}
-MASK_LAYOUTS = {Layout.GRAY8}
+MASK_LAYOUTS = {Layout.GRAY8, Layout.GRAY16}
 
 
 def check_submit(message: Submit, rasters: list[Raster], settings: Settings,

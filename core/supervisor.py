@@ -77,6 +77,7 @@ class WorkerSupervisor:
         self.device = "starting"
         self.health: dict[str, Any] = {}
         self.restarts = 0
+        self.start_failures = 0  # workers in a row that died before reporting ready
 
     def start(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -91,6 +92,7 @@ class WorkerSupervisor:
         self.ready = False
 
     def restart(self) -> None:
+        self.start_failures = 0 if self.ready else self.start_failures + 1
         self.stop()
         self.restarts += 1
         self.start()

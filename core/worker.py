@@ -93,7 +93,10 @@ class Worker:
             return
         finally:
             _release_memory(self.device)
-        emit(Result(id=job_id, job_id=job_id, info=output.info), output.rasters)
+        try:
+            emit(Result(id=job_id, job_id=job_id, info=output.info), output.rasters)
+        except (TypeError, ValueError) as exc:  # info the codec cannot carry: a task bug
+            emit(Failed(id=job_id, job_id=job_id, **_describe_failure(exc)), [])
 
     def health(self) -> dict[str, Any]:
         return {"device": self.device, "pid": os.getpid(), **self.models.describe()}

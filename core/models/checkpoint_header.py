@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
 
-from ..errors import SfumatoError
+from ..errors import SfumatoError, error_detail
 
 
 def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -26,9 +26,13 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         with safe_open(str(path), framework="pt") as handle:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except Exception as exc:  # SafetensorError for a bad header or a short file, OSError
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise SfumatoError(
-            ErrorCode.CORRUPT_WEIGHTS,
-            f"weights file {path} is damaged or truncated ({detail}); "
-            "download or export it again",
-        ) from None
+        raise corrupt_weights(path, exc) from None
+
+
+def corrupt_weights(path: Path, exc: BaseException) -> SfumatoError:
+    """CORRUPT_WEIGHTS for a weights file a library could not read, quoting its error."""
+    return SfumatoError(
+        ErrorCode.CORRUPT_WEIGHTS,
+        f"weights file {path} is damaged or truncated ({error_detail(exc)}); "
+        "re-download or re-import it",
+    )

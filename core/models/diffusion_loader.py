@@ -17,7 +17,7 @@ from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
 
-from ..errors import SfumatoError
+from ..errors import SfumatoError, error_detail
 from .checkpoint_header import tensor_shapes
 from .registry import ModelEntry, ModelFormat, ModelKind
 
@@ -293,11 +293,10 @@ def _guarded(path: Path, load: Any) -> Any:
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         # diffusers/transformers report a missing file, a shape mismatch or a bad config
         # through these; the folder checks above have already ruled out unsafe files
-        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise SfumatoError(
             ErrorCode.CORRUPT_WEIGHTS,
-            f"the model at {path} could not be loaded ({detail}); check that it is complete "
-            "and of the kind it was registered as",
+            f"the model at {path} could not be loaded ({error_detail(exc, 300)}); check that it "
+            "is complete and of the kind it was registered as",
         ) from None
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from sfumato.bridge.protocol import ErrorCode
 
-from ..errors import SfumatoError
+from ..errors import SfumatoError, error_detail
+from .checkpoint_header import corrupt_weights
 
 PICKLE_SUFFIXES = frozenset({".pth", ".pt", ".ckpt", ".bin"})
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
@@ -55,7 +56,7 @@ def read_metadata(path: Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types and OSError
-        raise _corrupt(Path(path), exc) from None
+        raise corrupt_weights(Path(path), exc) from None
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -64,7 +65,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError for a bad header, OSError for short reads
-        raise _corrupt(path, exc) from None
+        raise corrupt_weights(path, exc) from None
 
 
 def _load_torch_file(path: Path, allow_pickle: bool) -> Any:
@@ -78,11 +79,11 @@ def _load_torch_file(path: Path, allow_pickle: bool) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's weights-only unpickler refused an object it would have had to construct
-        raise _unsafe(path, str(exc).splitlines()[0][:200]) from None
+        raise _unsafe(path, error_detail(exc)) from None
     except (RuntimeError, EOFError, ValueError, OSError, pickle.PickleError) as exc:
         if not is_zip:
             raise _unsafe(path, "it is not a torch weights file") from None
-        raise _corrupt(path, exc) from None
+        raise corrupt_weights(path, exc) from None
 
 
 def _unwrap(raw: Any) -> Any:
@@ -108,14 +109,6 @@ def _tensors_only(raw: Any, path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith(prefix) for k in tensors):
         tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
     return tensors
-
-
-def _corrupt(path: Path, exc: BaseException) -> SfumatoError:
-    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    return SfumatoError(
-        ErrorCode.CORRUPT_WEIGHTS,
-        f"weights file {path.name} is damaged or truncated ({detail}); re-download or re-import it",
-    )
 
 
 def _unsafe(path: Path, why: str) -> SfumatoError:

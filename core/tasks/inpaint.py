@@ -13,14 +13,13 @@ name, names, warnings.
 from __future__ import annotations
 
 from sfumato.bridge.protocol import ErrorCode
-from sfumato.bridge.raster import Layout
 
 from ..diffusion_call import fit_prompts, geometry
 from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
 from ..errors import SfumatoError
 from ..imaging import selection_bbox, selection_crop
 from ..raster_arrays import array_to_raster
-from ..repaint import Prompting, repaint
+from ..repaint import Prompting, layer_name, repaint
 from ..task_api import TaskContext, TaskOutput
 
 NAME = "inpaint"
@@ -54,7 +53,6 @@ def run(ctx: TaskContext) -> TaskOutput:
     prompt, negative, warnings = fit_prompts(pipe, params.prompt, params.negative_prompt)
 
     # 5. One repaint per seed; each becomes a layer the crop's size.
-    preview_layout = Layout.RGBA8
     layers = repaint(
         pipe,
         layer[crop.slices],
@@ -64,11 +62,11 @@ def run(ctx: TaskContext) -> TaskOutput:
         model_size,
         keep_alpha=False,  # fill transparent holes too: that is what inpainting is for
         progress=ctx.progress,
-        preview=lambda image, step: ctx.preview(array_to_raster(image, preview_layout), step),
+        preview=ctx.preview,
         cancel=ctx.cancel,
     )
 
-    names = [_layer_name(params.prompt, seed) for seed in params.seeds]
+    names = [layer_name("Inpaint", params.prompt, seed) for seed in params.seeds]
     return TaskOutput(
         rasters=[array_to_raster(pixels, layout) for pixels in layers],
         info={
@@ -80,8 +78,3 @@ def run(ctx: TaskContext) -> TaskOutput:
             "warnings": warnings,
         },
     )
-
-
-def _layer_name(prompt: str, seed: int) -> str:
-    short = prompt if len(prompt) <= 30 else prompt[:29].rstrip() + "\u2026"
-    return f"Inpaint: {short} (seed {seed})" if short else f"Inpaint (seed {seed})"

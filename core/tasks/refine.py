@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-from sfumato.bridge.raster import Layout
 
 from ..diffusion_call import fit_prompts, geometry
 from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
 from ..errors import SfumatoError
 from ..imaging import Box, selection_bbox, selection_crop
 from ..raster_arrays import array_to_raster
-from ..repaint import Prompting, repaint
+from ..repaint import Prompting, layer_name, repaint
 from ..task_api import TaskContext, TaskOutput
 
 NAME = "refine"
@@ -44,7 +43,7 @@ def run(ctx: TaskContext) -> TaskOutput:
             "whole layer",
         )
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
-    names = [_layer_name(params.prompt, seed) for seed in params.seeds]
+    names = [layer_name("Refine", params.prompt, seed) for seed in params.seeds]
     info = {"seed": params.seeds[0], "seeds": list(params.seeds), "name": names[0],
             "names": names, "warnings": []}
 
@@ -71,7 +70,6 @@ def run(ctx: TaskContext) -> TaskOutput:
                                                      params.negative_prompt)
 
     # 6. One repaint per seed; each becomes a layer the crop's size.
-    preview_layout = Layout.RGBA8
     layers = repaint(
         pipe,
         layer[crop.slices],
@@ -81,15 +79,10 @@ def run(ctx: TaskContext) -> TaskOutput:
         model_size,
         keep_alpha=True,  # a refined cut-out keeps its outline
         progress=ctx.progress,
-        preview=lambda image, step: ctx.preview(array_to_raster(image, preview_layout), step),
+        preview=ctx.preview,
         cancel=ctx.cancel,
     )
     return TaskOutput(
         rasters=[array_to_raster(pixels, layout) for pixels in layers],
         info={"offset": [params.origin[0] + crop.x0, params.origin[1] + crop.y0], **info},
     )
-
-
-def _layer_name(prompt: str, seed: int) -> str:
-    short = prompt if len(prompt) <= 30 else prompt[:29].rstrip() + "\u2026"
-    return f"Refine: {short} (seed {seed})" if short else f"Refine (seed {seed})"

@@ -1,0 +1,36 @@
+"""A worker that dies before it is ready, again and again, fails the waiting jobs with a typed
+message instead of leaving them (and the artist's editor) waiting forever."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sfumato.bridge.protocol import ErrorCode, Failed, Message
+from sfumato.core.config import Settings
+from sfumato.core.job_queue import Job
+from sfumato.core.server import MAX_START_FAILURES, Daemon
+
+pytestmark = pytest.mark.unit
+
+
+def test_waiting_jobs_fail_once_the_worker_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = Daemon(Settings(home=tmp_path, endpoint="tcp://127.0.0.1:0"))
+    # the real supervisor's bookkeeping, with no processes: every start dies before ready
+    monkeypatch.setattr(daemon._worker, "start", lambda: None)
+    monkeypatch.setattr(daemon._worker, "stop", lambda: None)
+    sent: list[tuple[bytes, Message]] = []
+    daemon._reply = lambda identity, message, rasters=(): sent.append((identity, message))  # type: ignore[method-assign]
+    daemon._queue.push(Job(job_id="j1", request_id="r1", client=b"artist", task="upscale",
+                           model=None, params={}, rasters=[]))
+    for _ in range(MAX_START_FAILURES - 1):
+        daemon._worker_died("exit code 1")
+    assert sent == [] and len(daemon._queue) == 1  # a few failed starts are retried quietly
+    daemon._worker_died("exit code 1")
+    assert len(daemon._queue) == 0 and daemon._worker.restarts == MAX_START_FAILURES
+    [(identity, failed)] = sent
+    assert identity == b"artist" and isinstance(failed, Failed)
+    assert failed.id == "r1" and failed.code == ErrorCode.WORKER_CRASHED.value
+    assert "sfumato doctor" in failed.message and "worker.log" in failed.message
