@@ -101,15 +101,18 @@ class Daemon:
         self._worker.start()
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
-        worker_fd = -1
+        worker_fd: int | None = None
         log.info("serving on %s", self.endpoint)
         try:
             while not self._stopping:
-                if self._worker.fileno() != worker_fd:  # a restarted worker has a new pipe
-                    if worker_fd >= 0:
+                self._worker.start_if_due()
+                current = self._worker.fileno()
+                if current != worker_fd:  # a restarted worker has a new pipe
+                    if worker_fd is not None:
                         poller.unregister(worker_fd)
-                    worker_fd = self._worker.fileno()
-                    poller.register(worker_fd, zmq.POLLIN)
+                    worker_fd = current
+                    if current is not None:
+                        poller.register(current, zmq.POLLIN)
                 events = dict(poller.poll(250))
                 if self._socket in events:
                     self._drain_socket()

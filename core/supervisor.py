@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import time
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from .config import Settings
 log = logging.getLogger("sfumato.supervisor")
 
 READY_ID = "worker-ready"
+MAX_RESTART_DELAY_S = 60.0
 HEALTH_ID = "worker-health"  # sent after every job, so `status` shows what is loaded now
 
 
@@ -78,6 +80,7 @@ class WorkerSupervisor:
         self.health: dict[str, Any] = {}
         self.restarts = 0
         self.start_failures = 0  # workers in a row that died before reporting ready
+        self._start_at: float | None = None
 
     def start(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -92,15 +95,23 @@ class WorkerSupervisor:
         self.ready = False
 
     def restart(self) -> None:
+        """Start a fresh worker: at once after a crash mid-job, later and later (up to a
+        minute) while workers keep dying before they are ready, e.g. a broken install."""
         self.start_failures = 0 if self.ready else self.start_failures + 1
         self.stop()
         self.restarts += 1
-        self.start()
+        delay = min(2.0 ** self.start_failures, MAX_RESTART_DELAY_S) if self.start_failures else 0
+        self._start_at = time.monotonic() + delay
+        self.start_if_due()
 
-    def fileno(self) -> int:
-        if self.conn is None:
-            raise WorkerGone("worker not started")
-        return self.conn.fileno()
+    def start_if_due(self) -> None:
+        if self.conn is None and self._start_at is not None and time.monotonic() >= self._start_at:
+            self._start_at = None
+            self.start()
+
+    def fileno(self) -> int | None:
+        """The pipe to poll; None while a restart waits out its delay."""
+        return None if self.conn is None else self.conn.fileno()
 
     def send_job(self, job_id: str, task: str, model: str | None, params: dict,
                  rasters: list[Raster]) -> None:
@@ -135,6 +146,7 @@ class WorkerSupervisor:
         return "still running" if code is None else f"exit code {code}"
 
     def stop(self) -> None:
+        self.ready = False
         if self.conn is not None:
             self.conn.close()
             self.conn = None

@@ -34,3 +34,29 @@ def test_waiting_jobs_fail_once_the_worker_cannot_start(
     assert identity == b"artist" and isinstance(failed, Failed)
     assert failed.id == "r1" and failed.code == ErrorCode.WORKER_CRASHED.value
     assert "sfumato doctor" in failed.message and "worker.log" in failed.message
+
+
+def test_restarts_back_off_while_workers_die_before_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfumato.core.supervisor import MAX_RESTART_DELAY_S, WorkerSupervisor
+
+    supervisor = WorkerSupervisor(Settings(home=tmp_path, endpoint="tcp://127.0.0.1:0"))
+    starts: list[float] = []
+    monkeypatch.setattr(supervisor, "start", lambda: starts.append(1.0))
+    clock = [1000.0]
+    monkeypatch.setattr("sfumato.core.supervisor.time.monotonic", lambda: clock[0])
+    supervisor.ready = True
+    supervisor.restart()  # a crash mid-job: a fresh worker at once
+    assert len(starts) == 1 and supervisor.start_failures == 0
+    supervisor.restart()  # that one died before ready: wait 2 s first
+    assert len(starts) == 1 and supervisor.fileno() is None
+    clock[0] += 1.9
+    supervisor.start_if_due()
+    assert len(starts) == 1
+    clock[0] += 0.2
+    supervisor.start_if_due()
+    assert len(starts) == 2
+    for _ in range(10):
+        supervisor.restart()
+    assert supervisor._start_at == pytest.approx(clock[0] + MAX_RESTART_DELAY_S)
