@@ -7,7 +7,6 @@ Standard library + the transport module only: this runs inside GIMP's and Krita'
 from __future__ import annotations
 
 import itertools
-import os
 import time
 import uuid
 from collections import deque
@@ -38,7 +37,7 @@ from .protocol import (
     Welcome,
 )
 from .raster import Raster
-from .transport import DealerTransport, resolve_endpoint
+from .transport import DealerTransport, key_from_env, resolve_endpoint
 
 
 class ClientError(Exception):
@@ -101,7 +100,7 @@ class Client:
         self.timeout_s = timeout_s
         self.heartbeat_s = heartbeat_s
         self.reconnects = reconnects
-        self.key = key if key is not None else _key_from_env()
+        self.key = key if key is not None else key_from_env()
         self.name = name
         self._transport = DealerTransport(self.endpoint)
         self._ids = itertools.count(1)
@@ -306,7 +305,3 @@ def _unexpected(reply: Message) -> ClientError:
         return RequestRejected(reply.code, reply.message)
     return ClientError(ErrorCode.BAD_MESSAGE.value, f"unexpected reply {reply.TYPE.value}")
 
-
-def _key_from_env() -> bytes | None:
-    key = os.environ.get("SFUMATO_KEY")
-    return key.encode() if key else None

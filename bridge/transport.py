@@ -17,6 +17,12 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
     return endpoint or os.environ.get("SFUMATO_ENDPOINT") or DEFAULT_ENDPOINT
 
 
+def key_from_env() -> bytes | None:
+    """The shared signing key from SFUMATO_KEY, or None when frames go unsigned."""
+    key = os.environ.get("SFUMATO_KEY")
+    return key.encode() if key else None
+
+
 class DealerTransport:
     """One DEALER socket to the daemon. `reopen()` drops queued messages and reconnects."""
 

@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import zmq
 from sfumato.bridge import codec
@@ -363,7 +363,5 @@ class Daemon:
 
 
 def _with_id(message: Message, request_id: str) -> Message:
-    from dataclasses import replace
-
     return replace(message, id=request_id)
 

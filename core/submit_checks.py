@@ -19,8 +19,6 @@ def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
                  registry: Registry) -> None:
     spec = task_spec(message.task)
     required = [name for name in spec.inputs if not name.endswith("?")]
-    if not required and not spec.inputs:
-        return
     if not len(required) <= len(rasters) <= len(spec.inputs):
         names = ", ".join(n.rstrip("?") for n in spec.inputs)
         raise SfumatoError(ErrorCode.BAD_PARAMS,

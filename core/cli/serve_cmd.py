@@ -7,6 +7,8 @@ import dataclasses
 import signal
 import sys
 
+from sfumato.bridge.transport import key_from_env
+
 from ..config import load_settings
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.idle_exit is not None:
         settings = dataclasses.replace(settings, idle_exit_s=args.idle_exit)
     log_path = configure_logging(settings.home, "daemon")
-    daemon = Daemon(settings, key=_key())
+    daemon = Daemon(settings, key=key_from_env())
     endpoint = daemon.bind()
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     print(f"sfumato daemon listening on {endpoint} (log: {log_path})", flush=True)
@@ -38,9 +40,3 @@ def run(args: argparse.Namespace) -> int:
     print("sfumato daemon stopped", file=sys.stderr)
     return 0
 
-
-def _key() -> bytes | None:
-    import os
-
-    key = os.environ.get("SFUMATO_KEY")
-    return key.encode() if key else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
@@ -39,8 +40,6 @@ class WorkerModels:
     def load(self, entry: ModelEntry) -> Any:
         if entry.kind != ModelKind.UPSCALER.value:
             raise SfumatoError(ErrorCode.INTERNAL, f"{entry.kind} models load as pipelines")
-        from pathlib import Path
-
         from .upscaler_loader import load_upscaler
 
         def load_now() -> Any:
