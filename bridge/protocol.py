@@ -56,8 +56,12 @@ class ErrorCode(str, Enum):
     CORRUPT_WEIGHTS = "corrupt_weights"
     QUEUE_FULL = "queue_full"
     NOT_FOUND = "not_found"
-    OUT_OF_MEMORY = "out_of_memory"
-    WORKER_CRASHED = "worker_crashed"
+    RESOURCE_EXHAUSTED = "resource_exhausted"  # out of memory even after degrading
+    OUT_OF_MEMORY = "resource_exhausted"  # the older name, kept as an alias
+    WORKER_CRASHED = "worker_crashed"  # the worker cannot even start
+    WORKER_LOST = "worker_lost"  # the worker died running this job, twice
+    FORBIDDEN = "forbidden"  # another client's job
+    DAEMON_STOPPING = "daemon_stopping"
     DAEMON_UNAVAILABLE = "daemon_unavailable"
     TIMEOUT = "timeout"
     INTERNAL = "internal"
@@ -75,6 +79,7 @@ class Task(str, Enum):
     UPSCALE = "upscale"
     INPAINT = "inpaint"
     REFINE = "refine"
+    PREPROCESS = "preprocess"  # a control image from a picture (canny, lineart, depth...)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class Welcome(Message):
     models: list[dict[str, Any]] = field(default_factory=list)
     device: str = ""
     limits: dict[str, int] = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)  # kept results this client never got
 
 
 @dataclass(frozen=True)

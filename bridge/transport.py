@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 
 from .raster import Buffer
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5655"
+LINGER_MS = 100  # unsent messages (a last cancel) get this long; a dead daemon never blocks
+SERVER_PUBLIC_FILE = "server.key"  # in a client key folder: the daemon's public key
+CLIENT_SECRET_FILE = "client.key_secret"  # in a client key folder: this client's key pair
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:
@@ -23,11 +28,57 @@ def key_from_env() -> bytes | None:
     return key.encode() if key else None
 
 
-class DealerTransport:
-    """One DEALER socket to the daemon. `reopen()` drops queued messages and reconnects."""
+class KeyFileError(Exception):
+    """A CURVE key folder that is missing a file or holds an unreadable one."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """What a client needs to reach a daemon that requires CURVE (Z85-encoded keys)."""
+
+    server_public: bytes
+    client_public: bytes
+    client_secret: bytes
+
+
+def load_client_keys(folder: str | Path) -> CurveKeys:
+    """Read a folder made by `sfumato keys client NAME`: the daemon's public key and this
+    client's key pair."""
+    import zmq.auth  # only clients of a remote daemon need it
+
+    folder = Path(folder).expanduser()
+    try:
+        server_public, _ = zmq.auth.load_certificate(folder / SERVER_PUBLIC_FILE)
+        client_public, client_secret = zmq.auth.load_certificate(folder / CLIENT_SECRET_FILE)
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read the CURVE keys in {folder}: {exc}; make them on the "
+                           "daemon's machine with `sfumato keys client NAME`") from None
+    if client_secret is None:
+        raise KeyFileError(f"{folder / CLIENT_SECRET_FILE} holds no secret key")
+    return CurveKeys(server_public, client_public, client_secret)
+
+
+def curve_from_env() -> CurveKeys | None:
+    """Keys from the folder named by SFUMATO_CURVE, or None for a loopback/ipc daemon."""
+    folder = os.environ.get("SFUMATO_CURVE")
+    return load_client_keys(folder) if folder else None
+
+
+class DealerTransport:
+    """One DEALER socket to the daemon. `reopen()` drops queued messages and reconnects with
+    the same routing id, so the daemon still knows whose jobs are whose."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        *,
+        routing_id: bytes | None = None,
+        curve: CurveKeys | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.routing_id = routing_id
+        self.curve = curve
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket | None = None
         self.reopen()
@@ -35,11 +86,17 @@ class DealerTransport:
     def reopen(self) -> None:
         self.close()
         sock = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)  # a dead daemon must never block the host on exit
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
         # queue only to a live connection, so "no daemon" shows up as a send that cannot go
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        if self.routing_id is not None:
+            sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
+        if self.curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.client_public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.client_secret)
         sock.connect(self.endpoint)
         self._socket = sock
 
@@ -48,20 +105,33 @@ class DealerTransport:
         sock = self._require()
         if not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
             return False
-        sock.send_multipart(list(frames), copy=False, flags=zmq.NOBLOCK)
+        try:
+            sock.send_multipart(list(frames), copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:  # the connection went between the poll and the send
+            return False
         return True
 
     def recv(self, timeout_s: float) -> list[memoryview] | None:
-        """The next frame set, or None after `timeout_s` with nothing to read."""
+        """The next frame set, or None after `timeout_s` with nothing to read. Never blocks
+        longer: a multipart message is delivered whole, so after POLLIN all of it is here."""
         sock = self._require()
         if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
             return None
-        parts = sock.recv_multipart(copy=False)
+        try:
+            parts = sock.recv_multipart(copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return None
         return [part.buffer for part in parts]
 
+    @property
+    def linger_ms(self) -> int:
+        return int(self._require().getsockopt(zmq.LINGER))
+
     def close(self) -> None:
+        """Returns at once, whatever the daemon is doing: zmq closes in the background and
+        gives up on unsent messages after LINGER_MS."""
         if self._socket is not None:
-            self._socket.close(linger=0)
+            self._socket.close(linger=LINGER_MS)
             self._socket = None
 
     def _require(self) -> zmq.Socket:

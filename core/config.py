@@ -26,6 +26,24 @@ class Settings:
     idle_exit_s: float = 0.0  # 0 = serve forever; auto-started daemons exit when idle
     default_upscaler: str = DEFAULT_UPSCALER
     device: str = "auto"
+    result_keep_s: float = 24 * 3600.0  # how long an unfetched result waits for its client
+    stop_timeout_s: float = 30.0  # on SIGTERM, how long a running job may take to finish
+    # memory the worker may take beyond its start-up footprint (models + one job); 0 = no cap.
+    # Past it, a job fails with resource_exhausted instead of swapping or waking the OOM killer.
+    worker_memory_bytes: int = 0
+    # --- speed (issue 8) ---
+    shared_memory: bool = True  # pixels through memory files for clients on this machine
+    # auto | bf16 | fp16 | fp32; auto = bf16 on CUDA (fp16 where it lacks bf16), else fp32
+    dtype: str = "auto"
+    compile: bool = False  # torch.compile the denoiser / upscaler (compiled code cached in home)
+    upscale_batch: int = 0  # upscaler tiles per forward pass; 0 = auto (4 on CUDA, 1 on CPU)
+    vae_tiling_pixels: int = 2048 * 2048  # VAE works in tiles above this crop area; 0 = never
+
+    def __post_init__(self) -> None:
+        # a typo in config.toml stops `sfumato serve` with this message, not a worker later
+        from .speed_options import SpeedOptions
+
+        SpeedOptions.from_settings(self)
 
 
 def default_home() -> Path:

@@ -20,7 +20,7 @@ def free_bytes(device: torch.device) -> int:
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is an allocation failure worth retrying with smaller pieces."""
     oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    if isinstance(exc, oom_type):
+    if isinstance(exc, (oom_type, MemoryError)):  # MemoryError: numpy, or a capped worker
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and (

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .imaging import from_float
+from .speed_options import tile_vae_if_large
 
 MAX_SCHEDULE = 1000  # diffusion models are trained on 1000 timesteps
 
@@ -104,10 +105,12 @@ def generate(
     strength: float,
     seed: int,
     callback: Any,
+    extra: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Run `pipe` once on float RGB `image` (already at a size the model takes) and return the
     generated float32 RGB image of the same size. `mask` (float, > 0 = regenerate) is used by
-    pipelines that take one; the seed drives a CPU generator so results repeat on any device."""
+    pipelines that take one; the seed drives a CPU generator so results repeat on any device.
+    `extra` holds further keyword arguments for the pipeline."""
     import torch
     from PIL import Image
 
@@ -131,5 +134,7 @@ def generate(
         kwargs["height"], kwargs["width"] = height, width
     if negative_prompt and "negative_prompt" in accepted:
         kwargs["negative_prompt"] = negative_prompt
+    kwargs.update(extra or {})  # e.g. ip_adapter_image (core/guidance.py)
+    tile_vae_if_large(pipe, width, height)  # large crops: VAE in tiles, else whole
     result = pipe(**kwargs)
     return np.asarray(result.images[0], dtype=np.float32)

@@ -14,6 +14,7 @@ from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 
 from .errors import SfumatoError
+from .guide_inputs import guide_indices
 from .raster_arrays import raster_to_array
 from .task_api import TaskContext
 
@@ -95,8 +96,8 @@ def read_layer(ctx: TaskContext) -> tuple[np.ndarray, Layout]:
 
 def read_mask(ctx: TaskContext, shape: tuple[int, int], required: bool) -> np.ndarray | None:
     """The selection (rasters[1]) as an (H, W) uint8 array the layer's size; None when it is
-    optional and absent."""
-    if len(ctx.rasters) < 2:
+    optional and absent. A raster that a control or image prompt names is never the mask."""
+    if len(ctx.rasters) < 2 or 1 in guide_indices(ctx.params):
         if required:
             raise SfumatoError(
                 ErrorCode.BAD_PARAMS, "send the selection mask as the second raster (gray8)"

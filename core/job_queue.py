@@ -72,6 +72,13 @@ class JobQueue:
         mine.append(job)
         return self.position(job.job_id)
 
+    def retry_first(self, job: Job) -> None:
+        """Put back a job whose worker died under it: it runs next, before any other client's,
+        since it had already had its turn. Not bounded: it held a place already."""
+        mine = self._by_client.setdefault(job.client, deque())
+        mine.appendleft(job)
+        self._by_client.move_to_end(job.client, last=False)
+
     def pop_next(self) -> Job | None:
         while self._by_client:
             client, jobs = next(iter(self._by_client.items()))
@@ -95,6 +102,12 @@ class JobQueue:
                         del self._by_client[client]
                     return job
         return None
+
+    def drain(self) -> list[Job]:
+        """Every waiting job, in the order they would have run; the queue is left empty."""
+        jobs = self.order()
+        self._by_client.clear()
+        return jobs
 
     def drop_client(self, client: bytes) -> list[Job]:
         return list(self._by_client.pop(client, ()))

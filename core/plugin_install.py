@@ -1,5 +1,6 @@
-"""Install the GIMP 3 plug-in: its files, the bridge vendored beside them, and a check that
-GIMP's Python can import pyzmq (the plug-in's one dependency beyond the standard library).
+"""Install a plug-in (Krita's side lives in krita_install.py). The GIMP 3 plug-in: its files,
+the bridge vendored beside them, and a check that GIMP's Python can import pyzmq (the
+plug-in's one dependency beyond the standard library).
 
 Layout written: DEST/sfumato_gimp/sfumato_gimp.py (executable; GIMP runs a plug-in only from
 a folder named like its file), the other plug-in modules, and DEST/sfumato_gimp/sfumato/bridge/.
@@ -22,11 +23,18 @@ PLUGIN_NAME = "sfumato_gimp"
 GIMP_VERSION_DIR = "3.0"
 
 
-def install_plugin(host: str, dest: str | None) -> str:
+def install_plugin(host: str, dest: str | None, enable: bool = False,
+                   kritarc: str | None = None) -> str:
     """Install the plug-in for `host` into `dest` (default: the editor's user plug-ins
-    folder) and return a short report for the terminal."""
+    folder) and return a short report for the terminal. `enable` and `kritarc`: Krita only
+    (GIMP enables every plug-in it finds)."""
+    if host == "krita":
+        from .krita_install import install_krita
+
+        return install_krita(dest, enable, kritarc)
     if host != "gimp":
-        raise SfumatoError(ErrorCode.BAD_PARAMS, f"no plug-in installer for {host!r}; use gimp")
+        raise SfumatoError(ErrorCode.BAD_PARAMS,
+                           f"no plug-in installer for {host!r}; use gimp or krita")
     plugins_dir = Path(dest).expanduser() if dest else gimp_plugins_dir()
     target = plugins_dir / PLUGIN_NAME
     _copy_plugin(plugin_source(), bridge_source(), target)
@@ -56,20 +64,25 @@ def gimp_plugins_dir() -> Path:
 
 
 def plugin_source() -> Path:
-    """The plug-in's source folder: package data of an installed wheel (`sfumato.plugins`),
-    else the checkout beside core/ (editable installs)."""
+    """The GIMP plug-in's source folder."""
+    return plugins_folder("gimp", f"{PLUGIN_NAME}/{PLUGIN_NAME}.py") / PLUGIN_NAME
+
+
+def plugins_folder(host: str, marker: str) -> Path:
+    """`plugins/<host>`: package data of an installed wheel (`sfumato.plugins`), else the
+    checkout beside core/ (editable installs); the one holding `marker`."""
     try:
         spec = importlib.util.find_spec("sfumato.plugins")
     except ImportError:
         spec = None
     locations = list(spec.submodule_search_locations or []) if spec else []
-    candidates = [Path(p) / "gimp" / PLUGIN_NAME for p in locations]
-    candidates.append(Path(__file__).resolve().parent.parent / "plugins" / "gimp" / PLUGIN_NAME)
+    candidates = [Path(p) / host for p in locations]
+    candidates.append(Path(__file__).resolve().parent.parent / "plugins" / host)
     for folder in candidates:
-        if (folder / f"{PLUGIN_NAME}.py").is_file():
+        if (folder / marker).is_file():
             return folder
     raise SfumatoError(ErrorCode.NOT_FOUND,
-                       "the GIMP plug-in's files are not in this sfumato install; reinstall it")
+                       f"the {host} plug-in's files are not in this sfumato install; reinstall it")
 
 
 def bridge_source() -> Path:

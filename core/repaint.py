@@ -5,8 +5,9 @@ layers: crop -> the model's native size -> pipeline -> back to the crop's size -
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sfumato.bridge.raster import Layout, Raster
@@ -24,6 +25,9 @@ from .imaging import (
 from .progress import StepProgress
 from .raster_arrays import array_to_raster
 from .task_api import CancelToken
+
+if TYPE_CHECKING:
+    from .guidance import CropGuidance
 
 PREVIEW_EVERY = 4
 
@@ -49,9 +53,11 @@ def repaint(
     progress: Callable[[int, int, str], None],
     preview: Callable[[Raster, int], None] | None,
     cancel: CancelToken,
+    guidance: CropGuidance | None = None,
 ) -> list[np.ndarray]:
     """One RGBA layer (the crop's size and dtype) per seed; see `compose_result_layer`.
-    Previews go to `preview` as small rgba8 rasters."""
+    Previews go to `preview` as small rgba8 rasters. `guidance`: controls and image prompts
+    for this crop (core/guidance.py)."""
     height, width = crop_rgba.shape[:2]
     size = native_size(width, height, geometry.native_pixels, geometry.multiple)
     model_image = resize_rgb(rgb_over_grey(crop_rgba), size)
@@ -62,37 +68,44 @@ def repaint(
     to_preview = None if preview is None else (
         lambda image, step: preview(array_to_raster(image, Layout.RGBA8), step))
     layers = []
-    for index, seed in enumerate(seeds):
-        cancel.raise_if_cancelled()
+    guided = nullcontext(None) if guidance is None else \
+        guidance.applied(pipe, model_image, per_variant)
+    with guided as runs:
+        for index, seed in enumerate(seeds):
+            cancel.raise_if_cancelled()
+            if runs is not None:
+                runs.next_run()  # the control window counts this run's steps from 0
 
-        # one bar over all variants; `steps` is what the pipeline really runs per variant
-        def report(step: int, steps: int, stage: str, index: int = index) -> None:
-            progress(index * steps + step, steps * len(seeds), stage)
+            # one bar over all variants; `steps` is what the pipeline really runs per variant
+            def report(step: int, steps: int, stage: str, index: int = index) -> None:
+                progress(index * steps + step, steps * len(seeds), stage)
 
-        callback = StepProgress(
-            report,
-            cancel,
-            total=per_variant,
-            stage="denoise" if len(seeds) == 1 else f"variant {index + 1}/{len(seeds)}",
-            preview=to_preview,
-            preview_every=PREVIEW_EVERY,
-            image_size=size,
-        )
-        generated = generate(
-            pipe,
-            model_image,
-            model_mask,
-            prompt=prompting.prompt,
-            negative_prompt=prompting.negative_prompt,
-            steps=prompting.steps,
-            guidance=prompting.guidance,
-            strength=prompting.strength,
-            seed=seed,
-            callback=callback,
-        )
-        generated = resize_rgb(generated, (width, height))
-        generated = match_colours(generated, crop_rgba, known)
-        layers.append(compose_result_layer(generated, crop_rgba, soft, keep_alpha=keep_alpha))
+            callback = StepProgress(
+                report,
+                cancel,
+                total=per_variant,
+                stage="denoise" if len(seeds) == 1 else f"variant {index + 1}/{len(seeds)}",
+                preview=to_preview,
+                preview_every=PREVIEW_EVERY,
+                image_size=size,
+            )
+            generated = generate(
+                pipe if runs is None or runs.pipe is None else runs.pipe,
+                model_image,
+                model_mask,
+                prompt=prompting.prompt,
+                negative_prompt=prompting.negative_prompt,
+                steps=prompting.steps,
+                guidance=prompting.guidance,
+                strength=prompting.strength,
+                seed=seed,
+                callback=callback,
+                extra=None if runs is None else runs.kwargs,
+            )
+            generated = resize_rgb(generated, (width, height))
+            generated = match_colours(generated, crop_rgba, known)
+            layers.append(compose_result_layer(generated, crop_rgba, soft,
+                                               keep_alpha=keep_alpha))
     return layers
 
 

@@ -4,6 +4,11 @@ Ping, status, cancel and fetch are answered at once, whatever the worker is doin
 never runs model code itself. Jobs go through the fair queue to the supervised worker
 process; its events are forwarded to the job's client, and each terminal event is kept in
 the result store so a client that reconnects can still fetch its result.
+
+A client is its ZeroMQ routing id (the bridge client keeps one per Client across reconnects):
+its jobs and kept results are its own, so another client's cancel or fetch is refused.
+SIGTERM stops admitting work, tells waiting clients, lets the running job finish (or cancels
+it) within `stop_timeout_s`, and takes the worker process down with the daemon.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from sfumato.bridge.protocol import (
     Welcome,
 )
 from sfumato.bridge.raster import Raster
+from sfumato.bridge.shared_pixels import daemon_pixels
 
 from . import __version__
+from .client_auth import ClientAuth
 from .config import Settings
 from .errors import SfumatoError
 from .job_queue import Job, JobQueue
@@ -57,6 +64,12 @@ log = logging.getLogger("sfumato.server")
 MAX_FRAMES = 24
 MAX_ATTEMPTS = 2  # a job whose worker crashed is retried once
 MAX_START_FAILURES = 3  # workers in a row dying before ready: waiting jobs fail, not hang
+RECEIVE_QUEUE = 64  # messages buffered per client; a flood waits in its own TCP buffers
+CANCEL_GRACE_S = 10.0  # after the stop timeout, how long a cancelled job may take to stop
+AUTH_REFRESH_S = 1.0
+AGAIN_TEXT = "run this again once a daemon is back (any sfumato command starts one)"
+STOPPING_TEXT = f"the daemon is shutting down; nothing was changed: {AGAIN_TEXT}"
+TOO_LONG_TEXT = f"the daemon was asked to stop and this job did not finish in time; {AGAIN_TEXT}"
 
 
 @dataclass
@@ -68,13 +81,19 @@ class Daemon:
     _running: Job | None = field(default=None, init=False)
     _last_seen: dict[bytes, float] = field(default_factory=dict, init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1), init=False)
-    _stopping: bool = field(default=False, init=False)
+    _stopping: bool = field(default=False, init=False)  # leave the loop now
+    _stop_at: float | None = field(default=None, init=False)  # draining since
+    _stop_cancelled: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._queue = JobQueue(self.settings.max_queue, self.settings.max_queue_per_client)
-        self._results = ResultStore(self.settings.result_keep_bytes)
+        self._results = ResultStore(self.settings.result_keep_bytes, self.settings.result_keep_s)
+        self._auth = ClientAuth(self.settings.home, self.settings.endpoint)
+        self._auth_checked = 0.0
         self._registry = Registry(self.settings.home)
         self._worker = WorkerSupervisor(self.settings)
+        # pixels through shared memory for clients on this machine that ask for it
+        self._pixels = daemon_pixels(self.settings.shared_memory)
         self._session = uuid.uuid4().hex[:6]
         self._last_activity = time.monotonic()
 
@@ -84,9 +103,14 @@ class Daemon:
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone client raises, so its jobs can end
+        # a client that reconnects with its id takes its place at once (its jobs are its own)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.LINGER, 1000)
-        # bounded frames: the largest allowed RGBA float raster plus room for JSON
-        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_pixels * 16 + (1 << 20))
+        # Bounded frames: zmq drops the connection of a peer sending a frame over this (the
+        # largest allowed RGBA float raster plus room for JSON); others are not affected.
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes(self.settings))
+        sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
+        self._auth.secure(self._context, sock)  # CURVE when bound beyond loopback, or refuse
         if self.settings.endpoint.endswith(":0"):
             port = sock.bind_to_random_port(self.settings.endpoint.rsplit(":", 1)[0])
             endpoint = f"{self.settings.endpoint.rsplit(':', 1)[0]}:{port}"
@@ -119,16 +143,62 @@ class Daemon:
                 if self._worker.has_data():
                     self._drain_worker()
                 self._expire_silent_clients()
-                self._start_next_job()
+                self._refresh_auth()
+                if self._stop_at is not None:
+                    self._drain_for_stop()
+                else:
+                    self._start_next_job()
                 if self._idle_too_long():
                     log.info("idle for %.0f s: exiting", self.settings.idle_exit_s)
                     break
         finally:
+            self._abandon_running(STOPPING_TEXT)
             self._worker.stop()
+            self._auth.stop()
+            if self._pixels is not None:
+                self._pixels.close()
             self._socket.close(linger=1000)
 
     def stop(self) -> None:
-        self._stopping = True
+        """Begin a graceful stop (SIGTERM): refuse new work, tell waiting clients, give the
+        running job `stop_timeout_s` to finish, then cancel it. A second call stops at once."""
+        if self._stop_at is not None:
+            self._stopping = True
+            return
+        self._stop_at = time.monotonic()
+        log.info("stopping: no new jobs; waiting up to %.0f s for the running one",
+                 self.settings.stop_timeout_s)
+
+    def _drain_for_stop(self) -> None:
+        started = self._stop_at if self._stop_at is not None else time.monotonic()
+        for job in self._queue.drain():
+            self._finish(job, self._stopping_failure(job), [])
+        if self._running is None:
+            self._stopping = True
+            return
+        waited = time.monotonic() - started
+        if waited > self.settings.stop_timeout_s and not self._stop_cancelled:
+            log.info("stop timeout: cancelling job %s", self._running.job_id)
+            self._stop_cancelled = True
+            self._worker.cancel_flag.set()
+        if waited > self.settings.stop_timeout_s + CANCEL_GRACE_S:
+            self._stopping = True  # the worker does not stop: it is killed on the way out
+
+    def _abandon_running(self, why: str) -> None:
+        """Tell the running job's client its job ends with the daemon (it is not retried)."""
+        job, self._running = self._running, None
+        if job is not None:
+            self._finish(job, self._stopping_failure(job, why), [])
+
+    def _stopping_failure(self, job: Job, why: str = STOPPING_TEXT) -> Failed:
+        return Failed(id=job.request_id, job_id=job.job_id,
+                      code=ErrorCode.DAEMON_STOPPING.value, message=why)
+
+    def _refresh_auth(self) -> None:
+        now = time.monotonic()
+        if now - self._auth_checked > AUTH_REFRESH_S:
+            self._auth_checked = now
+            self._auth.refresh()
 
     # --- client messages ----------------------------------------------------------------
 
@@ -147,7 +217,9 @@ class Daemon:
                                                message=f"too many frames ({len(frames)})"))
                 continue
             try:
-                message, rasters = codec.decode(frames, self.key)
+                message, rasters = codec.decode(frames, self.key, self._pixels)
+                if self._pixels is not None:
+                    self._pixels.note_peer(identity)
             except ProtocolError as exc:
                 self._reply(identity, Rejected(id=exc.request_id, code=exc.code.value,
                                                message=exc.message))
@@ -157,14 +229,20 @@ class Daemon:
             except SfumatoError as exc:
                 self._reply(identity, Rejected(id=message.id, code=exc.code.value,
                                                message=exc.message))
+            except Exception:  # a bug must cost one request, never the daemon
+                log.exception("request %s from %s failed", message.TYPE.value, identity.hex())
+                self._reply(identity, Rejected(
+                    id=message.id, code=ErrorCode.INTERNAL.value,
+                    message="the daemon could not handle this request; its log in "
+                    "SFUMATO_HOME/logs/daemon.log has details"))
 
     def _handle(self, identity: bytes, message: Message, rasters: list[Raster]) -> None:
         if isinstance(message, Ping):
             self._reply(identity, Pong(id=message.id), rasters)  # echo: a transport probe
         elif isinstance(message, Hello):
-            self._reply(identity, self._welcome(message.id))
+            self._reply(identity, self._welcome(message.id, identity))
         elif isinstance(message, Status):
-            self._reply(identity, self._status(message.id))
+            self._reply(identity, self._status(message.id, identity))
         elif isinstance(message, Submit):
             self._submit(identity, message, rasters)
         elif isinstance(message, Cancel):
@@ -175,29 +253,37 @@ class Daemon:
             raise SfumatoError(ErrorCode.UNKNOWN_TYPE,
                                f"{message.TYPE.value} is a daemon-to-client message")
 
-    def _welcome(self, request_id: str) -> Welcome:
+    def _welcome(self, request_id: str, identity: bytes) -> Welcome:
         return Welcome(
             id=request_id,
             daemon_version=__version__,
             tasks=sorted(CATALOGUE),
             models=[e.describe() for e in self._registry.entries()],
             device=self._worker.device,
-            limits={"max_pixels": self.settings.max_pixels, "max_queue": self.settings.max_queue},
+            limits={"max_pixels": self.settings.max_pixels, "max_queue": self.settings.max_queue,
+                    "max_queue_per_client": self.settings.max_queue_per_client,
+                    "max_frame_bytes": max_frame_bytes(self.settings)},
+            missed=self._results.missed_by(identity),
         )
 
-    def _status(self, request_id: str) -> StatusReport:
+    def _status(self, request_id: str, identity: bytes) -> StatusReport:
+        def describe(job: Job) -> dict:
+            return {**job.describe(), "mine": job.client == identity}
+
         return StatusReport(
             id=request_id,
             daemon_version=__version__,
             device=self._worker.device,
-            running=self._running.describe() if self._running else None,
-            queued=[job.describe() for job in self._queue.order()],
+            running=describe(self._running) if self._running else None,
+            queued=[describe(job) for job in self._queue.order()],
             models=[e.describe() for e in self._registry.entries()],
             worker={**self._worker.health, "ready": self._worker.ready,
                     "restarts": self._worker.restarts, "daemon_pid": os.getpid()},
         )
 
     def _submit(self, identity: bytes, message: Submit, rasters: list[Raster]) -> None:
+        if self._stop_at is not None:
+            raise SfumatoError(ErrorCode.DAEMON_STOPPING, STOPPING_TEXT)
         check_submit(message, rasters, self.settings, self._registry)
         job = Job(
             job_id=f"{self._session}-{next(self._ids)}",
@@ -214,6 +300,7 @@ class Daemon:
         self._reply(identity, Accepted(id=message.id, job_id=job.job_id, position=position))
 
     def _cancel(self, identity: bytes, message: Cancel) -> None:
+        self._check_owner(identity, message.job_id, "cancel")
         queued = self._queue.remove(message.job_id)
         if queued is not None:
             self._reply(identity, Ack(id=message.id, job_id=message.job_id,
@@ -230,11 +317,12 @@ class Daemon:
         self._reply(identity, Ack(id=message.id, job_id=message.job_id, state=state))
 
     def _fetch(self, identity: bytes, message: Fetch) -> None:
-        """Re-attach a (re)connected client to a job: live events or the kept result."""
-        stored = self._results.get(message.job_id)
+        """Re-attach a (re)connected client to its job: live events or the kept result."""
+        self._check_owner(identity, message.job_id, "fetch")
+        stored = self._results.find(message.job_id)
         if stored is not None:
-            terminal, rasters = stored
-            self._reply(identity, _with_id(terminal, message.id), rasters)
+            if self._reply(identity, _with_id(stored.message, message.id), stored.rasters):
+                self._results.mark_delivered(message.job_id)
             return
         job = self._queue.find(message.job_id)
         if job is None and self._running is not None and self._running.job_id == message.job_id:
@@ -242,9 +330,25 @@ class Daemon:
         if job is None:
             raise SfumatoError(ErrorCode.NOT_FOUND,
                                f"no job {message.job_id!r}: it finished long ago or never ran")
-        job.client = identity
         job.request_id = message.id
         self._reply(identity, Ack(id=message.id, job_id=job.job_id, state=job.state.value))
+
+    def _check_owner(self, identity: bytes, job_id: str, what: str) -> None:
+        owner = self._owner(job_id)
+        if owner is not None and owner != identity:
+            log.warning("client %s tried to %s job %s of another client", identity.hex(), what,
+                        job_id)
+            raise SfumatoError(ErrorCode.FORBIDDEN, f"job {job_id} belongs to another client; "
+                               f"only the program that submitted it can {what} it")
+
+    def _owner(self, job_id: str) -> bytes | None:
+        if self._running is not None and self._running.job_id == job_id:
+            return self._running.client
+        queued = self._queue.find(job_id)
+        if queued is not None:
+            return queued.client
+        stored = self._results.find(job_id)
+        return stored.owner if stored is not None else None
 
     # --- the worker ---------------------------------------------------------------------
 
@@ -281,12 +385,18 @@ class Daemon:
                 job.progress = (message.step, message.total)
             if message.TYPE in TERMINAL_TYPES:
                 self._running = None
+                if isinstance(message, Cancelled) and self._stop_cancelled:
+                    message = self._stopping_failure(job, TOO_LONG_TEXT)
                 self._finish(job, _with_id(message, job.request_id), rasters)
             else:
                 self._reply(job.client, _with_id(message, job.request_id), rasters)
 
     def _worker_died(self, why: str) -> None:
         log.error("worker died: %s", why)
+        if self._stop_at is not None:
+            self._abandon_running(STOPPING_TEXT)  # no new worker for a daemon on its way out
+            self._stopping = True
+            return
         job, self._running = self._running, None
         self._worker.restart()
         if self._worker.start_failures >= MAX_START_FAILURES:
@@ -294,14 +404,19 @@ class Daemon:
         if job is None:
             return
         cancelled = self._worker.cancel_flag.is_set()
-        if job.attempts < MAX_ATTEMPTS and not cancelled:
+        if cancelled:
+            self._finish(job, Cancelled(id=job.request_id, job_id=job.job_id), [])
+            return
+        if job.attempts < MAX_ATTEMPTS:
+            log.info("retrying job %s on a fresh worker", job.job_id)
             job.state = JobState.QUEUED
-            self._queue.push(job)  # retried first thing once the new worker is ready
+            self._queue.retry_first(job)  # it runs first once the new worker is ready
             return
         self._finish(job, Failed(
-            id=job.request_id, job_id=job.job_id, code=ErrorCode.WORKER_CRASHED.value,
-            message=f"the worker process died running this job ({why}) and was restarted; "
-            "try a smaller image or tile size, and see SFUMATO_HOME/logs/worker.log",
+            id=job.request_id, job_id=job.job_id, code=ErrorCode.WORKER_LOST.value,
+            message=f"the worker process died running this job, {job.attempts} times "
+            f"({why}); a fresh worker serves other jobs. Try a smaller image or tile size, "
+            "and see SFUMATO_HOME/logs/worker.log",
         ), [])
 
     def _fail_waiting(self, why: str) -> None:
@@ -317,23 +432,29 @@ class Daemon:
         job.state = {
             "result": JobState.DONE, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED
         }[terminal.TYPE.value]
-        self._results.put(job.job_id, terminal, rasters)
-        self._reply(job.client, terminal, rasters)
+        self._results.put(job.job_id, terminal, rasters, owner=job.client)
+        if self._reply(job.client, terminal, rasters):
+            self._results.mark_delivered(job.job_id)
 
     # --- clients that went away ---------------------------------------------------------
 
     def _reply(
         self, identity: bytes, message: Message, rasters: Sequence[Raster] = ()
-    ) -> None:
-        frames = codec.encode(message, rasters, self.key)
+    ) -> bool:
+        """Send to one client without ever blocking; False when it could not go out."""
+        pixels = self._pixels.for_peer(identity) if self._pixels is not None else None
+        frames = codec.encode(message, rasters, self.key, pixels)
         try:
             self._socket.send_multipart([identity, *frames], copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
             log.warning("client %s is not reading: dropped a %s", identity.hex(),
                         message.TYPE.value)
+            return False
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer disconnected
             log.info("client %s unreachable (%s): dropping its jobs", identity.hex(), exc)
             self._client_gone(identity)
+            return False
+        return True
 
     def _client_gone(self, identity: bytes) -> None:
         """Drop a gone client's queued jobs. Its running job finishes and its result is kept,
@@ -341,7 +462,8 @@ class Daemon:
         self._last_seen.pop(identity, None)
         for job in self._queue.drop_client(identity):
             job.state = JobState.CANCELLED
-            self._results.put(job.job_id, Cancelled(id=job.request_id, job_id=job.job_id), [])
+            self._results.put(job.job_id, Cancelled(id=job.request_id, job_id=job.job_id), [],
+                              owner=identity)
 
     def _expire_silent_clients(self) -> None:
         now = time.monotonic()
@@ -360,6 +482,12 @@ class Daemon:
         if self.settings.idle_exit_s <= 0 or self._running is not None or len(self._queue):
             return False
         return time.monotonic() - self._last_activity > self.settings.idle_exit_s
+
+
+def max_frame_bytes(settings: Settings) -> int:
+    """The largest frame a client may send: the largest allowed raster (RGBA float) plus
+    room for the JSON frames. zmq disconnects a peer that sends more."""
+    return settings.max_pixels * 16 + (1 << 20)
 
 
 def _with_id(message: Message, request_id: str) -> Message:

@@ -7,6 +7,7 @@ from sfumato.bridge.raster import Layout, Raster
 
 from .config import Settings
 from .errors import SfumatoError
+from .guide_inputs import guide_indices
 from .models.registry import Registry, require_kind
 from .tasks import task_spec
 
@@ -19,12 +20,16 @@ def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
                  registry: Registry) -> None:
     spec = task_spec(message.task)
     required = [name for name in spec.inputs if not name.endswith("?")]
-    if not len(required) <= len(rasters) <= len(spec.inputs):
+    if not len(required) <= len(rasters) <= len(spec.inputs) + spec.guide_rasters:
         names = ", ".join(n.rstrip("?") for n in spec.inputs)
+        more = f" (and up to {spec.guide_rasters} control images and image prompts)" \
+            if spec.guide_rasters else ""
         raise SfumatoError(ErrorCode.BAD_PARAMS,
-                           f"{spec.name} takes {names} as rasters; got {len(rasters)}")
-    for name, raster in zip(spec.inputs, rasters, strict=False):
-        _check_raster(name.rstrip("?"), raster, settings)
+                           f"{spec.name} takes {names}{more} as rasters; got {len(rasters)}")
+    guides = guide_indices(message.params) if spec.guide_rasters else set()
+    for index, raster in enumerate(rasters):
+        name = spec.inputs[index].rstrip("?") if index < len(spec.inputs) else "guide image"
+        _check_raster("guide image" if index in guides else name, raster, settings)
     if message.model is not None:
         _check_model(message.model, spec.model_kinds, settings, registry)
 

@@ -7,17 +7,21 @@ Between the processes travel the same codec frames as on the wire: no pickled me
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import signal
 import time
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any
 
 from sfumato.bridge import codec
-from sfumato.bridge.protocol import Message, StatusReport, Submit
+from sfumato.bridge.protocol import TERMINAL_TYPES, Message, StatusReport, Submit
 from sfumato.bridge.raster import Buffer, Raster
 
 from .config import Settings
@@ -26,6 +30,7 @@ log = logging.getLogger("sfumato.supervisor")
 
 READY_ID = "worker-ready"
 MAX_RESTART_DELAY_S = 60.0
+PR_SET_PDEATHSIG = 1
 HEALTH_ID = "worker-health"  # sent after every job, so `status` shows what is loaded now
 
 
@@ -49,14 +54,31 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
     from .daemon_logging import configure_logging
     from .worker import Worker
 
+    _die_with_parent()
+    # Ctrl-C or a SIGTERM to the daemon's process group reaches the worker too: the daemon
+    # decides when its worker stops (after its graceful stop), so ignore them here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     config = Settings(**{**settings, "home": Path(settings["home"])})
     configure_logging(config.home, "worker")
     worker = Worker(config)
+    if config.worker_memory_bytes > 0:
+        cap_memory(worker.device, config.worker_memory_bytes)
 
-    def emit(message: Message, rasters: list[Raster]) -> None:
+    def send(message: Message, rasters: list[Raster]) -> None:
         send_frames(conn, codec.encode(message, rasters))
 
-    emit(StatusReport(id=READY_ID, device=worker.device, worker=worker.health()), [])
+    def report_health(settled: bool) -> None:
+        send(StatusReport(id=HEALTH_ID, device=worker.device,
+                          worker={**worker.health(), "settled": settled}), [])
+
+    def emit(message: Message, rasters: list[Raster]) -> None:
+        if message.TYPE in TERMINAL_TYPES:
+            report_health(False)  # `status` right after a result shows what is loaded now
+        send(message, rasters)
+
+    send(StatusReport(id=READY_ID, device=worker.device,
+                      worker={**worker.health(), "settled": True}), [])
     while True:
         try:
             frames = recv_frames(conn)
@@ -65,7 +87,48 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
         message, rasters = codec.decode(frames)
         if isinstance(message, Submit):
             worker.run(message, rasters, emit, cancel)
-            emit(StatusReport(id=HEALTH_ID, device=worker.device, worker=worker.health()), [])
+            del message, rasters, frames  # the request's pixels too
+            worker.release_memory()
+            report_health(True)  # memory_bytes is now the worker's between-jobs footprint
+
+
+def cap_memory(device: str, extra_bytes: int) -> None:
+    """Let this process take at most `extra_bytes` more memory than it holds now (its
+    libraries), so a job that needs more fails with an out-of-memory error the worker
+    reports, instead of the machine swapping or the kernel's OOM killer picking a victim.
+    On CPU: RLIMIT_DATA (private writable memory). On CUDA: torch's per-process fraction."""
+    if device == "cuda":
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, extra_bytes / total))
+        return
+    import resource
+
+    limit = _data_bytes() + extra_bytes
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    log.info("worker memory capped at %.0f MB of private data", limit / 1e6)
+
+
+def _data_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the daemon dies, however it dies (even
+    SIGKILL), so no orphan keeps a GPU busy."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: the pipe closing still ends an idle worker
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():
+        os._exit(0)  # the daemon died before the line above took effect
 
 
 class WorkerSupervisor:
@@ -151,12 +214,12 @@ class WorkerSupervisor:
             self.conn.close()
             self.conn = None
         if self.process is not None:
+            # an idle worker exits by itself once its pipe closes; a busy one is killed
+            # (it holds nothing worth saving, and ignores SIGTERM)
+            self.process.join(timeout=1.0)
             if self.process.is_alive():
-                self.process.terminate()
+                self.process.kill()
                 self.process.join(timeout=5.0)
-                if self.process.is_alive():
-                    self.process.kill()
-                    self.process.join(timeout=5.0)
             self.process = None
 
     def _conn(self) -> multiprocessing.connection.Connection:

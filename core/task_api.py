@@ -40,6 +40,14 @@ class ModelProvider(Protocol):
         """A diffusers pipeline for `entry` shaped for `task`, sharing cached components."""
         ...
 
+    def load_guide(self, entry: ModelEntry) -> Any:
+        """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached."""
+        ...
+
+    def candidates(self, kinds: frozenset[str]) -> list[ModelEntry]:
+        """Every registered model of one of `kinds`, by name."""
+        ...
+
 
 @dataclass
 class Limits:

@@ -3,6 +3,9 @@ sockets or processes, so a supervisor process, a test, or a Ray Serve replica ca
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 import traceback
@@ -17,7 +20,7 @@ from sfumato.bridge.raster import Raster
 from .config import Settings
 from .errors import JobCancelled, SfumatoError
 from .models.provider import WorkerModels
-from .task_api import CancelFlag, CancelToken, Limits, TaskContext
+from .task_api import CancelFlag, CancelToken, Limits, TaskContext, TaskOutput
 from .tasks import task_module, task_spec
 
 log = logging.getLogger("sfumato.worker")
@@ -46,6 +49,7 @@ class Worker:
         self.device = pick_device(settings.device)
         self.models = WorkerModels(settings, self.device)
         self.limits = Limits(max_pixels=settings.max_pixels)
+        self.jobs_done = 0
 
     def load(self, model_id: str, task: str) -> None:
         """Warm the cache for `model_id` as `task` would use it."""
@@ -70,18 +74,22 @@ class Worker:
 
         try:
             module = task_module(job.task)
-            ctx = TaskContext(
-                params=dict(job.params),
-                rasters=rasters,
-                model_id=job.model,
-                models=self.models,
-                device=self.device,
-                limits=self.limits,
-                progress=progress,
-                preview=preview,
-                cancel=CancelToken(cancelled),
-            )
-            output = module.run(ctx)
+
+            def attempt() -> TaskOutput:
+                ctx = TaskContext(
+                    params=dict(job.params),
+                    rasters=rasters,
+                    model_id=job.model,
+                    models=self.models,
+                    device=self.device,
+                    limits=self.limits,
+                    progress=progress,
+                    preview=preview,
+                    cancel=CancelToken(cancelled),
+                )
+                return module.run(ctx)
+
+            output = self._run_with_memory_fallback(attempt, progress)
         except JobCancelled:
             emit(CancelledMessage(id=job_id, job_id=job_id), [])
             return
@@ -89,26 +97,64 @@ class Worker:
             emit(Failed(id=job_id, job_id=job_id, code=exc.code.value, message=exc.message), [])
             return
         except Exception as exc:  # a bug or a library error must not kill the worker
-            emit(Failed(id=job_id, job_id=job_id, **_describe_failure(exc)), [])
+            emit(Failed(id=job_id, job_id=job_id, **_describe_failure(exc, self.device)), [])
             return
         finally:
+            self.jobs_done += 1
             _release_memory(self.device)
         try:
             emit(Result(id=job_id, job_id=job_id, info=output.info), output.rasters)
         except (TypeError, ValueError) as exc:  # info the codec cannot carry: a task bug
-            emit(Failed(id=job_id, job_id=job_id, **_describe_failure(exc)), [])
+            emit(Failed(id=job_id, job_id=job_id, **_describe_failure(exc, self.device)), [])
+
+    def _run_with_memory_fallback(
+        self, attempt: Callable[[], TaskOutput], progress: Callable[[int, int, str], None]
+    ) -> TaskOutput:
+        """Run once; out of memory, drop every loaded model, load leaner and run once more.
+        Whatever runs out the second time ends as resource_exhausted (see _describe_failure)."""
+        try:
+            return attempt()
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            log.warning("out of memory (%s): evicting models and retrying leaner", exc)
+        # out of the except block: the failed attempt's frames (and arrays) are freed now
+        self.models.degrade()
+        _release_memory(self.device)
+        progress(0, 0, "retrying with less memory")
+        return attempt()
+
+    def release_memory(self) -> None:
+        """Back to the pre-job footprint once a job's events are all sent (its result too)."""
+        _release_memory(self.device)
 
     def health(self) -> dict[str, Any]:
-        return {"device": self.device, "pid": os.getpid(), **self.models.describe()}
+        return {"device": self.device, "pid": os.getpid(), "jobs": self.jobs_done,
+                "memory_bytes": _memory_in_use(self.device), **self.models.describe()}
 
 
-def _describe_failure(exc: Exception) -> dict[str, str]:
+RESOURCE_HINT = (
+    "the {device} ran out of memory, even after unloading every other model and retrying "
+    "leaner: try a smaller selection or image, a smaller tile (--tile), a smaller model, or "
+    "close other programs using the {device}; an admin can raise worker_memory_bytes or "
+    "model_cache_bytes under [daemon] in SFUMATO_HOME/config.toml"
+)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, SfumatoError):  # a task that already shrank its tiles to the minimum
+        return exc.code is ErrorCode.RESOURCE_EXHAUSTED
+    from .device_memory import is_out_of_memory
+
+    return is_out_of_memory(exc)
+
+
+def _describe_failure(exc: Exception, device: str = "device") -> dict[str, str]:
     text = str(exc)
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+    if _is_out_of_memory(exc) or type(exc).__name__ == "OutOfMemoryError":
         return {
-            "code": ErrorCode.OUT_OF_MEMORY.value,
-            "message": "the device ran out of memory: try a smaller selection, a smaller tile "
-            "(--tile), or close other GPU programs",
+            "code": ErrorCode.RESOURCE_EXHAUSTED.value,
+            "message": RESOURCE_HINT.format(device="GPU" if device == "cuda" else "memory"),
         }
     log.error("job failed unexpectedly:\n%s", traceback.format_exc())
     return {
@@ -119,7 +165,34 @@ def _describe_failure(exc: Exception) -> dict[str, str]:
 
 
 def _release_memory(device: str) -> None:
+    """Give a finished job's memory back, so the worker returns to its pre-job footprint:
+    collect cycles (tracebacks hold frames with arrays), hand freed heap pages back to the
+    system (glibc keeps them otherwise) and empty torch's CUDA cache."""
+    gc.collect()
+    _trim_heap()
     if device == "cuda":
         import torch
 
         torch.cuda.empty_cache()
+
+
+def _memory_in_use(device: str) -> int:
+    """What a job leaves behind shows here: tensors allocated on a GPU, else resident RAM."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.memory_allocated())
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _trim_heap() -> None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)

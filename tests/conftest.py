@@ -25,3 +25,30 @@ def pytest_configure(config: pytest.Config) -> None:
     from sfumato.core.models.torchvision_guard import guard_torchvision
 
     guard_torchvision()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """GPU-tier tests run only where CUDA is. Without it they are deselected (so a CPU run
+    never counts them, as passed or as skipped), unless asked for with `-m gpu`: then each
+    is reported skipped, with the reason."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu or _cuda_available():
+        return
+    asked = config.getoption("markexpr", "") or ""
+    if "gpu" in asked and "not gpu" not in asked:
+        reason = "needs a CUDA GPU and this machine has none (run it on the lent GPU machine)"
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason=reason))
+        return
+    config.hook.pytest_deselected(items=gpu)
+    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"gpu tier: {'CUDA available' if _cuda_available() else 'no CUDA, gpu tests deselected'}"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

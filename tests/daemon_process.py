@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sfumato.bridge.client import Client, DaemonUnavailable
 
@@ -25,12 +26,20 @@ class DaemonProcess:
     endpoint: str
     home: Path
     process: subprocess.Popen
+    extra_env: dict[str, str] = field(default_factory=dict)
+    client_defaults: dict[str, Any] = field(default_factory=dict)  # e.g. CURVE keys
 
     def client(self, **kwargs) -> Client:
-        return Client(self.endpoint, **{"timeout_s": 30.0, **kwargs})
+        return Client(self.endpoint, **{"timeout_s": 30.0, **self.client_defaults, **kwargs})
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SFUMATO_HOME": str(self.home), "SFUMATO_ENDPOINT": self.endpoint}
+        return {**os.environ, "SFUMATO_HOME": str(self.home), "SFUMATO_ENDPOINT": self.endpoint,
+                **self.extra_env}
+
+    def add_model(self, name: str, path: Path) -> None:
+        """Register a model the way an admin does (`sfumato models add`)."""
+        subprocess.run([sys.executable, "-m", "sfumato.core", "models", "add", name, str(path)],
+                       env=self.env(), check=True, capture_output=True)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -42,20 +51,31 @@ class DaemonProcess:
                 self.process.wait(timeout=10)
 
 
-def start_daemon(home: Path, extra_config: str = "", endpoint: str | None = None) -> DaemonProcess:
+def start_daemon(
+    home: Path,
+    extra_config: str = "",
+    endpoint: str | None = None,
+    *,
+    bind: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    client_defaults: dict[str, Any] | None = None,
+) -> DaemonProcess:
+    """`endpoint` is where clients connect; the daemon binds `bind` (default: the same)."""
     home.mkdir(parents=True, exist_ok=True)
     if extra_config:
         (home / "config.toml").write_text("[daemon]\n" + extra_config)
     endpoint = endpoint or free_endpoint()
-    env = {**os.environ, "SFUMATO_HOME": str(home), "SFUMATO_ENDPOINT": endpoint}
+    env = {**os.environ, "SFUMATO_HOME": str(home), "SFUMATO_ENDPOINT": bind or endpoint,
+           **(extra_env or {})}
     log = open(home / "daemon.out", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [sys.executable, "-m", "sfumato.core", "serve"], env=env, stdout=log, stderr=log,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
-    daemon = DaemonProcess(endpoint, home, process)
+    daemon = DaemonProcess(endpoint, home, process, dict(extra_env or {}),
+                           dict(client_defaults or {}))
     deadline = time.monotonic() + 60
-    with Client(endpoint, timeout_s=1.0) as client:
+    with daemon.client(timeout_s=1.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"daemon exited: {(home / 'daemon.out').read_text()}")

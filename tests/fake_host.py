@@ -26,7 +26,8 @@ class FakeHost:
 
     def __init__(self, size: tuple[int, int], offset: tuple[int, int] = (0, 0),
                  selection: Rect | None = None, empty_selection: bool = False,
-                 layout: Layout = Layout.RGBA8, image: Raster | None = None) -> None:
+                 layout: Layout = Layout.RGBA8, image: Raster | None = None,
+                 others: dict[str, tuple[Raster, int, int]] | None = None) -> None:
         self.width, self.height = size
         self.x, self.y = offset
         self.layout = image.layout if image is not None else layout
@@ -38,6 +39,7 @@ class FakeHost:
         self.messages: list[str] = []
         self.progress_seen: list[tuple[float, str]] = []
         self.cancel = False
+        self.others = others or {}  # other layers: name -> (pixels, x, y in the image)
 
     def layer_bounds(self) -> Rect:
         return Rect(self.x, self.y, self.width, self.height)
@@ -48,6 +50,34 @@ class FakeHost:
         if self.image is not None and layout is self.image.layout:
             return crop(self.image, rect)
         return pixels(rect.width, rect.height, layout)
+
+    def read_layer(self, layer: str, rect: Rect | None,
+                   accepted: Collection[Layout]) -> Raster | None:
+        """Another layer's pixels over `rect` (active layer coordinates), transparent where
+        that layer has none; None when there is no such layer."""
+        self.log.append(("read_layer", layer, rect))
+        if layer not in self.others:
+            return None
+        raster, x, y = self.others[layer]
+        if rect is None:
+            return raster
+        area = rect.moved(self.x - x, self.y - y)  # in the other layer's coordinates
+        inside = area.clamped(Rect(0, 0, raster.width, raster.height))
+        bpp = raster.layout.bytes_per_pixel
+        blank = bytes(area.width * bpp)
+        if inside.is_empty:
+            return Raster(area.width, area.height, raster.layout, blank * area.height)
+        part = crop(raster, inside).packed_bytes()
+        row_bytes = inside.width * bpp
+        rows = []
+        for row in range(area.y, area.bottom):
+            if inside.y <= row < inside.bottom:
+                start = (row - inside.y) * row_bytes
+                rows.append(bytes((inside.x - area.x) * bpp) + part[start:start + row_bytes]
+                            + bytes((area.right - inside.right) * bpp))
+            else:
+                rows.append(blank)
+        return Raster(area.width, area.height, raster.layout, b"".join(rows))
 
     def selection_bounds(self) -> Rect | None:
         self.log.append(("selection_bounds",))

@@ -243,3 +243,160 @@ def _flux(fill: bool) -> Any:
     }
     cls = FluxFillPipeline if fill else FluxPipeline
     return cls(**components)
+
+
+# --- control and image-prompt models (issue 9) ------------------------------------------------
+
+GUIDE_FAMILIES = ("sdxl", "sd15")  # the UNet families the tiny guides below fit
+_VISION_WIDTH = 32
+_VISION_PROJECTION = 24  # differs from the width, so a loader mixing the two fails loudly
+
+
+def _family_unet(family: str) -> Any:
+    if family not in GUIDE_FAMILIES:
+        raise ValueError(f"no tiny {family!r} UNet; known: {', '.join(GUIDE_FAMILIES)}")
+    sdxl = family == "sdxl"
+    return _unet(4, 2 * _CLIP_WIDTH if sdxl else _CLIP_WIDTH, sdxl=sdxl)
+
+
+def _randomise_zero_parameters(module: Any, seed: int) -> None:
+    # a fresh ControlNet starts from zero convolutions (no effect at all until trained); a test
+    # must see one act, so give those a small random value
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+
+
+def build_tiny_controlnet(family: str, dest: Path, seed: int = 1) -> Path:
+    """A ControlNet made from the tiny `family` UNet (`ControlNetModel.from_unet`), saved as the
+    diffusers folder ControlNet releases use (config.json + diffusion_pytorch_model.safetensors)."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(0)  # the same UNet the tiny pipelines hold
+    unet = _family_unet(family)
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
+    _randomise_zero_parameters(controlnet, seed)
+    controlnet.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def build_tiny_t2i_adapter(dest: Path, seed: int = 2) -> Path:
+    """An SDXL-layout T2I-Adapter (full_adapter_xl) whose features fit the tiny SDXL UNet."""
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    adapter = T2IAdapter(in_channels=3, channels=[16, 32, 32, 32], num_res_blocks=1,
+                         downscale_factor=16, adapter_type="full_adapter_xl")
+    adapter.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def build_tiny_image_encoder(dest: Path) -> Path:
+    """A tiny CLIP vision tower with projection, saved as IP-Adapter releases ship theirs
+    (an `image_encoder` folder: config.json + model.safetensors)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(3)
+    config = CLIPVisionConfig(hidden_size=_VISION_WIDTH, intermediate_size=37,
+                              num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                              patch_size=8, projection_dim=_VISION_PROJECTION)
+    CLIPVisionModelWithProjection(config).save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def build_tiny_ip_adapter(family: str, dest: Path, plus: bool = False, seed: int = 4) -> Path:
+    """IP-Adapter (or Plus) weights for the tiny `family` UNet in the layout of the official
+    .safetensors releases: `image_proj.*` (the image projection or the Plus resampler) and
+    `ip_adapter.<n>.to_k_ip/to_v_ip.weight`, numbered as diffusers' loader counts the UNet's
+    attention processors (odd numbers: the cross-attention ones)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    unet = _family_unet(family)
+    cross = int(unet.config.cross_attention_dim)
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=generator) * 0.2
+
+    tensors: dict[str, torch.Tensor] = {}
+    if plus:  # the Resampler: 4 blocks, 64-wide heads, queries -> `cross` features
+        hidden, queries = 64, 4
+        tensors |= {"image_proj.latents": rand(1, queries, hidden),
+                    "image_proj.proj_in.weight": rand(hidden, _VISION_WIDTH),
+                    "image_proj.proj_in.bias": rand(hidden),
+                    "image_proj.proj_out.weight": rand(cross, hidden),
+                    "image_proj.proj_out.bias": rand(cross),
+                    "image_proj.norm_out.weight": torch.ones(cross),
+                    "image_proj.norm_out.bias": torch.zeros(cross)}
+        for i in range(4):
+            block = f"image_proj.layers.{i}"
+            tensors |= {f"{block}.0.norm1.weight": torch.ones(hidden),
+                        f"{block}.0.norm1.bias": torch.zeros(hidden),
+                        f"{block}.0.norm2.weight": torch.ones(hidden),
+                        f"{block}.0.norm2.bias": torch.zeros(hidden),
+                        f"{block}.0.to_q.weight": rand(64, hidden),
+                        f"{block}.0.to_kv.weight": rand(128, hidden),
+                        f"{block}.0.to_out.weight": rand(hidden, 64),
+                        f"{block}.1.0.weight": torch.ones(hidden),
+                        f"{block}.1.0.bias": torch.zeros(hidden),
+                        f"{block}.1.1.weight": rand(hidden * 4, hidden),
+                        f"{block}.1.3.weight": rand(hidden, hidden * 4)}
+    else:  # plain IP-Adapter: the CLIP image embedding -> 4 tokens
+        tensors |= {"image_proj.proj.weight": rand(4 * cross, _VISION_PROJECTION),
+                    "image_proj.proj.bias": rand(4 * cross),
+                    "image_proj.norm.weight": torch.ones(cross),
+                    "image_proj.norm.bias": torch.zeros(cross)}
+    number = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        block = name.split(".")
+        width = unet.config.block_out_channels
+        if block[0] == "mid_block":
+            hidden_size = width[-1]
+        elif block[0] == "up_blocks":
+            hidden_size = list(reversed(width))[int(block[1])]
+        else:
+            hidden_size = width[int(block[1])]
+        tensors[f"ip_adapter.{number}.to_k_ip.weight"] = rand(hidden_size, cross)
+        tensors[f"ip_adapter.{number}.to_v_ip.weight"] = rand(hidden_size, cross)
+        number += 2
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(dest))
+    return dest
+
+
+def build_tiny_depth_estimator(dest: Path) -> Path:
+    """A tiny DPT depth model with its image processor, saved as transformers depth models are
+    released (config.json, model.safetensors, preprocessor_config.json)."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    torch.manual_seed(5)
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                       intermediate_size=37, image_size=32, patch_size=8,
+                       backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
+                       fusion_hidden_size=16, is_hybrid=False)
+    DPTForDepthEstimation(config).save_pretrained(dest, safe_serialization=True)
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False
+                      ).save_pretrained(dest)
+    return dest
+
+
+def build_tiny_flux_controlnet(dest: Path, seed: int = 7) -> Path:
+    """A FLUX ControlNet made from the tiny FLUX transformer (`from_transformer`), saved as
+    FLUX ControlNet releases are (config.json + diffusion_pytorch_model.safetensors)."""
+    from diffusers import FluxControlNetModel
+
+    torch.manual_seed(0)
+    transformer = _flux(fill=False).transformer  # the one the tiny FLUX pipeline holds
+    torch.manual_seed(seed)
+    controlnet = FluxControlNetModel.from_transformer(
+        transformer, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2)
+    _randomise_zero_parameters(controlnet, seed)
+    controlnet.save_pretrained(dest, safe_serialization=True)
+    return dest

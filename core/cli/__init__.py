@@ -17,6 +17,7 @@ examples:
   sfumato inpaint img.png --mask m.png --prompt "a red kite" --model sdxl-inpaint -o out.png
   sfumato models list                        what the daemon can use
   sfumato status                             is a daemon running, what is it doing
+  sfumato keys --help                        serving other machines: CURVE keys
 
 A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
 (default tcp://127.0.0.1:5655). Models, config and logs live in SFUMATO_HOME
@@ -28,8 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import (
         diffusion_cmd,
         doctor_cmd,
+        keys_cmd,
         models_cmd,
         plugins_cmd,
+        preprocess_cmd,
         serve_cmd,
         status_cmd,
         upscale_cmd,
@@ -43,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--endpoint", help="daemon address (default: $SFUMATO_ENDPOINT or "
                         "tcp://127.0.0.1:5655)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, models_cmd, plugins_cmd,
-                   doctor_cmd):
+    for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, preprocess_cmd, models_cmd,
+                   plugins_cmd, doctor_cmd, keys_cmd):
         module.register(verbs)
     return parser
 

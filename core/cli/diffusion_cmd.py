@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
+
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Raster
 
 from ..config import load_settings
+from ..errors import SfumatoError
 from ..image_files import has_alpha_channel, read_mask, read_rgba, write_image
 from .launcher import connect_or_start
 from .progress_bar import ProgressBar
@@ -33,6 +38,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         cmd.add_argument("--variants", type=int, default=1)
         cmd.add_argument("--grow", type=int, default=8, help="grow the mask by PX")
         cmd.add_argument("--feather", type=int, default=16, help="soften its edge over PX")
+        cmd.add_argument("--control", action="append", default=[], metavar="KIND:IMAGE[:SCALE]",
+                         help="follow a control image (repeatable): KIND is canny, lineart, "
+                         "scribble, softedge, depth, pose or tile (KIND@MODEL names the "
+                         "ControlNet / T2I-Adapter id); IMAGE a file the input's size, or "
+                         "auto to make it from the input; SCALE 0-2, default 0.6")
+        cmd.add_argument("--image-prompt", action="append", default=[],
+                         metavar="IMAGE[:WEIGHT]",
+                         help="take the look of a reference picture (IP-Adapter, repeatable); "
+                         "WEIGHT 0-2, default 0.6")
+        cmd.add_argument("--ip-adapter", metavar="MODEL",
+                         help="IP-Adapter id for --image-prompt (default: one that fits)")
         cmd.add_argument("-o", "--output", type=Path, required=True,
                          help="the full composited image")
         cmd.add_argument("--layer-out", type=Path,
@@ -53,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         "strength": args.strength, "variants": args.variants, "grow": args.grow,
         "feather": args.feather,
     }
+    params.update(guide_params(args.control, args.image_prompt, args.ip_adapter, rasters))
     if args.seed is not None:
         params["seed"] = args.seed
     if args.guidance is not None:
@@ -79,3 +96,52 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"offset": list(offset), "seed": info.get("seed"),
                       "warnings": info.get("warnings", [])}))
     return 0
+
+
+def guide_params(controls: list[str], image_prompts: list[str], ip_adapter: str | None,
+                 rasters: list[Raster]) -> dict[str, Any]:
+    """The request's controls and image prompts from the command line; their image files are
+    read and appended to `rasters`."""
+    params: dict[str, Any] = {}
+    wired = []
+    for spec in controls:
+        head, _, rest = spec.partition(":")
+        image, scale = _split_number(rest, spec, "--control KIND:IMAGE[:SCALE]")
+        kind, _, model = head.partition("@")
+        control: dict[str, Any] = {"kind": kind, "image": "auto"}
+        if image != "auto":
+            rasters.append(read_rgba(Path(image)))
+            control["image"] = len(rasters) - 1
+        if scale is not None:
+            control["scale"] = scale
+        if model:
+            control["model"] = model
+        wired.append(control)
+    if wired:
+        params["controls"] = wired
+    prompts = []
+    for spec in image_prompts:
+        image, weight = _split_number(spec, spec, "--image-prompt IMAGE[:WEIGHT]")
+        rasters.append(read_rgba(Path(image)))
+        prompt: dict[str, Any] = {"image": len(rasters) - 1}
+        if weight is not None:
+            prompt["weight"] = weight
+        if ip_adapter:
+            prompt["model"] = ip_adapter
+        prompts.append(prompt)
+    if prompts:
+        params["image_prompts"] = prompts
+    return params
+
+
+def _split_number(text: str, spec: str, usage: str) -> tuple[str, float | None]:
+    """"IMAGE:NUMBER" -> (IMAGE, NUMBER); a path may itself hold colons."""
+    head, _, tail = text.rpartition(":")
+    try:
+        number = float(tail) if head else None
+    except ValueError:
+        number = None
+    image = head if number is not None else text
+    if not image or image.startswith(":"):
+        raise SfumatoError(ErrorCode.BAD_PARAMS, f"{spec!r}: write it as {usage}")
+    return image, number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
+from pathlib import Path
 
 from sfumato.bridge.client import Client, DaemonUnavailable
 from sfumato.bridge.raster import Layout, Raster
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"device       {pick_device(settings.device)}")
         warning = prepare_spandrel_import()
         print(f"upscalers    {warning or 'all architectures available'}")
+    print(f"network      {_network_access(settings.home, settings.endpoint)}")
     entries = Registry(settings.home).entries()
     print(f"models       {len(entries)} registered" + ("" if entries else
           " (the default upscaler is imported on first use)"))
@@ -47,3 +49,18 @@ def run(args: argparse.Namespace) -> int:
         except DaemonUnavailable:
             print("daemon    not running (any command that needs it starts one)")
     return 1 if problems else 0
+
+
+def _network_access(home: Path, endpoint: str) -> str:
+    import zmq
+
+    from ..keys import allowed_clients, is_loopback, keys_dir
+
+    if not zmq.has("curve"):
+        return "loopback only: this pyzmq lacks CURVE (libsodium); reinstall pyzmq from PyPI"
+    if is_loopback(endpoint):
+        return "loopback only (no keys needed); `sfumato keys --help` to serve other machines"
+    if not (keys_dir(home) / "server.key").exists():
+        return "this endpoint needs CURVE keys: run `sfumato keys server`"
+    return f"CURVE, {len(allowed_clients(home))} client key(s) allowed (`sfumato keys list`)"
+

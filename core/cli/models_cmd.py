@@ -23,11 +23,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     imp.set_defaults(run=import_ncnn)
     add = sub.add_parser("add", help="register a local model under a name",
                          description="Register a weights file (.safetensors upscaler), a "
-                         "diffusers folder, or a single-file checkpoint (with --config).")
+                         "diffusers folder, a single-file checkpoint (with --config), a "
+                         "ControlNet or T2I-Adapter folder, an IP-Adapter .safetensors file "
+                         "(with --config: its image encoder folder, else the image_encoder "
+                         "folder beside it), a CLIP image encoder or a depth model folder.")
     add.add_argument("name")
     add.add_argument("path", type=Path)
     add.add_argument("--config", type=Path,
-                     help="local diffusers config folder for a single-file checkpoint")
+                     help="local diffusers config folder for a single-file checkpoint; for "
+                     "an IP-Adapter, its image encoder folder")
     add.add_argument("--kind", help="override the detected kind (e.g. sdxl-inpaint)")
     add.set_defaults(run=add_model)
     scan = sub.add_parser("scan", help="register every model in a ComfyUI, A1111 or HF cache "

@@ -15,7 +15,10 @@ from ..config import load_settings
 def register(verbs: argparse._SubParsersAction) -> None:
     cmd = verbs.add_parser("serve", help="run the daemon in the foreground",
                            description="Run the daemon: it loads models on first use and "
-                           "serves GIMP, Krita and the CLI until stopped (Ctrl-C).")
+                           "serves GIMP, Krita and the CLI until stopped (Ctrl-C or SIGTERM: "
+                           "the running job gets stop_timeout_s to finish). It listens on "
+                           "loopback unless SFUMATO_ENDPOINT says otherwise; any other "
+                           "address needs CURVE keys (see `sfumato keys`).")
     cmd.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                      help="exit after this long with no clients and no jobs (default: never)")
     cmd.set_defaults(run=run)
@@ -31,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     log_path = configure_logging(settings.home, "daemon")
     daemon = Daemon(settings, key=key_from_env())
     endpoint = daemon.bind()
+    # graceful: refuse new work, let the running job finish within stop_timeout_s, tell
+    # clients; a second signal stops at once
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop())
     print(f"sfumato daemon listening on {endpoint} (log: {log_path})", flush=True)
     try:
         daemon.serve()

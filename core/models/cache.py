@@ -13,6 +13,7 @@ class ModelCache:
     budget_bytes: int
     size_of: Callable[[Any], int]
     _items: OrderedDict[str, tuple[Any, int]] = field(default_factory=OrderedDict)
+    loads: int = 0  # models loaded from disk so far (a warm job adds none)
 
     @property
     def used_bytes(self) -> int:
@@ -23,6 +24,7 @@ class ModelCache:
             self._items.move_to_end(key)
             return self._items[key][0]
         value = load()
+        self.loads += 1
         size = self.size_of(value)
         # Evict before keeping the new one; a model bigger than the budget still runs alone.
         while self._items and self.used_bytes + size > self.budget_bytes:

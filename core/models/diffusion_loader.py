@@ -18,6 +18,7 @@ from typing import Any
 from sfumato.bridge.protocol import ErrorCode
 
 from ..errors import SfumatoError, error_detail
+from ..speed_options import SpeedOptions, pipeline_dtype, prepare_pipeline
 from .checkpoint_header import tensor_shapes
 from .registry import ModelEntry, ModelFormat, ModelKind
 
@@ -50,7 +51,6 @@ TASK_PIPELINES: dict[tuple[str, str], str] = {
 }
 
 _UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
-_FLUX_KINDS = frozenset({ModelKind.FLUX.value, ModelKind.FLUX_FILL.value})
 
 
 # --- what is this? -----------------------------------------------------------------------
@@ -119,11 +119,13 @@ def checkpoint_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
 # --- loading -------------------------------------------------------------------------------
 
 
-def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, Any]) -> Any:
+def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, Any],
+                  options: SpeedOptions | None = None) -> Any:
     """The pipeline that runs `task` with the model `entry`, on `device`.
 
     `shared` is the caller's long-lived dict: components loaded for one task are found there
     (weakly held, so the caller's LRU cache still frees them) and re-used for another.
+    `options` pick the dtype, attention, VAE tiling and compile (default: the defaults).
     """
     diffusers = _import_diffusers()
 
@@ -133,7 +135,8 @@ def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, A
             ErrorCode.WRONG_MODEL_KIND,
             f"a {entry.kind} model cannot run {task}; pick a model made for it",
         )
-    dtype = _dtype_for(device, entry.kind)
+    options = options or SpeedOptions()
+    dtype = pipeline_dtype(options, device, entry.kind)
     key = f"{Path(entry.path).resolve()}|{entry.config or ''}|{dtype}"
     found = _remembered(shared, key)
     if found is None:
@@ -144,7 +147,7 @@ def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, A
     pipe = _assemble(getattr(diffusers, target), components, config)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return prepare_pipeline(pipe, options)
 
 
 def pipeline_bytes(pipe: Any) -> int:
@@ -161,15 +164,6 @@ def pipeline_bytes(pipe: Any) -> int:
         for tensor in (*component.parameters(), *component.buffers()):
             total += tensor.numel() * tensor.element_size()
     return total
-
-
-def _dtype_for(device: str, kind: str) -> Any:
-    import torch
-
-    if not device.startswith("cuda"):
-        return torch.float32
-    # FLUX is trained in bfloat16 and overflows float16; SD-family VAEs upcast as needed
-    return torch.bfloat16 if kind in _FLUX_KINDS else torch.float16
 
 
 def _load_base(entry: ModelEntry, dtype: Any) -> Any:

@@ -22,18 +22,25 @@ def register_model(registry: Registry, name: str, path: Path, *, config: Path | 
 def describe_model(name: str, path: Path, *, config: Path | None = None,
                    kind: str | None = None) -> ModelEntry:
     from .diffusion_loader import detect_diffusion_kind
+    from .guide_loader import detect_guide_kind
 
     if not path.exists():
         raise SfumatoError(ErrorCode.NOT_FOUND, f"{path} does not exist")
     if kind is not None and kind not in {k.value for k in ModelKind}:
         known = ", ".join(k.value for k in ModelKind)
         raise SfumatoError(ErrorCode.BAD_PARAMS, f"unknown kind {kind!r}; use one of {known}")
+    guide = detect_guide_kind(path)
     if path.is_dir():
-        found = detect_diffusion_kind(path)
+        found = detect_diffusion_kind(path) or guide
         if found is None:
             raise SfumatoError(ErrorCode.BAD_PARAMS,
-                               f"{path} is not a diffusers folder (no model_index.json)")
+                               f"{path} is not a diffusers pipeline folder (no model_index.json) "
+                               "nor a ControlNet, T2I-Adapter, image encoder or depth model "
+                               "folder (config.json)")
         return ModelEntry(name, kind or found[0], str(path), found[1])
+    if guide is not None:  # an IP-Adapter file; `config` is the image encoder it reads with
+        return ModelEntry(name, guide[0], str(path), guide[1],
+                          config=_image_encoder_folder(path, config))
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise SfumatoError(ErrorCode.BAD_PARAMS,
                            f"{path.name} is not a weights file (.safetensors or .pth)")
@@ -55,6 +62,19 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
     raise SfumatoError(ErrorCode.BAD_PARAMS,
                        f"{path.name} is not an upscaler spandrel knows; a diffusion checkpoint "
                        "needs --config pointing at a local diffusers config folder")
+
+
+def _image_encoder_folder(adapter: Path, given: Path | None) -> str | None:
+    """The image encoder folder an IP-Adapter file was given (--config), or the
+    `image_encoder` folder released beside it; None: one is picked from the registry by size."""
+    if given is not None:
+        folder = given.expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise SfumatoError(ErrorCode.BAD_PARAMS,
+                               f"--config {given} is not an image encoder folder (no config.json)")
+        return str(folder)
+    beside = adapter.parent / "image_encoder"
+    return str(beside) if (beside / "config.json").is_file() else None
 
 
 def register_sources(registry: Registry, folder: Path, *,

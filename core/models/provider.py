@@ -9,6 +9,7 @@ from sfumato.bridge.protocol import ErrorCode
 
 from ..config import Settings
 from ..errors import SfumatoError
+from ..speed_options import SpeedOptions, prepare_upscaler
 from .cache import ModelCache
 from .registry import ModelEntry, ModelKind, Registry, require_kind
 
@@ -22,6 +23,8 @@ class WorkerModels:
         self.registry = Registry(settings.home)
         self.cache = ModelCache(settings.model_cache_bytes, _model_bytes)
         self._shared: dict[str, Any] = {}  # components shared between pipelines (e.g. a VAE)
+        self.speed = SpeedOptions.from_settings(settings)  # dtype, compile, tiling, batches
+        self.low_memory = False  # set after an out-of-memory job: pipelines load leaner
 
     def entry(self, model_id: str | None, kinds: frozenset[str], default: str | None) -> ModelEntry:
         name = model_id or default
@@ -43,21 +46,59 @@ class WorkerModels:
         from .upscaler_loader import load_upscaler
 
         def load_now() -> Any:
-            return load_upscaler(Path(entry.path), allow_pickle=self.settings.allow_pickle,
-                                 device=self.device)
+            model = load_upscaler(Path(entry.path), allow_pickle=self.settings.allow_pickle,
+                                  device=self.device)
+            return prepare_upscaler(model, self.speed)
 
         return self.cache.get(f"upscaler:{entry.name}", load_now)
 
     def load_pipeline(self, entry: ModelEntry, task: str) -> Any:
         from .diffusion_loader import load_pipeline
 
-        return self.cache.get(
+        pipe = self.cache.get(
             f"{entry.name}:{task}",
-            lambda: load_pipeline(entry, task, self.device, self._shared),
+            lambda: load_pipeline(entry, task, self.device, self._shared, self.speed),
         )
+        if self.low_memory:
+            _lean(pipe, self.device)
+        return pipe
+
+    def degrade(self) -> None:
+        """After running out of memory: drop every loaded model (none is in use between
+        jobs) and load later pipelines leaner (VAE tiles; on CUDA, CPU offload)."""
+        self.cache.clear()
+        self._shared.clear()
+        self.low_memory = True
+
+    def load_guide(self, entry: ModelEntry) -> Any:
+        """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached by id."""
+        from .guide_loader import load_guide_model
+
+        return self.cache.get(f"guide:{entry.name}:{entry.path}",
+                              lambda: load_guide_model(entry, self.device))
+
+    def candidates(self, kinds: frozenset[str]) -> list[ModelEntry]:
+        """Every registered model of one of `kinds`, by name."""
+        return sorted((e for e in self.registry.entries() if e.kind in kinds),
+                      key=lambda e: e.name)
 
     def describe(self) -> dict[str, Any]:
-        return {"loaded": self.cache.keys(), "cache_bytes": self.cache.used_bytes}
+        return {"loaded": self.cache.keys(), "cache_bytes": self.cache.used_bytes,
+                "loads": self.cache.loads}
+
+
+def _lean(pipe: Any, device: str) -> None:
+    vae = getattr(pipe, "vae", None)
+    if vae is not None and hasattr(vae, "enable_tiling"):
+        vae.enable_tiling()
+    if device == "cuda" and hasattr(pipe, "enable_model_cpu_offload") and not getattr(
+        pipe, "_sfumato_offloaded", False
+    ):
+        try:
+            pipe.enable_model_cpu_offload()
+            pipe._sfumato_offloaded = True
+        except (ImportError, RuntimeError, ValueError):  # accelerate missing or too old
+            pass
 
 
 def _model_bytes(model: Any) -> int:

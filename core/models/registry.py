@@ -28,6 +28,13 @@ class ModelKind(str, Enum):
     SD15 = "sd15"
     FLUX_FILL = "flux-fill"
     FLUX = "flux"
+    # guides: they steer a diffusion model's run (core/guidance.py)
+    CONTROLNET = "controlnet"
+    T2I_ADAPTER = "t2i-adapter"
+    IP_ADAPTER = "ip-adapter"
+    IMAGE_ENCODER = "image-encoder"  # the CLIP vision tower IP-Adapters read images with
+    # preprocessors with weights (core/preprocessors.py)
+    DEPTH_ESTIMATOR = "depth-estimator"
 
 
 class ModelFormat(str, Enum):
@@ -35,6 +42,7 @@ class ModelFormat(str, Enum):
     PTH = "pth"  # a torch zip, loaded only through the weights-only unpickler
     DIFFUSERS = "diffusers"  # a diffusers folder with model_index.json
     SINGLE_FILE = "single_file"  # one .safetensors checkpoint plus a local config folder
+    TRANSFORMERS = "transformers"  # a transformers model folder (config.json + safetensors)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from ..errors import SfumatoError
 
 _DIFFUSION_INPAINT = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
 _DIFFUSION_REFINE = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
+_PREPROCESSOR_MODELS = frozenset({"depth-estimator"})
+_GUIDE_RASTERS = 8  # core/guide_inputs.py: up to 4 control images and 4 image prompts
 
 
 @dataclass(frozen=True)
@@ -25,14 +27,18 @@ class TaskSpec:
     model_kinds: frozenset[str]
     default_model: str | None
     inputs: tuple[str, ...]  # what each attached raster is, in order
+    guide_rasters: int = 0  # how many more may follow: control images, image prompts
 
 
 CATALOGUE: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
         TaskSpec("upscale", "upscale", frozenset({"upscaler"}), DEFAULT_UPSCALER, ("image",)),
-        TaskSpec("inpaint", "inpaint", _DIFFUSION_INPAINT, None, ("image", "mask")),
-        TaskSpec("refine", "refine", _DIFFUSION_REFINE, None, ("image", "mask?")),
+        TaskSpec("inpaint", "inpaint", _DIFFUSION_INPAINT, None, ("image", "mask"),
+                 _GUIDE_RASTERS),
+        TaskSpec("refine", "refine", _DIFFUSION_REFINE, None, ("image", "mask?"),
+                 _GUIDE_RASTERS),
+        TaskSpec("preprocess", "preprocess", _PREPROCESSOR_MODELS, None, ("image",)),
     )
 }
 

@@ -4,7 +4,9 @@ Inputs: rasters[0] the layer (or a crop of it: pass its offset in layer pixels a
 rgba8/bgra8/rgba16; rasters[1] the selection as gray8 of the same size.
 Params: prompt, negative_prompt, steps (30), guidance (the model's usual), strength (1.0),
 seed (random), variants (1), grow (4), feather (16), context (64), origin ([0, 0]),
-resolution (the model's native side).
+resolution (the model's native side); controls and image_prompts (SD 1.5 and SDXL
+models: ControlNet, T2I-Adapter, IP-Adapter; core/guide_inputs.py has the wire form,
+their rasters follow the layer and mask).
 Output: one RGBA layer per variant, covering the selection plus context; its alpha is the
 feathered selection, so everything outside it stays as it was. info: offset, seed, seeds,
 name, names, warnings.
@@ -17,6 +19,8 @@ from sfumato.bridge.protocol import ErrorCode
 from ..diffusion_call import fit_prompts, geometry
 from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
 from ..errors import SfumatoError
+from ..guidance import load_guides
+from ..guide_inputs import read_guides
 from ..imaging import selection_bbox, selection_crop
 from ..raster_arrays import array_to_raster
 from ..repaint import Prompting, layer_name, repaint
@@ -32,6 +36,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     params = read_params(ctx.params, DEFAULTS)
     layer, layout = read_layer(ctx)
     mask = read_mask(ctx, layer.shape[:2], required=True)
+    guides = read_guides(ctx.params, ctx.rasters)
     selected = None if mask is None else selection_bbox(mask)
     if mask is None or selected is None:
         raise SfumatoError(
@@ -43,6 +48,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
     pipe = ctx.models.load_pipeline(entry, NAME)
     model_size = geometry(pipe, params.resolution)
+    guided = load_guides(ctx.models, pipe, guides)  # controls and image prompts, if any
 
     # 3. Work on the selection's box plus context only, never on the whole layer.
     crop, soft = selection_crop(
@@ -64,6 +70,7 @@ def run(ctx: TaskContext) -> TaskOutput:
         progress=ctx.progress,
         preview=ctx.preview,
         cancel=ctx.cancel,
+        guidance=None if guided is None else guided.over(crop, layer.shape[:2]),
     )
 
     names = [layer_name("Inpaint", params.prompt, seed) for seed in params.seeds]
@@ -75,6 +82,6 @@ def run(ctx: TaskContext) -> TaskOutput:
             "seeds": list(params.seeds),
             "name": names[0],
             "names": names,
-            "warnings": warnings,
+            "warnings": warnings + list(guides.warnings),
         },
     )

@@ -7,7 +7,9 @@ whole layer).
 Params: strength (required, 0 to 1; 0 returns the layer unchanged without running a model),
 prompt, negative_prompt, steps (30; the schedule, of which strength x steps run), guidance
 (the model's usual), seed (random), variants (1), grow (0), feather (16), context (32),
-origin ([0, 0]), resolution (the model's native side).
+origin ([0, 0]), resolution (the model's native side); controls and image_prompts (SD 1.5 and SDXL
+models: ControlNet, T2I-Adapter, IP-Adapter; core/guide_inputs.py has the wire form,
+their rasters follow the layer and mask).
 Output: one RGBA layer per variant; its alpha is the feathered selection times the layer's own
 alpha, so a refined cut-out keeps its shape. info: offset, seed, seeds, name, names, warnings.
 """
@@ -20,6 +22,8 @@ from sfumato.bridge.protocol import ErrorCode
 from ..diffusion_call import fit_prompts, geometry
 from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
 from ..errors import SfumatoError
+from ..guidance import load_guides
+from ..guide_inputs import read_guides
 from ..imaging import Box, selection_bbox, selection_crop
 from ..raster_arrays import array_to_raster
 from ..repaint import Prompting, layer_name, repaint
@@ -35,6 +39,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     params = read_params(ctx.params, DEFAULTS)
     layer, layout = read_layer(ctx)
     mask = read_mask(ctx, layer.shape[:2], required=False)
+    guides = read_guides(ctx.params, ctx.rasters)
     selected = None if mask is None else selection_bbox(mask)
     if mask is not None and selected is None:
         raise SfumatoError(
@@ -55,6 +60,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     # 3. The model, loaded (or found in the cache) as a refining pipeline.
     pipe = ctx.models.load_pipeline(entry, NAME)
     model_size = geometry(pipe, params.resolution)
+    guided = load_guides(ctx.models, pipe, guides)  # controls and image prompts, if any
 
     # 4. The selection's box plus context, or the whole layer when there is no selection.
     if mask is None or selected is None:
@@ -66,8 +72,8 @@ def run(ctx: TaskContext) -> TaskOutput:
         )
 
     # 5. Prompts as the model reads them; the artist is told what was cut or ignored.
-    prompt, negative, info["warnings"] = fit_prompts(pipe, params.prompt,
-                                                     params.negative_prompt)
+    prompt, negative, warnings = fit_prompts(pipe, params.prompt, params.negative_prompt)
+    info["warnings"] = warnings + list(guides.warnings)
 
     # 6. One repaint per seed; each becomes a layer the crop's size.
     layers = repaint(
@@ -81,6 +87,7 @@ def run(ctx: TaskContext) -> TaskOutput:
         progress=ctx.progress,
         preview=ctx.preview,
         cancel=ctx.cancel,
+        guidance=None if guided is None else guided.over(crop, layer.shape[:2]),
     )
     return TaskOutput(
         rasters=[array_to_raster(pixels, layout) for pixels in layers],

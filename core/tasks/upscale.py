@@ -5,7 +5,8 @@ tiles (as many passes as the requested scale needs), resize to the exact request
 then put alpha back and pack the result in the input's layout family.
 
 Params: `scale` (float > 0; default the model's), `tile` (core size in input px; 0 = from
-free memory), `region` ([x, y, w, h]; only that part is upscaled, seen in its surroundings).
+free memory), `region` ([x, y, w, h]; only that part is upscaled, seen in its surroundings),
+`batch` (tiles per forward pass; default the daemon's `upscale_batch`, by device).
 Info: scale, model, width, height, and `offset` (where the region lands) when region is given.
 """
 
@@ -24,8 +25,9 @@ from ..device_memory import free_bytes, is_out_of_memory
 from ..errors import SfumatoError
 from ..models.upscaler_loader import input_memory_format, output_scale
 from ..raster_arrays import array_to_raster, from_unit_float, raster_to_array, to_unit_float
+from ..speed_options import speed_of, tiles_per_batch
 from ..task_api import TaskContext, TaskOutput
-from ..tiling import Blender, plan_tiles, tile_for_budget
+from ..tiling import Blender, Tile, plan_tiles, tile_for_budget
 
 NAME = "upscale"
 MODEL_KINDS = frozenset({"upscaler"})
@@ -49,6 +51,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     model = ctx.models.load(entry)
     scale = _scale(ctx.params.get("scale"), output_scale(model))
     tile = _tile(ctx.params.get("tile"))
+    batch = tiles_per_batch(speed_of(ctx.models), str(model.device.type), ctx.params.get("batch"))
     out_h, out_w = round(h * scale), round(w * scale)
     passes = _pass_count(scale, model.scale)
     _check_size(ctx, out_h, out_w, h * model.scale**passes, w * model.scale**passes)
@@ -62,10 +65,10 @@ def run(ctx: TaskContext) -> TaskOutput:
     at_edge = (y0 == 0, y1 == raster.height, x0 == 0, x1 == raster.width)
 
     # The first pass sees the region's real surroundings; later passes see only its output.
-    image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context)
+    image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context, batch)
     for _ in range(passes - 1):
         whole = (0, 0, image.shape[1], image.shape[0])
-        image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context)
+        image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context, batch)
     image = _resize(image, out_h, out_w)
     if alpha is not None:
         alpha = _snap(_resize(alpha[y - y0 : y - y0 + h, x - x0 : x - x0 + w, None], out_h, out_w))
@@ -209,6 +212,7 @@ def _model_pass(
     at_edge: tuple[bool, bool, bool, bool],
     tile: int | None,
     context: int,
+    batch: int = 1,
 ) -> np.ndarray:
     """The model's output for `core` (x, y, w, h) of `image`, shape (h*s, w*s, 3). Sides of
     `image` that are the picture's own edges (top, bottom, left, right) get a reflected
@@ -221,12 +225,15 @@ def _model_pass(
     tile = tile or _auto_tile(model, context)
     while True:
         try:
-            return _run_tiles(ctx, model, work, padded_core, tile, context)
+            return _run_tiles(ctx, model, work, padded_core, tile, context, batch)
         except Exception as exc:  # only allocation failures are retried
             if not is_out_of_memory(exc):
                 raise
             if model.device.type == "cuda":
                 torch.cuda.empty_cache()
+            if batch > 1:  # fewer tiles at once before smaller tiles
+                batch = 1
+                continue
             if tile <= MIN_TILE:
                 raise SfumatoError(
                     ErrorCode.OUT_OF_MEMORY,
@@ -243,23 +250,44 @@ def _run_tiles(
     core: tuple[int, int, int, int],
     tile: int,
     context: int,
+    batch: int = 1,
 ) -> np.ndarray:
     tiles = plan_tiles(work.shape[0], work.shape[1], tile, OVERLAP, context, core)
     blender = Blender(core, channels=3, scale=model.scale)
-    for index, piece in enumerate(tiles):
+    done = 0
+    for group in _same_shape_batches(tiles, batch):
         ctx.cancel.raise_if_cancelled()
-        window = work[piece.y.lo : piece.y.hi, piece.x.lo : piece.x.hi]
-        blender.add(piece, _infer(model, window))
-        ctx.progress(index + 1, len(tiles), "upscale")
+        windows = [work[p.y.lo : p.y.hi, p.x.lo : p.x.hi] for p in group]
+        for piece, output in zip(group, _infer(model, windows), strict=True):
+            blender.add(piece, output)
+        done += len(group)
+        ctx.progress(done, len(tiles), "upscale")
     return blender.result()
 
 
-def _infer(model: Any, window: np.ndarray) -> np.ndarray:
-    tensor = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None]
+def _same_shape_batches(tiles: list[Tile], batch: int) -> list[list[Tile]]:
+    """Consecutive tiles in groups of at most `batch` whose windows share one shape (edge
+    tiles are often smaller), so each group stacks into one tensor."""
+    groups: list[list[Tile]] = []
+    for piece in tiles:
+        shape = (piece.y.hi - piece.y.lo, piece.x.hi - piece.x.lo)
+        last = groups[-1] if groups else None
+        if (last is not None and len(last) < batch
+                and (last[0].y.hi - last[0].y.lo, last[0].x.hi - last[0].x.lo) == shape):
+            last.append(piece)
+        else:
+            groups.append([piece])
+    return groups
+
+
+def _infer(model: Any, windows: list[np.ndarray]) -> list[np.ndarray]:
+    stacked = np.stack([np.ascontiguousarray(w) for w in windows])
+    tensor = torch.from_numpy(stacked).permute(0, 3, 1, 2)
     tensor = tensor.to(device=model.device, dtype=model.dtype)
     with torch.inference_mode():
         output = model(tensor.contiguous(memory_format=input_memory_format(model)))
-    return output[0].permute(1, 2, 0).float().cpu().numpy()
+    result = output.permute(0, 2, 3, 1).float().cpu().numpy()
+    return list(result)
 
 
 def _auto_tile(model: Any, context: int) -> int:

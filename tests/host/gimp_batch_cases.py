@@ -5,6 +5,8 @@
 # case list from $SFUMATO_CASES (JSON), runs each case's procedure as a script would, and
 # writes, per case, into $SFUMATO_CASES_OUT/<case name>/:
 #   result.json            status, error message, seconds, image, layer and selection facts
+#                          (a case's "layers" are added below the source first; an argument
+#                          "@layer:NAME" is that layer, for layer arguments)
 #   composite_before.raw   the visible image before the call  } in the image's precision:
 #   composite_after.raw    ... and after                      } R'G'B'A u8 / u16, RGBA float
 #   source_after.raw       the source layer after the call
@@ -48,6 +50,12 @@ def build_image(case):
     elif case.get("mode") == "indexed":
         image.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE,
                               64, False, False, "")
+    for extra in case.get("layers", []):  # other layers (control images...) below the source
+        layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                                     Gio.File.new_for_path(extra["png"]))
+        image.insert_layer(layer, None, 1)
+        layer.set_name(extra["name"])
+        layer.set_offsets(*extra["offset"])
     image.set_selected_layers([source])
     sel = case.get("selection")
     if sel is None:
@@ -106,6 +114,8 @@ def call(image, source, case):
     config.set_property("image", image)
     config.set_core_object_array("drawables", [source])
     for name, value in case["args"].items():
+        if isinstance(value, str) and value.startswith("@layer:"):  # a layer argument
+            value = image.get_layer_by_name(value[len("@layer:"):])
         config.set_property(name, value)
     started = time.monotonic()
     result = proc.run(config)

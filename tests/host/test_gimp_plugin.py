@@ -48,14 +48,18 @@ TINY = {"model": "tiny", "prompt": "a red kite", "steps": 2, "seed": 7, "grow": 
 
 def _case(name: str, procedure: str, args: dict[str, Any], *, offset: tuple[int, int] = (0, 0),
           selection: tuple[int, int, int, int] | None = None, shape: str = "rect",
-          precision: str = "u8", size: str = "large", mode: str = "rgb") -> dict[str, Any]:
+          precision: str = "u8", size: str = "large", mode: str = "rgb",
+          layers: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"name": name, "procedure": f"plug-in-sfumato-{procedure}", "args": args,
             "offset": list(offset), "precision": precision, "size": size, "mode": mode,
-            "canvas": list(SIZES[size][0]),
+            "canvas": list(SIZES[size][0]), "layers": [GUIDE_LAYERS[n] for n in layers],
             "selection": None if selection is None else {"shape": shape,
                                                          "rect": list(selection)}}
 
 
+# Other layers a case adds below the source (pictures written by _write_inputs).
+GUIDE_LAYERS = {"lines": {"name": "lines", "file": "lines.png", "offset": [30, 20]},
+                "ref": {"name": "ref", "file": "ref.png", "offset": [0, 0]}}
 SEL = (90, 60, 12, 10)  # a rectangle inside the large layer, in image coordinates
 CASES = [
     _case("inpaint_offset", "inpaint", TINY, offset=(20, 12), selection=SEL),
@@ -78,6 +82,16 @@ CASES = [
     _case("indexed_refused", "inpaint", TINY, offset=(20, 12), selection=SEL, mode="indexed"),
     _case("unknown_model", "inpaint", {**TINY, "model": "no-such-model"}, offset=(20, 12),
           selection=SEL),
+    # Controls and image prompts from other layers (issue 9), and a preprocessor's layer.
+    _case("control_from_layer", "control",
+          {**TINY, "control-kind": "scribble", "control-layer": "@layer:lines",
+           "control-scale": 0.9}, offset=(20, 12), selection=SEL, layers=("lines",)),
+    _case("image_prompt_and_auto_control", "image-prompt",
+          {**TINY, "reference-layer": "@layer:ref", "reference-weight": 0.7,
+           "control-kind": "canny"}, offset=(20, 12), selection=SEL, layers=("ref",)),
+    _case("image_prompt_needs_a_reference", "image-prompt", TINY, offset=(20, 12),
+          selection=SEL),
+    _case("preprocess_canny", "preprocess", {"kind": "canny"}, offset=(20, 12)),
     # Upscales last: after one, this daemon's diffusion jobs failed ("torchvision.__spec__ is
     # None", the spandrel torchvision stand-in); that belongs to the daemon's own tests.
     _case("upscale_whole", "upscale", {"scale": 4.0}, offset=(10, 6), size="small"),
@@ -130,19 +144,39 @@ def _write_inputs(folder: Path) -> None:
         y, x = np.mgrid[0 : source[1], 0 : source[0]]
         layer = np.stack([200 - x * 3, 40 + y * 6, x * y, 160 + (x + y) % 96], axis=-1) % 256
         Image.fromarray(layer.astype(np.uint8), "RGBA").save(folder / f"source-{size}.png")
+    lines = np.zeros((100, 120, 4), np.uint8)  # white strokes on transparent
+    lines[20:80, 55:58] = 255
+    lines[48:51, 20:100] = 255
+    Image.fromarray(lines, "RGBA").save(folder / "lines.png")
+    y, x = np.mgrid[0:64, 0:64]
+    ref = np.stack([x * 4, 255 - y * 4, (x * y) % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(ref, "RGB").save(folder / "ref.png")
 
 
 @pytest.fixture(scope="module")
 def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    from tests.tiny_models import build_tiny_model
+    from tests.tiny_models import (
+        build_tiny_controlnet,
+        build_tiny_image_encoder,
+        build_tiny_ip_adapter,
+        build_tiny_model,
+    )
 
     tmp = tmp_path_factory.mktemp("gimp")
     started = time.monotonic()
     daemon = start_daemon(tmp / "home")
     try:
         tiny = build_tiny_model("sd15-inpaint", tmp / "tiny-sd15-inpaint")
-        added = _run([*SFUMATO, "models", "add", "tiny", tiny], env=daemon.env())
-        assert added.returncode == 0, added.stderr
+        guides = tmp / "guides"
+        build_tiny_image_encoder(guides / "image_encoder")
+        for name, path in (
+            ("tiny", tiny),
+            ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
+            ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
+            ("ip-sd15", build_tiny_ip_adapter("sd15", guides / "ip-adapter_sd15.safetensors")),
+        ):
+            added = _run([*SFUMATO, "models", "add", name, path], env=daemon.env())
+            assert added.returncode == 0, added.stderr
         plugins = tmp / "plug-ins"
         installed = _run([*SFUMATO, "plugins", "install", "gimp", "--dest", plugins],
                          env=daemon.env())
@@ -152,6 +186,8 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         closed = free_endpoint()  # nothing listens there
         cases = [{**case, "background": str(tmp / f"bg-{case['size']}.png"),
                   "source": str(tmp / f"source-{case['size']}.png"),
+                  "layers": [{**layer, "png": str(tmp / layer["file"])}
+                             for layer in case["layers"]],
                   "args": {k: (closed if v == "CLOSED" else v)
                            for k, v in case["args"].items()}} for case in CASES]
         (tmp / "cases.json").write_text(json.dumps(cases))
@@ -387,3 +423,41 @@ def test_unknown_model_is_refused_with_a_message(gimp: Run) -> None:
     report = _assert_unchanged(gimp, "unknown_model")
     assert report["status"] == "execution-error"
     assert "no-such-model" in report["message"] and "Traceback" not in report["message"]
+
+
+# --- controls, image prompts, preprocessing (issue 9) ------------------------------------------
+
+
+def test_control_from_another_layer(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "control_from_layer")
+    lines = next(layer for layer in report["layers"] if layer["name"] == "lines")
+    assert lines["offsets"] == [30, 20] and lines["size"] == [120, 100]  # left as it was
+    plain = gimp.raw("inpaint_offset", "new_0", tuple(_new_layers(gimp.result(
+        "inpaint_offset"))[0]["size"]), "u8")
+    (new,) = _new_layers(report)
+    guided = gimp.raw("control_from_layer", "new_0", tuple(new["size"]), "u8")
+    assert guided.shape == plain.shape and not np.array_equal(guided, plain)  # it followed
+
+
+def test_image_prompt_from_another_layer_with_an_auto_control(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "image_prompt_and_auto_control")
+    (new,) = _new_layers(report)
+    guided = gimp.raw("image_prompt_and_auto_control", "new_0", tuple(new["size"]), "u8")
+    plain = gimp.raw("inpaint_offset", "new_0", tuple(new["size"]), "u8")
+    assert not np.array_equal(guided, plain)
+
+
+def test_image_prompt_without_a_reference_is_refused(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "image_prompt_needs_a_reference")
+    assert "reference layer" in report["message"]
+
+
+def test_preprocess_adds_the_control_image_as_a_layer(gimp: Run) -> None:
+    report = gimp.result("preprocess_canny")
+    assert report["status"] == "success", report["message"]
+    assert report["source_unchanged"]
+    (new,) = _new_layers(report)
+    assert new["name"] == "Control: canny" and new["position"] == report["source_position"] - 1
+    assert new["offsets"] == [20, 12] and new["size"] == list(LARGE_SOURCE)
+    pixels = gimp.raw("preprocess_canny", "new_0", tuple(new["size"]), "u8")
+    assert (pixels[..., 3] == 255).all() and set(np.unique(pixels[..., :3])) <= {0, 255}

@@ -57,3 +57,19 @@ def test_remove_and_drop_client() -> None:
     assert queue.remove("a1") is None
     assert [j.job_id for j in queue.drop_client(b"a")] == ["a0", "a2"]
     assert [j.job_id for j in queue.order()] == ["b0"]
+
+
+def test_a_job_whose_worker_died_runs_next_before_other_clients() -> None:
+    from sfumato.core.job_queue import Job, JobQueue
+
+    def job(job_id: str, client: bytes) -> Job:
+        return Job(job_id=job_id, request_id=job_id, client=client, task="upscale", model=None,
+                   params={}, rasters=[])
+
+    queue = JobQueue()
+    queue.push(job("b1", b"b"))
+    queue.push(job("c1", b"c"))
+    queue.retry_first(job("a1", b"a"))  # it had already had its turn
+    assert [j.job_id for j in queue.order()] == ["a1", "b1", "c1"]
+    assert [j.job_id for j in queue.drain()] == ["a1", "b1", "c1"]
+    assert len(queue) == 0 and queue.pop_next() is None

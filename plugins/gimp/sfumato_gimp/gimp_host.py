@@ -56,6 +56,31 @@ class GimpHost:
                                            Gegl.AbyssPolicy.NONE)
         return Raster(rect.width, rect.height, layout, bytes(data))
 
+    def read_layer(self, layer: str, rect: Rect | None,
+                   accepted: Collection[Layout]) -> Raster | None:
+        """Another layer of this image, by item id (what the procedures pass) or name; `rect`
+        in the active layer's coordinates, transparent where that layer has no pixels."""
+        other = self._find_layer(layer)
+        if other is None:
+            return None
+        if rect is None:
+            rect = Rect(0, 0, other.get_width(), other.get_height())
+        else:
+            here, there = self.layer_bounds(), other.get_offsets()
+            rect = rect.moved(here.x - there[1], here.y - there[2])
+        layout = self.layout if self.layout in accepted else _most_precise(accepted)
+        data = other.get_buffer().get(_gegl_rect(rect), 1.0, FORMATS[layout],
+                                      Gegl.AbyssPolicy.NONE)  # outside: transparent
+        return Raster(rect.width, rect.height, layout, bytes(data))
+
+    def _find_layer(self, layer: str) -> Gimp.Layer | None:
+        if layer.isdigit():
+            item = Gimp.Item.get_by_id(int(layer))
+            if isinstance(item, Gimp.Layer) and item.get_image().get_id() == self.image.get_id():
+                return item
+        found = self.image.get_layer_by_name(layer)
+        return found if isinstance(found, Gimp.Layer) else None
+
     def selection_bounds(self) -> Rect | None:
         # GIMP keeps the selection channel's bounds itself (image coordinates, clipped to the
         # canvas, x2/y2 exclusive, feathered edges included): no mask pixel crosses over to

@@ -2,10 +2,12 @@
 """sfumato for GIMP 3: inpaint, refine and upscale the active layer through the local sfumato
 daemon. Results always arrive as new layers above the source, in one undo step.
 
-PDB: plug-in-sfumato-inpaint, plug-in-sfumato-refine, plug-in-sfumato-upscale (menu
-Filters > sfumato). Every argument is typed and scriptable; an empty `endpoint` means
-SFUMATO_ENDPOINT, else tcp://127.0.0.1:5655. Installed by `sfumato plugins install gimp`,
-which puts the bridge beside this file as sfumato/bridge/.
+PDB: plug-in-sfumato-inpaint, plug-in-sfumato-refine, plug-in-sfumato-upscale,
+plug-in-sfumato-control and plug-in-sfumato-image-prompt (inpaint or refine guided by other
+layers: a control image, a reference picture), plug-in-sfumato-preprocess (a control image as
+a new layer); menu Filters > sfumato. Every argument is typed and scriptable; an empty
+`endpoint` means SFUMATO_ENDPOINT, else tcp://127.0.0.1:5655. Installed by
+`sfumato plugins install gimp`, which puts the bridge beside this file as sfumato/bridge/.
 """
 
 from __future__ import annotations
@@ -64,6 +66,44 @@ UPSCALE_ARGS = [
 ]
 
 
+OPERATION_ARG = [
+    ("str", "operation", "_Operation", "inpaint (repaint the selection) or refine (rework the "
+     "selection, or the whole layer, by strength)", "inpaint"),
+]
+
+
+def _guide_args(control_kind: str, reference_required: bool) -> list[tuple]:
+    # Layers as arguments: scripts pass GimpLayer objects, the dialog shows layer pickers.
+    reference_blurb = "Layer whose look to take (IP-Adapter)" + (
+        "" if reference_required else "; none: no image prompt")
+    return [
+        ("str", "control-kind", "_Control", "canny, lineart, scribble, softedge, depth, pose, "
+         "tile; empty: no control", control_kind),
+        ("layer", "control-layer", "Control _layer", "Layer holding the control image; none: "
+         "made from the active layer (auto)", True),
+        ("double", "control-scale", "Control s_cale", "How strongly to follow it (above 1 "
+         "overpowers the prompt)", 0.0, 2.0, 0.6),
+        ("double", "control-start", "Control st_art", "Fraction of the steps where it starts",
+         0.0, 1.0, 0.0),
+        ("double", "control-end", "Control en_d", "Fraction of the steps where it ends",
+         0.0, 1.0, 1.0),
+        ("str", "control-model", "Control mo_del", "ControlNet or T2I-Adapter id; empty: "
+         "one whose id names the kind", ""),
+        # none_ok even where required: a missing layer then gets our message, not GIMP's
+        # bare calling error
+        ("layer", "reference-layer", "_Reference layer", reference_blurb, True),
+        ("double", "reference-weight", "Reference _weight", "How much of its look to take",
+         0.0, 2.0, 0.6),
+        ("str", "ip-adapter", "_IP-Adapter", "IP-Adapter id; empty: one that fits", ""),
+    ]
+
+
+PREPROCESS_ARGS = [
+    ("str", "kind", "_Kind", "canny, lineart, scribble, softedge, tile, depth", "canny"),
+    ("str", "model", "_Model", "Depth model id for depth; empty: the registered one", ""),
+]
+
+
 PROCEDURES = {
     "plug-in-sfumato-inpaint": (
         "_Inpaint selection…", "Repaint the selection from a prompt, as a new layer",
@@ -72,6 +112,23 @@ PROCEDURES = {
     "plug-in-sfumato-refine": (
         "_Refine…", "Rework the selection (or the whole layer) from a prompt, as a new layer",
         PROMPT_ARGS + _diffusion_args(0.4, 0, 16, 32) + ENDPOINT_ARG,
+    ),
+    "plug-in-sfumato-control": (
+        "_Control…", "Inpaint or refine following a control image (ControlNet / T2I-Adapter) "
+        "from another layer or made from this one, as a new layer",
+        PROMPT_ARGS + OPERATION_ARG + _diffusion_args(1.0, 4, 16, 64)
+        + _guide_args("canny", False) + ENDPOINT_ARG,
+    ),
+    "plug-in-sfumato-image-prompt": (
+        "Image _prompt…", "Inpaint or refine taking the look of another layer (IP-Adapter), "
+        "as a new layer",
+        PROMPT_ARGS + OPERATION_ARG + _diffusion_args(1.0, 4, 16, 64)
+        + _guide_args("", True) + ENDPOINT_ARG,
+    ),
+    "plug-in-sfumato-preprocess": (
+        "Control _image from layer…", "A preprocessor's control image (edges, line art, "
+        "depth...) of the active layer, as a new layer to paint over",
+        PREPROCESS_ARGS + ENDPOINT_ARG,
     ),
     "plug-in-sfumato-upscale": (
         "_Upscale layer…", "Upscale the active layer (the image grows with it), or only the "
@@ -86,6 +143,8 @@ def _add_argument(proc: Gimp.Procedure, spec: tuple) -> None:
         proc.add_string_argument(name, label, blurb, rest[0], RW)
     elif kind == "bool":
         proc.add_boolean_argument(name, label, blurb, rest[0], RW)
+    elif kind == "layer":
+        proc.add_layer_argument(name, label, blurb, rest[0], RW)
     elif kind == "int":
         proc.add_int_argument(name, label, blurb, *rest, RW)
     else:
@@ -115,8 +174,48 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
         return actions.upscale_layer(host, client, config.get_property("scale") or None, model,
                                      config.get_property("selection-only"),
                                      config.get_property("tile"))
+    if name == "plug-in-sfumato-preprocess":
+        return actions.preprocess_layer(host, client, config.get_property("kind"), model)
+    if name in ("plug-in-sfumato-control", "plug-in-sfumato-image-prompt"):
+        return _guided(name, host, client, config, model)
     action = actions.inpaint_selection if name.endswith("inpaint") else actions.refine
     return action(host, client, _diffusion_params(config), model)
+
+
+def _guided(name: str, host, client, config: Gimp.ProcedureConfig, model):
+    from sfumato.bridge import actions
+    from sfumato.bridge.guides import Control, ImagePrompt
+
+    operation = config.get_property("operation").strip().lower()
+    if operation not in ("inpaint", "refine"):
+        return _refused(host, f"The operation must be inpaint or refine, not {operation!r}. "
+                        "The image is unchanged.")
+    if config.get_property("reference-layer") is None and name.endswith("image-prompt"):
+        return _refused(host, "Choose the reference layer whose look to take. The image is "
+                        "unchanged.")
+    controls, prompts = [], []
+    kind = config.get_property("control-kind").strip()
+    if kind:
+        layer = config.get_property("control-layer")
+        controls.append(Control(
+            kind, None if layer is None else str(layer.get_id()),
+            config.get_property("control-scale"), config.get_property("control-start"),
+            config.get_property("control-end"), config.get_property("control-model") or None))
+    reference = config.get_property("reference-layer")
+    if reference is not None:
+        prompts.append(ImagePrompt(str(reference.get_id()),
+                                   config.get_property("reference-weight"),
+                                   config.get_property("ip-adapter") or None))
+    action = actions.inpaint_selection if operation == "inpaint" else actions.refine
+    return action(host, client, _diffusion_params(config), model, controls=controls,
+                  image_prompts=prompts)
+
+
+def _refused(host, message: str):
+    from sfumato.bridge.actions import ActionOutcome
+
+    host.show_message(message)
+    return ActionOutcome(False, message)
 
 
 def _fail(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:

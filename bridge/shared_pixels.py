@@ -1,0 +1,429 @@
+"""Pixels through shared memory between a client and a daemon on the same machine.
+
+Raw ZeroMQ frames copy a layer several times (into the socket, through the kernel, out of
+it, into fresh memory); on one machine the floor is two memcpy (the layer there and back).
+Here each side keeps a small pool of anonymous memory files (Linux `memfd_create`), mapped
+once: the sender copies the pixels into a free one and sends only a reference in the
+raster's description (its pid, the fd number and a random token). The receiver opens
+`/proc/<pid>/fd/<fd>` read-only, checks that it opened a same-user sfumato memory file with
+exactly that token and size, sealed against shrinking (so a reader can never be hit by
+SIGBUS), and maps it.
+
+Nothing ever appears in /dev/shm: a memory file has no name in any filesystem, and the kernel
+frees it when the last fd and mapping go, so a crash of either side leaves nothing behind.
+The reference is built from two integers and a hex token, never used as a path as sent.
+
+Reuse rules, so no one overwrites pixels still being read: a client reuses a request's file
+once the reply came (the daemon has read what it needed), except for `submit`, whose job may
+read its input later: those files are retired (closed; the daemon's mapping keeps them alive
+until the job ends). A daemon reuses a reply's file once the client says, in a later
+message's header, that every view of it is gone; one not released within KEEP_S is retired.
+
+Where this cannot work (another machine, another pid namespace, no memfd), the first attempt
+fails cleanly and raw frames carry the pixels instead. With a signing key the reference is
+signed like the rest of the header; the pixels themselves are in memory only processes of
+the same user can open. Standard library only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import re
+import secrets
+import stat
+import time
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from .raster import Buffer, Raster
+
+HEADER_READS = "shm"  # header: the sender can read pixels from shared memory
+HEADER_RELEASE = "shm_release"  # header: tokens of the receiver's files the sender is done with
+MIN_BYTES = 64 << 10  # smaller rasters go as frames: a memory file costs a few syscalls
+KEEP_S = 60.0  # a reply's file not released by its client within this is retired
+POOL_BYTES = 1 << 30  # free files kept for reuse beyond this are closed, oldest first
+MAX_RELEASES = 256
+_NAME_PREFIX = "sfumato-"
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+_SEALS = ("F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW")  # fixed size: no SIGBUS for readers
+_MAX_SIZE = 1 << 40
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # a pool file's pages mapped once, up front
+
+
+class SharedPixelsError(Exception):
+    """A shared-memory reference that cannot be (or must not be) opened."""
+
+
+def available() -> bool:
+    """Whether this process can share pixels this way (Linux with memfd and /proc)."""
+    return (
+        hasattr(os, "memfd_create")
+        and all(hasattr(fcntl, name) for name in (*_SEALS, "F_ADD_SEALS", "F_GET_SEALS"))
+        and os.path.isdir(f"/proc/{os.getpid()}/fd")
+    )
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint can only reach this machine (ipc, or loopback TCP)."""
+    if endpoint.startswith("ipc://"):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def memory_file_name(pid: int, token: str) -> str:
+    """The name a memory file carries (seen in /proc/PID/fd and /proc/PID/maps)."""
+    return f"{_NAME_PREFIX}{pid}-{token}"
+
+
+def _seal_bits() -> int:
+    bits = 0
+    for name in _SEALS:
+        bits |= getattr(fcntl, name)
+    return bits
+
+
+class Segment:
+    """A memory file this process made, of a fixed size, mapped read-write once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.token = secrets.token_hex(16)
+        self.busy = False
+        self.since = time.monotonic()
+        self.fd = os.memfd_create(
+            memory_file_name(os.getpid(), self.token), os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+        )
+        try:
+            os.ftruncate(self.fd, size)
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, _seal_bits())
+            self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED | _POPULATE)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def fill(self, data: Buffer, pooled: bool = True) -> dict[str, Any]:
+        """Copy `data` in (one memcpy) and return the reference that names it; `pooled`
+        tells the reader the file will come again, so its mapping is worth keeping."""
+        self._map[: self.size] = memoryview(data).cast("B")
+        return {"pid": os.getpid(), "fd": self.fd, "token": self.token, "size": self.size,
+                "pooled": pooled}
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self.fd)
+
+
+class SegmentPool:
+    """This process's memory files: busy ones (a peer may still read them) and free ones
+    kept for the next raster of the same size, up to `max_bytes` of free ones."""
+
+    def __init__(self, max_bytes: int = POOL_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._segments: dict[str, Segment] = {}
+
+    def take(self, size: int) -> Segment:
+        for segment in self._segments.values():
+            if not segment.busy and segment.size == size:
+                break
+        else:
+            segment = Segment(size)
+            self._segments[segment.token] = segment
+        segment.busy = True
+        segment.since = time.monotonic()
+        self._trim()
+        return segment
+
+    def release(self, token: str) -> None:
+        """A peer is done with it: free for reuse."""
+        segment = self._segments.get(token)
+        if segment is not None:
+            segment.busy = False
+            segment.since = time.monotonic()
+            self._trim()
+
+    def retire(self, token: str) -> None:
+        """Never reuse it: close it (a peer's mapping keeps the memory until it lets go)."""
+        segment = self._segments.pop(token, None)
+        if segment is not None:
+            segment.close()
+
+    def retire_busy_since(self, moment: float) -> None:
+        for token, segment in list(self._segments.items()):
+            if segment.busy and segment.since < moment:
+                self.retire(token)
+
+    def busy_count(self) -> int:
+        return sum(segment.busy for segment in self._segments.values())
+
+    def tokens(self) -> set[str]:
+        return set(self._segments)
+
+    def close(self) -> None:
+        for token in list(self._segments):
+            self.retire(token)
+
+    def _trim(self) -> None:
+        free = sorted((s for s in self._segments.values() if not s.busy), key=lambda s: s.since)
+        total = sum(s.size for s in free)
+        for segment in free:
+            if total <= self.max_bytes:
+                break
+            total -= segment.size
+            self.retire(segment.token)
+
+
+class MappingCache:
+    """Read-only mappings of a peer's pooled files, kept for the next time they come (the
+    pages stay mapped: no page faults on reuse). Mappings of processes that have ended are
+    dropped, and the oldest beyond `max_bytes`."""
+
+    def __init__(self, max_bytes: int = POOL_BYTES, writable: bool = False) -> None:
+        self.max_bytes = max_bytes
+        self.writable = writable
+        self._maps: OrderedDict[tuple[int, str], mmap.mmap] = OrderedDict()
+
+    def get(self, ref: Any, size: int) -> mmap.mmap:
+        pid, _, token = _parse_reference(ref, size)
+        found = self._maps.get((pid, token))
+        if found is not None and len(found) == size:
+            self._maps.move_to_end((pid, token))
+            return found
+        mapping = open_reference(ref, size, self.writable)
+        self._maps[(pid, token)] = mapping
+        total = sum(len(m) for m in self._maps.values())
+        while total > self.max_bytes and len(self._maps) > 1:
+            total -= len(self._maps.popitem(last=False)[1])  # views still in use keep theirs
+        return mapping
+
+    def sweep(self) -> None:
+        """Forget the mappings of processes that have ended, so their memory can go."""
+        for pid in {pid for pid, _ in self._maps}:
+            if not _alive(pid):
+                for key in [key for key in self._maps if key[0] == pid]:
+                    del self._maps[key]
+
+    def clear(self) -> None:
+        self._maps.clear()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_reference(ref: Any, size: int, writable: bool = False) -> mmap.mmap:
+    """A mapping of the memory file that `ref` (from the wire) names, which must hold
+    exactly `size` bytes; read-only unless `writable` (needed only to wrap it in a ctypes
+    array, see ClientPixels.open). Every way the reference can be wrong raises
+    SharedPixelsError. Pages are mapped as they are first read."""
+    pid, fd, token = _parse_reference(ref, size)
+    mode = os.O_RDWR if writable else os.O_RDONLY
+    try:
+        # /proc/PID/fd/N is a link the kernel resolves to the open file itself
+        handle = os.open(f"/proc/{pid}/fd/{fd}", mode | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SharedPixelsError(
+            f"cannot open the sender's shared memory ({exc.strerror})"
+        ) from None
+    try:
+        _check_opened(handle, pid, token, size)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        return mmap.mmap(handle, size, flags=mmap.MAP_SHARED, prot=prot)
+    finally:
+        os.close(handle)  # the mapping keeps the file alive
+
+
+def _parse_reference(ref: Any, size: int) -> tuple[int, int, str]:
+    if not isinstance(ref, dict):
+        raise SharedPixelsError("shared-memory reference is not an object")
+    pid, fd, token, declared = ref.get("pid"), ref.get("fd"), ref.get("token"), ref.get("size")
+    for name, value in (("pid", pid), ("fd", fd), ("size", declared)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SharedPixelsError(f"shared-memory reference has a bad {name}: {value!r}")
+    if pid == 0 or not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise SharedPixelsError("shared-memory reference has a bad pid or token")
+    if declared != size or not 0 < size <= _MAX_SIZE:
+        raise SharedPixelsError(
+            f"shared memory holds {declared} bytes but the raster's shape needs {size}"
+        )
+    return int(pid), int(fd), token  # type: ignore[arg-type]
+
+
+def _check_opened(handle: int, pid: int, token: str, size: int) -> None:
+    # Check what was actually opened (not the path before opening): the fd number could have
+    # been reused for anything between a check and the open.
+    try:
+        target = os.readlink(f"/proc/self/fd/{handle}")
+    except OSError as exc:
+        raise SharedPixelsError(f"shared memory cannot be inspected ({exc.strerror})") from None
+    if target != f"/memfd:{memory_file_name(pid, token)} (deleted)":
+        raise SharedPixelsError("the shared-memory reference does not name a sfumato memory file")
+    try:
+        info = os.fstat(handle)
+        seals = fcntl.fcntl(handle, fcntl.F_GET_SEALS)
+    except OSError as exc:
+        raise SharedPixelsError(f"shared memory cannot be inspected ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        raise SharedPixelsError("shared memory belongs to another user")
+    if info.st_size != size:
+        raise SharedPixelsError(f"shared memory holds {info.st_size} bytes, expected {size}")
+    needed = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+    if seals & needed != needed:
+        raise SharedPixelsError("shared memory is not sealed against resizing")
+
+
+class ClientPixels:
+    """The client's side: request pixels out through its pool, reply pixels in.
+
+    `confirmed` turns true once a round trip through shared memory has worked with this
+    daemon; until then the client probes, and falls back to frames if the probe fails."""
+
+    def __init__(self, min_bytes: int = MIN_BYTES) -> None:
+        self.min_bytes = min_bytes
+        self.confirmed = False
+        self.pool = SegmentPool()
+        self.mappings = MappingCache(writable=True)
+        self.reuse = True  # set per request: False for a job's input (read later, once)
+        self._sent: list[str] = []
+        self._done: list[str] = []  # daemon files whose every view here is gone
+
+    def place(self, raster: Raster) -> dict[str, Any] | None:
+        if raster.nbytes < self.min_bytes:
+            return None
+        segment = self.pool.take(raster.nbytes)
+        self._sent.append(segment.token)
+        return segment.fill(raster.data, pooled=self.reuse)
+
+    def header_fields(self) -> dict[str, Any]:
+        done, self._done = self._done[:MAX_RELEASES], self._done[MAX_RELEASES:]
+        fields: dict[str, Any] = {HEADER_READS: True}
+        if done:
+            fields[HEADER_RELEASE] = done
+        return fields
+
+    def open(self, ref: Any, size: int) -> memoryview:
+        # The daemon's files come again: their mappings are kept (no page faults on reuse).
+        # Each reply gets its own ctypes array over the mapping, and every view handed out,
+        # or later derived (a numpy array, a cast), holds that array: when it is gone, no
+        # reader is left and the daemon may write the file again.
+        self.mappings.sweep()  # a daemon that has ended: let its memory go
+        mapping = self.mappings.get(ref, size)
+        holder = (ctypes.c_char * size).from_buffer(mapping)
+        weakref.finalize(holder, self._let_go, ref["token"])
+        return memoryview(holder).cast("B").toreadonly()
+
+    def _let_go(self, token: str) -> None:
+        self._done.append(token)
+
+    def note_header(self, header: dict[str, Any]) -> None:
+        pass
+
+    def finish_sent(self, reused: bool) -> None:
+        """The request's files after its reply: free for reuse when the daemon has read all it
+        will (`reused`), else retired (a job may still read them; no reply may mean never)."""
+        for token in self._sent:
+            if reused:
+                self.pool.release(token)
+            else:
+                self.pool.retire(token)
+        self._sent.clear()
+
+    def close(self) -> None:
+        self._sent.clear()
+        self.pool.close()
+        self.mappings.clear()
+
+
+class DaemonPixels:
+    """The daemon's side: request pixels in from clients' files, reply pixels out through
+    its pool, each file busy until its client says every view of it is gone."""
+
+    def __init__(self, min_bytes: int = MIN_BYTES, keep_s: float = KEEP_S,
+                 max_peers: int = 4096) -> None:
+        self.min_bytes = min_bytes
+        self.keep_s = keep_s
+        self.pool = SegmentPool()
+        self.mappings = MappingCache()
+        self._peers: OrderedDict[bytes, None] = OrderedDict()
+        self._max_peers = max_peers
+        self._last_reads = False
+
+    # --- codec hooks ----------------------------------------------------------------------
+
+    def place(self, raster: Raster) -> dict[str, Any] | None:
+        self.expire()
+        if raster.nbytes < self.min_bytes:
+            return None
+        return self.pool.take(raster.nbytes).fill(raster.data)
+
+    def header_fields(self) -> dict[str, Any]:
+        return {}
+
+    def open(self, ref: Any, size: int) -> memoryview:
+        # a client's pooled file comes again with its next request: keep it mapped; a job's
+        # input is read once, its pages mapped as they are read
+        if isinstance(ref, dict) and ref.get("pooled") is True:
+            return memoryview(self.mappings.get(ref, size))
+        return memoryview(open_reference(ref, size))
+
+    def note_header(self, header: dict[str, Any]) -> None:
+        self._last_reads = header.get(HEADER_READS) is True
+        released = header.get(HEADER_RELEASE)
+        if isinstance(released, list):
+            for token in released[:MAX_RELEASES]:
+                if isinstance(token, str):
+                    self.pool.release(token)
+        self.expire()
+        self.mappings.sweep()
+
+    # --- per client ---------------------------------------------------------------------
+
+    def note_peer(self, identity: bytes) -> None:
+        """Remember whether the client whose message was just decoded reads shared memory."""
+        self._peers.pop(identity, None)
+        if self._last_reads:
+            self._peers[identity] = None
+            while len(self._peers) > self._max_peers:
+                self._peers.popitem(last=False)
+
+    def for_peer(self, identity: bytes) -> DaemonPixels | None:
+        """This carrier for replies to a client that reads shared memory, else None."""
+        return self if identity in self._peers else None
+
+    def expire(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.pool.retire_busy_since(now - self.keep_s)
+
+    def outstanding(self) -> int:
+        return self.pool.busy_count()
+
+    def close(self) -> None:
+        self.pool.close()
+        self.mappings.clear()
+
+
+PixelCarrier = ClientPixels | DaemonPixels
+
+
+def daemon_pixels(enabled: bool = True) -> DaemonPixels | None:
+    return DaemonPixels() if enabled and available() else None
+
+
+def client_pixels(endpoint: str) -> ClientPixels | None:
+    """A carrier when the daemon is on this machine and this machine can share memory;
+    SFUMATO_SHARED_MEMORY=0 turns it off."""
+    if os.environ.get("SFUMATO_SHARED_MEMORY", "1") == "0":
+        return None
+    return ClientPixels() if is_local_endpoint(endpoint) and available() else None

@@ -1,0 +1,36 @@
+"""`sfumato preprocess KIND IMAGE -o OUT`: see the control image a preprocessor makes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import load_settings
+from ..image_files import read_rgba, write_image
+from .launcher import connect_or_start
+from .progress_bar import ProgressBar
+
+KINDS = "canny, lineart, scribble, softedge, tile, depth (needs a depth model), pose"
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    text = "make a control image from a picture (the `auto` of --control)"
+    cmd = verbs.add_parser("preprocess", help=text, description=text.capitalize() +
+                           f". KIND: {KINDS}.")
+    cmd.add_argument("kind")
+    cmd.add_argument("image", type=Path)
+    cmd.add_argument("-o", "--output", type=Path, required=True)
+    cmd.add_argument("--model", help="depth model id for depth (default: the registered one)")
+    cmd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = read_rgba(args.image)
+    with connect_or_start(load_settings(args.endpoint)) as client:
+        bar = ProgressBar("preprocess")
+        outcome = client.run("preprocess", {"kind": args.kind}, [image], args.model,
+                             on_event=bar)
+        bar.finish()
+    write_image(args.output, outcome.rasters[0], drop_alpha=True)
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,248 @@
+"""The plug-in's state, shared by the actions and every docker: settings, the running job,
+the daemon's status. Dockers are views of it; actions call `start`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+from PyQt5.QtGui import QImage
+from sfumato.bridge import actions
+from sfumato.bridge.actions import ActionOutcome
+from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
+
+from .daemon_status import CHECKING, DaemonState, from_error, from_report
+from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
+from .krita_host import KritaHost, refusal
+
+SETTINGS_GROUP = "sfumato"
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5655"
+STATUS_EVERY_MS = 5000
+SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
+TASKS = ("inpaint", "refine", "generate", "upscale")
+
+
+@dataclass(frozen=True)
+class Settings:
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str = ""  # "" = the daemon's choice
+    strength: float = 1.0  # 1.0 generates (inpaint); less refines
+    steps: int = 30
+    seed: int = -1  # -1 = a new one each time
+    upscaler: str = ""
+    scale: float = 4.0
+    upscale_selection_only: bool = False
+    endpoint: str = ""
+    control_kind: str = ""  # "" = no control; else a bridge.guides.CONTROL_KINDS entry
+    control_layer: str = ""  # a layer's uniqueId; "" = "auto" (made from the image)
+    control_scale: float = DEFAULT_SCALE
+    image_prompt_layer: str = ""  # a layer's uniqueId; "" = no image prompt
+    image_prompt_weight: float = DEFAULT_WEIGHT
+
+    def guides(self) -> dict[str, Any]:
+        """The keyword arguments bridge.actions takes for controls and image prompts."""
+        guides: dict[str, Any] = {}
+        if self.control_kind:
+            guides["controls"] = (Control(self.control_kind, self.control_layer or None,
+                                          self.control_scale),)
+        if self.image_prompt_layer:
+            guides["image_prompts"] = (ImagePrompt(self.image_prompt_layer,
+                                                   self.image_prompt_weight),)
+        return guides
+
+    def diffusion_params(self, task: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                                  "steps": self.steps}
+        if task == "refine":
+            params["strength"] = self.strength
+        if self.seed >= 0:
+            params["seed"] = self.seed
+        return params
+
+
+class Controller(QObject):
+    busy_changed = pyqtSignal(bool)
+    progress = pyqtSignal(float, str)
+    preview = pyqtSignal(QImage, int)
+    message = pyqtSignal(str)
+    status_changed = pyqtSignal(object)  # DaemonState
+    settings_changed = pyqtSignal(object)  # Settings
+    finished = pyqtSignal(object)  # ActionOutcome
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+        self.calls = MainThreadCalls()
+        self.settings = self._load_settings()
+        self.status = DaemonState(CHECKING, "checking the daemon…")
+        self.last_message = ""
+        self.last_outcome: ActionOutcome | None = None
+        self._job: JobThread | None = None
+        self._signals: JobSignals | None = None
+        self._cancel = threading.Event()
+        self._status_thread: StatusThread | None = None
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.refresh_status)
+        self._timer.start(STATUS_EVERY_MS)
+        app.notifier().applicationClosing.connect(self.shutdown)
+
+    def shutdown(self) -> None:
+        """Krita is quitting: stop asking, cancel a running job and let the threads end (a
+        QThread destroyed while it runs takes Krita down with it)."""
+        self._timer.stop()
+        self._cancel.set()
+        for thread in (self._job, self._status_thread):
+            if thread is not None:
+                thread.wait(SHUTDOWN_WAIT_MS)
+
+    # --- settings -----------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint or os.environ.get("SFUMATO_ENDPOINT") or DEFAULT_ENDPOINT
+
+    def update(self, **changes: Any) -> None:
+        old = self.settings
+        self.settings = replace(old, **changes)
+        for name, value in changes.items():
+            self.app.writeSetting(SETTINGS_GROUP, name, str(value))
+        self.settings_changed.emit(self.settings)
+        if self.settings.endpoint != old.endpoint:
+            self.refresh_status()
+
+    def _load_settings(self) -> Settings:
+        loaded: dict[str, Any] = {}
+        for name, default in Settings().__dict__.items():
+            raw = self.app.readSetting(SETTINGS_GROUP, name, "")
+            if raw == "":
+                continue
+            try:
+                loaded[name] = raw == "True" if isinstance(default, bool) else type(default)(raw)
+            except ValueError:
+                continue
+        return Settings(**loaded)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def start(self, task: str) -> bool:
+        """Run `task` on the active layer ("generate": inpaint at strength 1, else refine)."""
+        if self.busy:
+            self._say("sfumato is already working: wait for it, or press Cancel.")
+            return False
+        document = self.app.activeDocument()
+        node = document.activeNode() if document is not None else None
+        refused = refusal(document, node)
+        if refused is not None:
+            self._say(refused)
+            return False
+        if task == "generate":
+            task = "inpaint" if self.settings.strength >= 1.0 else "refine"
+        settings = self.settings
+        host = KritaHost(document, node, self.app)
+        self._cancel = threading.Event()
+        signals = JobSignals()
+        signals.progress.connect(self.progress)
+        signals.preview.connect(self.preview)
+        signals.message.connect(self._say)
+        signals.finished.connect(self._finished)
+        threaded = ThreadedHost(host, self.calls, signals, self._cancel)
+        self._signals = signals
+        self._job = JobThread(_work(task, settings), threaded, self.endpoint)
+        self.last_message = ""
+        self.busy_changed.emit(True)
+        self.progress.emit(0.0, f"sfumato {task}: starting")
+        self._job.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.busy:
+            self._cancel.set()
+            self.progress.emit(0.0, "sfumato: cancelling…")
+
+    def _finished(self, outcome: ActionOutcome) -> None:
+        if self._job is not None:
+            self._job.wait()
+        self._job = None
+        self._signals = None
+        self.last_outcome = outcome
+        if outcome.ok:
+            self.progress.emit(1.0, "sfumato: added " + ", ".join(outcome.layers))
+        else:
+            self.progress.emit(0.0, "sfumato: nothing changed")
+        self.busy_changed.emit(False)
+        self.finished.emit(outcome)
+        self.refresh_status()
+
+    def _say(self, text: str) -> None:
+        self.last_message = text
+        self.message.emit(text)
+        window = self.app.activeWindow()
+        view = window.activeView() if window is not None else None
+        if view is not None:  # also on the canvas, for artists who hid the docker
+            from PyQt5.QtGui import QIcon
+
+            view.showFloatingMessage(text.splitlines()[0], QIcon(), 6000, 1)
+
+    # --- the daemon's status --------------------------------------------------------------
+
+    def refresh_status(self) -> None:
+        if self._status_thread is not None:
+            return  # one question at a time; the answer comes soon
+        thread = StatusThread(self.endpoint)
+        # bound methods of this UI-thread object: the answers are queued to the UI thread
+        thread.answered.connect(self._on_report)
+        thread.failed.connect(self._on_status_error)
+        thread.finished.connect(self._status_done)
+        self._status_thread = thread
+        thread.start()
+
+    def _status_done(self) -> None:
+        if self._status_thread is not None:
+            self._status_thread.wait()
+        self._status_thread = None
+
+    def _on_report(self, report: Any) -> None:
+        self._set_status(from_report(report))
+
+    def _on_status_error(self, text: str) -> None:
+        self._set_status(from_error(text, self.endpoint))
+
+    def _set_status(self, state: DaemonState) -> None:
+        self.status = state
+        self.status_changed.emit(state)
+
+
+def _work(task: str, settings: Settings) -> Callable[[Any, Any], ActionOutcome]:
+    """The job, run in the worker thread with its host and client."""
+    model = settings.model or None
+
+    def work(host: Any, client: Any) -> ActionOutcome:
+        if task == "upscale":
+            return actions.upscale_layer(host, client, settings.scale or None,
+                                         settings.upscaler or None,
+                                         settings.upscale_selection_only)
+        action = actions.inpaint_selection if task == "inpaint" else actions.refine
+        return action(host, client, settings.diffusion_params(task), model,
+                      **settings.guides())
+
+    return work
+
+
+_shared: Controller | None = None
+
+
+def shared_controller(app: Any) -> Controller:
+    """The one controller of this Krita process (made on the UI thread, on first use)."""
+    global _shared
+    if _shared is None:
+        _shared = Controller(app)
+    return _shared

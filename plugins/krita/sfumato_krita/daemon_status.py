@@ -1,0 +1,55 @@
+"""What the docker says about the daemon, and which models go in which list. No Qt, no
+Krita: the words an artist reads are tested on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sfumato.bridge.protocol import StatusReport
+
+# Model kinds the generate list offers (inpaint and refine use them); upscalers apart.
+DIFFUSION_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux"})
+UPSCALER_KINDS = frozenset({"upscaler"})
+
+CONNECTED, BUSY, ERROR = "connected", "busy", "error"
+CHECKING = "checking"  # no answer yet (the first question is on its way)
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    state: str  # CONNECTED | BUSY | ERROR | CHECKING
+    text: str
+    diffusion_models: tuple[str, ...] = ()
+    upscalers: tuple[str, ...] = ()
+
+
+def from_report(report: StatusReport) -> DaemonState:
+    diffusion = _ids(report.models, DIFFUSION_KINDS)
+    upscalers = _ids(report.models, UPSCALER_KINDS)
+    device = f" on {report.device}" if report.device else ""
+    if report.running:
+        task = report.running.get("task") or "a job"
+        waiting = f", {len(report.queued)} waiting" if report.queued else ""
+        return DaemonState(BUSY, f"busy: running {task}{waiting}{device}", diffusion, upscalers)
+    if not diffusion:
+        return DaemonState(CONNECTED, f"connected{device}; no inpaint model yet: add one with "
+                           "`sfumato models add NAME PATH`", diffusion, upscalers)
+    count = len(diffusion)
+    return DaemonState(CONNECTED, f"connected{device}, {count} model{'s' * (count != 1)}",
+                       diffusion, upscalers)
+
+
+def from_error(message: str, endpoint: str) -> DaemonState:
+    if "No module named 'zmq'" in message:
+        return DaemonState(ERROR, "error: Krita's Python has no pyzmq; `sfumato plugins install "
+                           "krita` says how to add it")
+    if "no sfumato daemon answers" in message:
+        return DaemonState(ERROR, f"error: no daemon at {endpoint}. Start one with "
+                           "`sfumato serve` (or fix the address below)")
+    return DaemonState(ERROR, f"error: {message.rstrip('. ')}. Check `sfumato status`")
+
+
+def _ids(models: Iterable[Mapping[str, Any]], kinds: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(str(m["id"]) for m in models if m.get("kind") in kinds and m.get("id")))

@@ -1,0 +1,318 @@
+"""The sfumato docker: prompt, model, strength, steps, seed, Generate; upscale; progress with
+step previews, Cancel, and the daemon's status. Widgets only bind to the shared controller;
+every widget has an objectName (`sfumato_*`) so that tests and stylesheets can find it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from krita import DockWidget, Krita
+from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from sfumato.bridge.guides import CONTROL_KINDS
+
+from .controller import Settings, shared_controller
+from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
+from .krita_host import layer_choices
+
+DOCKER_ID = "sfumato_docker"
+DAEMON_DEFAULT = "(daemon's default)"
+PREVIEW_SIZE = 160
+STATE_COLOURS = {CONNECTED: "#3a7d44", BUSY: "#b07b12", CHECKING: "#808080"}
+ERROR_COLOUR = "#b3261e"
+
+
+def _named(widget: Any, name: str) -> Any:
+    widget.setObjectName(name)
+    return widget
+
+
+class SfumatoDocker(DockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName(DOCKER_ID)
+        self.setWindowTitle("sfumato")
+        self.controller = shared_controller(Krita.instance())
+        self._building = True
+        self._layers: tuple[tuple[str, str], ...] | None = None
+        self.setWidget(self._build())
+        self._show_settings(self.controller.settings)
+        self._building = False
+        c = self.controller
+        c.status_changed.connect(self._show_status)
+        c.busy_changed.connect(self._show_busy)
+        c.progress.connect(self._show_progress)
+        c.preview.connect(self._show_preview)
+        c.message.connect(self._show_message)
+        self._show_status(c.status)
+        self._show_busy(c.busy)
+        c.refresh_status()
+
+    def canvasChanged(self, canvas: Any) -> None:  # noqa: N802 - Krita's name
+        # jobs work on whatever document is active when they start; the layer pickers follow
+        self._refresh_layers()
+
+    # --- building -----------------------------------------------------------------------
+
+    def _build(self) -> QWidget:
+        root = _named(QWidget(self), "sfumato_panel")
+        layout = QVBoxLayout(root)
+
+        self.status = _named(QLabel(root), "sfumato_status")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.status)
+
+        self.prompt = _named(QPlainTextEdit(root), "sfumato_prompt")
+        self.prompt.setPlaceholderText("What to paint in the selection")
+        self.prompt.setMaximumHeight(70)
+        self.prompt.textChanged.connect(
+            lambda: self._set(prompt=self.prompt.toPlainText()))
+        layout.addWidget(self.prompt)
+        self.negative = _named(QLineEdit(root), "sfumato_negative_prompt")
+        self.negative.setPlaceholderText("What to avoid (negative prompt)")
+        self.negative.textChanged.connect(lambda text: self._set(negative_prompt=text))
+        layout.addWidget(self.negative)
+
+        form = QFormLayout()
+        self.model = _named(QComboBox(root), "sfumato_model")
+        self.model.currentIndexChanged.connect(
+            lambda _: self._set(model=self._combo_value(self.model)))
+        form.addRow("Model", self.model)
+        self.strength = _named(QSpinBox(root), "sfumato_strength")
+        self.strength.setRange(1, 100)
+        self.strength.setSuffix(" %")
+        self.strength.setToolTip("100 %: paint the selection anew; less: refine what is there")
+        self.strength.valueChanged.connect(lambda v: self._set(strength=v / 100.0))
+        form.addRow("Strength", self.strength)
+        self.steps = _named(QSpinBox(root), "sfumato_steps")
+        self.steps.setRange(1, 150)
+        self.steps.valueChanged.connect(lambda v: self._set(steps=v))
+        form.addRow("Steps", self.steps)
+        self.seed = _named(QSpinBox(root), "sfumato_seed")
+        self.seed.setRange(-1, 2**31 - 1)
+        self.seed.setSpecialValueText("random")
+        self.seed.valueChanged.connect(lambda v: self._set(seed=v))
+        form.addRow("Seed", self.seed)
+        layout.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.generate = _named(QPushButton("Generate", root), "sfumato_generate")
+        self.generate.setToolTip("Inpaint the selection (strength 100 %) or refine it")
+        self.generate.clicked.connect(lambda: self.controller.start("generate"))
+        buttons.addWidget(self.generate)
+        self.cancel = _named(QPushButton("Cancel", root), "sfumato_cancel")
+        self.cancel.clicked.connect(self.controller.cancel)
+        buttons.addWidget(self.cancel)
+        layout.addLayout(buttons)
+
+        self.progress = _named(QProgressBar(root), "sfumato_progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("%p%")
+        layout.addWidget(self.progress)
+        self.progress_text = _named(QLabel(root), "sfumato_progress_text")
+        layout.addWidget(self.progress_text)
+        self.preview = _named(QLabel(root), "sfumato_preview")
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.hide()  # room for it only once a job sends one
+        layout.addWidget(self.preview)
+        self.message = _named(QLabel(root), "sfumato_message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.message)
+
+        layout.addWidget(self._build_guides(root))
+        layout.addWidget(self._build_upscale(root))
+
+        endpoint_row = QFormLayout()
+        self.endpoint = _named(QLineEdit(root), "sfumato_endpoint")
+        self.endpoint.setPlaceholderText(self.controller.endpoint)
+        self.endpoint.editingFinished.connect(
+            lambda: self._set(endpoint=self.endpoint.text().strip()))
+        endpoint_row.addRow("Daemon", self.endpoint)
+        layout.addLayout(endpoint_row)
+        layout.addStretch(1)
+        return root
+
+    def _build_guides(self, parent: QWidget) -> QWidget:
+        """A control (edges, depth, pose... from a layer or made from the image) and an image
+        prompt (a reference layer), for Generate and the inpaint/refine actions."""
+        box = _named(QGroupBox("Control and reference", parent), "sfumato_guides_group")
+        form = QFormLayout(box)
+        self.control_kind = _named(QComboBox(box), "sfumato_control_kind")
+        self.control_kind.addItem("none", "")
+        for kind in CONTROL_KINDS:
+            self.control_kind.addItem(kind, kind)
+        self.control_kind.currentIndexChanged.connect(
+            lambda _: self._set(control_kind=self._combo_value(self.control_kind)))
+        form.addRow("Control", self.control_kind)
+        self.control_layer = _named(QComboBox(box), "sfumato_control_layer")
+        self.control_layer.setToolTip("The layer holding the control picture, or made from "
+                                      "the image by the daemon")
+        self.control_layer.currentIndexChanged.connect(
+            lambda _: self._set(control_layer=self._combo_value(self.control_layer)))
+        form.addRow("from", self.control_layer)
+        self.control_scale = _named(QDoubleSpinBox(box), "sfumato_control_scale")
+        self.control_scale.setRange(0.0, 2.0)
+        self.control_scale.setSingleStep(0.1)
+        self.control_scale.valueChanged.connect(lambda v: self._set(control_scale=v))
+        form.addRow("Control strength", self.control_scale)
+        self.image_prompt_layer = _named(QComboBox(box), "sfumato_image_prompt_layer")
+        self.image_prompt_layer.setToolTip("A layer whose look the result should take")
+        self.image_prompt_layer.currentIndexChanged.connect(
+            lambda _: self._set(image_prompt_layer=self._combo_value(self.image_prompt_layer)))
+        form.addRow("Reference", self.image_prompt_layer)
+        self.image_prompt_weight = _named(QDoubleSpinBox(box), "sfumato_image_prompt_weight")
+        self.image_prompt_weight.setRange(0.0, 2.0)
+        self.image_prompt_weight.setSingleStep(0.1)
+        self.image_prompt_weight.valueChanged.connect(lambda v: self._set(image_prompt_weight=v))
+        form.addRow("Reference weight", self.image_prompt_weight)
+        self.refresh_layers = _named(QPushButton("Refresh layer lists", box),
+                                     "sfumato_refresh_layers")
+        self.refresh_layers.clicked.connect(self._refresh_layers)
+        form.addRow(self.refresh_layers)
+        return box
+
+    def _refresh_layers(self) -> None:
+        """List the active document's layers in the control and reference pickers, keeping
+        the artist's choices; untouched when nothing changed (no flicker while picking)."""
+        choices = tuple(layer_choices(Krita.instance().activeDocument()))
+        if choices == self._layers:
+            return
+        self._layers = choices
+        s = self.controller.settings
+        self._fill_layers(self.control_layer, "auto (made from the image)", s.control_layer)
+        self._fill_layers(self.image_prompt_layer, "none", s.image_prompt_layer)
+
+    def _fill_layers(self, combo: QComboBox, empty: str, current: str) -> None:
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            combo.addItem(empty, "")
+            for layer_id, name in self._layers or ():
+                combo.addItem(name, layer_id)
+            combo.setCurrentIndex(max(0, combo.findData(current)))
+        finally:
+            combo.blockSignals(False)
+
+    def _build_upscale(self, parent: QWidget) -> QWidget:
+        box = _named(QGroupBox("Upscale", parent), "sfumato_upscale_group")
+        form = QFormLayout(box)
+        self.upscaler = _named(QComboBox(box), "sfumato_upscaler")
+        self.upscaler.currentIndexChanged.connect(
+            lambda _: self._set(upscaler=self._combo_value(self.upscaler)))
+        form.addRow("Model", self.upscaler)
+        self.scale = _named(QDoubleSpinBox(box), "sfumato_scale")
+        self.scale.setRange(0.0, 16.0)
+        self.scale.setSingleStep(0.5)
+        self.scale.setSpecialValueText("model's own")
+        self.scale.valueChanged.connect(lambda v: self._set(scale=v))
+        form.addRow("Scale", self.scale)
+        self.selection_only = _named(QCheckBox("Selection only (image keeps its size)", box),
+                                     "sfumato_upscale_selection_only")
+        self.selection_only.toggled.connect(lambda on: self._set(upscale_selection_only=on))
+        form.addRow(self.selection_only)
+        self.upscale = _named(QPushButton("Upscale", box), "sfumato_upscale")
+        self.upscale.clicked.connect(lambda: self.controller.start("upscale"))
+        form.addRow(self.upscale)
+        return box
+
+    # --- controller -> widgets ----------------------------------------------------------
+
+    def _set(self, **changes: Any) -> None:
+        if not self._building:
+            self.controller.update(**changes)
+
+    def _show_settings(self, s: Settings) -> None:
+        self.prompt.setPlainText(s.prompt)
+        self.negative.setText(s.negative_prompt)
+        self.strength.setValue(round(s.strength * 100))
+        self.steps.setValue(s.steps)
+        self.seed.setValue(s.seed)
+        self.scale.setValue(s.scale)
+        self.selection_only.setChecked(s.upscale_selection_only)
+        self.endpoint.setText(s.endpoint)
+        self._fill(self.model, (), s.model)
+        self._fill(self.upscaler, (), s.upscaler)
+        self.control_kind.setCurrentIndex(max(0, self.control_kind.findData(s.control_kind)))
+        self.control_scale.setValue(s.control_scale)
+        self.image_prompt_weight.setValue(s.image_prompt_weight)
+        self._refresh_layers()
+
+    def _show_status(self, state: DaemonState) -> None:
+        self._refresh_layers()  # the status ticks every few seconds: layers added since show
+        colour = STATE_COLOURS.get(state.state, ERROR_COLOUR)
+        self.status.setText(state.text)
+        self.status.setStyleSheet(f"color: {colour};")
+        self.status.setProperty("state", state.state)
+        s = self.controller.settings
+        self._building = True
+        try:
+            if state.state in (CONNECTED, BUSY):  # keep the lists while the daemon is away
+                self._fill(self.model, state.diffusion_models, s.model)
+                self._fill(self.upscaler, state.upscalers, s.upscaler)
+        finally:
+            self._building = False
+
+    def _show_busy(self, busy: bool) -> None:
+        self.generate.setEnabled(not busy)
+        self.upscale.setEnabled(not busy)
+        self.cancel.setEnabled(busy)
+        if busy:
+            self.message.clear()
+            self.preview.clear()
+            self.preview.hide()
+
+    def _show_progress(self, fraction: float, text: str) -> None:
+        self.progress.setValue(round(max(0.0, min(1.0, fraction)) * 1000))
+        self.progress_text.setText(text)
+
+    def _show_preview(self, image: QImage, step: int) -> None:
+        pixmap = QPixmap.fromImage(image).scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.KeepAspectRatio,
+                                                 Qt.SmoothTransformation)
+        self.preview.setPixmap(pixmap)
+        self.preview.setToolTip(f"step {step}")
+        self.preview.show()
+
+    def _show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet(f"color: {ERROR_COLOUR};")
+
+    # --- small pieces -------------------------------------------------------------------
+
+    @staticmethod
+    def _combo_value(combo: QComboBox) -> str:
+        value = combo.currentData()
+        return value if isinstance(value, str) else ""
+
+    @staticmethod
+    def _fill(combo: QComboBox, ids: tuple[str, ...], current: str) -> None:
+        """List `ids` after the daemon's-default entry, keeping the artist's choice (even one
+        the daemon does not list right now, marked so)."""
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            combo.addItem(DAEMON_DEFAULT, "")
+            for model_id in ids:
+                combo.addItem(model_id, model_id)
+            if current and current not in ids:
+                combo.addItem(f"{current} (not on the daemon)", current)
+            combo.setCurrentIndex(max(0, combo.findData(current)))
+        finally:
+            combo.blockSignals(False)

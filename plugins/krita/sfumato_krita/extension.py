@@ -1,0 +1,40 @@
+"""The Extension: Krita actions sfumato_inpaint, sfumato_refine and sfumato_upscale (Tools >
+Scripts; their default shortcuts come from sfumato_krita.action and can be changed in
+Settings > Configure Krita > Keyboard Shortcuts), and the docker's registration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from krita import DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
+
+from .controller import shared_controller
+from .docker import DOCKER_ID, SfumatoDocker
+
+ACTIONS = {
+    "sfumato_inpaint": ("sfumato: Inpaint selection", "inpaint"),
+    "sfumato_refine": ("sfumato: Refine", "refine"),
+    "sfumato_upscale": ("sfumato: Upscale", "upscale"),
+}
+MENU = "tools/scripts"
+
+
+class SfumatoExtension(Extension):
+    def __init__(self, parent: Any) -> None:
+        super().__init__(parent)
+
+    def setup(self) -> None:
+        shared_controller(Krita.instance())  # made on the UI thread, before any docker
+
+    def createActions(self, window: Any) -> None:  # noqa: N802 - Krita's name
+        controller = shared_controller(Krita.instance())
+        for action_id, (text, task) in ACTIONS.items():
+            action = window.createAction(action_id, text, MENU)
+            action.triggered.connect(lambda _checked=False, t=task: controller.start(t))
+
+
+def register() -> None:
+    app = Krita.instance()
+    app.addExtension(SfumatoExtension(app))
+    app.addDockWidgetFactory(
+        DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, SfumatoDocker))

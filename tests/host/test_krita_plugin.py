@@ -1,0 +1,524 @@
+"""The Krita plug-in inside the REAL Krita 5.1.5 (under Xvfb), against a real daemon.
+
+One Krita launch runs every GUI case: a test-only pykrita plug-in (tests/host/krita_driver)
+waits for the image opened on Krita's command line, sets the sfumato docker's widgets (found by
+objectName) as an artist would, selects, triggers the plug-in's OWN actions and writes what it
+saw; each test below checks one case from outside, with numpy. The plug-in is installed with
+`sfumato plugins install krita --dest ...`, as a user would. API-level checks (pixel formats,
+selection bounds, CMYK/Lab refusal, no view) run in one kritarunner launch
+(tests/host/krita_runner_cases.py), and one short GUI launch has no daemon at all.
+
+Skips when the hosts are missing, unless HOSTS_REQUIRED=1 (CI), which makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
+
+pytestmark = pytest.mark.host
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = Path(os.environ.get("SFUMATO_HOSTS_DIR", ROOT.parent / "shared" / "hosts"))
+DRIVER = Path(__file__).with_name("krita_driver")
+SFUMATO = [sys.executable, "-m", "sfumato.core"]
+
+W, H = 160, 112
+GROW, FEATHER = 4, 16  # the inpaint defaults bridge/actions.py sends (the docker has no knobs)
+INPAINT_SEL = (70, 40, 24, 20)
+REFINE_SEL = (20, 60, 30, 20)
+UPSCALE_SEL = (8, 8, 24, 16)
+TINY = {"sfumato_prompt": "a red kite", "sfumato_model": "tiny", "sfumato_seed": 7,
+        "sfumato_negative_prompt": "blur"}
+
+
+def _cases(closed: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "docker", "model": "tiny"},
+        {"name": "inpaint", "action": "sfumato_inpaint", "selection": INPAINT_SEL, "undo": True,
+         "widgets": {**TINY, "sfumato_steps": 5, "sfumato_strength": 100}},
+        {"name": "refine", "action": "sfumato_refine", "selection": REFINE_SEL, "undo": True,
+         "widgets": {**TINY, "sfumato_steps": 3, "sfumato_strength": 50}},
+        {"name": "feathered", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
+         "feather": 5, "undo": True, "widgets": {**TINY, "sfumato_steps": 2}},
+        {"name": "control_layer", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
+         "undo": True, "add_layer": "stripes",
+         "widgets": {**TINY, "sfumato_steps": 5, "sfumato_control_kind": "canny",
+                     "sfumato_control_layer": "stripes", "sfumato_control_scale": 1.5},
+         "restore": {"sfumato_control_kind": ""}},
+        {"name": "control_auto", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
+         "undo": True, "widgets": {**TINY, "sfumato_steps": 5, "sfumato_control_kind": "canny",
+                                   "sfumato_control_layer": "", "sfumato_control_scale": 1.5},
+         "restore": {"sfumato_control_kind": ""}},
+        {"name": "image_prompt", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
+         "undo": True, "widgets": {**TINY, "sfumato_steps": 5,
+                                   "sfumato_image_prompt_layer": "stripes",
+                                   "sfumato_image_prompt_weight": 1.0},
+         "restore": {"sfumato_image_prompt_layer": ""}},
+        {"name": "cancel", "action": "sfumato_inpaint", "selection": INPAINT_SEL, "cancel": True,
+         "widgets": {**TINY, "sfumato_steps": 150}},
+        {"name": "no_daemon", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
+         "widgets": {**TINY, "sfumato_steps": 2, "sfumato_endpoint": closed},
+         "expect_status_error": True, "restore": {"sfumato_endpoint": ""}},
+        {"name": "upscale_selection", "action": "sfumato_upscale", "selection": UPSCALE_SEL,
+         "undo": True, "widgets": {"sfumato_scale": 4.0,
+                                   "sfumato_upscale_selection_only": True}},
+        # last: it scales the whole image
+        {"name": "upscale_whole", "action": "sfumato_upscale", "selection": None,
+         "widgets": {"sfumato_scale": 4.0, "sfumato_upscale_selection_only": False}},
+    ]
+
+
+@dataclass
+class Run:
+    folder: Path
+    inputs: Path
+    daemon: DaemonProcess | None
+    report: dict[str, Any]
+    returncode: int
+
+    def case(self, name: str) -> dict[str, Any]:
+        assert not self.report.get("errors"), self.report["errors"]
+        assert name in self.report["cases"], (name, list(self.report["cases"]))
+        return self.report["cases"][name]
+
+    def raw(self, name: str, file: str, size: tuple[int, int]) -> np.ndarray:
+        """A B,G,R,A u8 dump as an R,G,B,A array."""
+        data = (self.folder / name / f"{file}.raw").read_bytes()
+        bgra = np.frombuffer(data, np.uint8).reshape(size[1], size[0], 4)
+        return bgra[..., [2, 1, 0, 3]]
+
+
+def _run(args: list[Any], env: dict[str, str] | None = None, timeout: float = 300,
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env,
+                          timeout=timeout, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def hosts_ready() -> None:
+    check = _run(["bash", HOSTS / "ensure-hosts.sh", "--check"], timeout=60)
+    if check.returncode != 0:
+        if os.environ.get("HOSTS_REQUIRED") == "1":
+            pytest.fail(f"HOSTS_REQUIRED=1 but the hosts are missing: {check.stderr}")
+        pytest.skip(f"Krita host not installed: {check.stderr.strip()}")
+
+
+def source_pixels() -> np.ndarray:
+    y, x = np.mgrid[0:H, 0:W]
+    rgb = np.stack([(x * 3 + y) % 256, (y * 4 + 30) % 256, (x * y) % 256], axis=-1)
+    alpha = np.full((H, W, 1), 255)
+    return np.concatenate([rgb, alpha], axis=-1).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[DaemonProcess]:
+    from tests.tiny_models import (
+        build_tiny_controlnet,
+        build_tiny_image_encoder,
+        build_tiny_ip_adapter,
+        build_tiny_model,
+    )
+
+    tmp = tmp_path_factory.mktemp("krita-daemon")
+    process = start_daemon(tmp / "home")
+    try:
+        build_tiny_image_encoder(tmp / "ip" / "image_encoder")
+        models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
+                  "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
+                  "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors")}
+        for name, path in models.items():
+            added = _run([*SFUMATO, "models", "add", name, path], env=process.env())
+            assert added.returncode == 0, added.stderr
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def resources(daemon: DaemonProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plug-in as `sfumato plugins install krita --dest` lays it out."""
+    folder = tmp_path_factory.mktemp("krita-resources")
+    installed = _run([*SFUMATO, "plugins", "install", "krita", "--dest", folder],
+                     env=daemon.env())
+    assert installed.returncode == 0, installed.stderr
+    assert "pyzmq" in installed.stdout
+    return folder
+
+
+@pytest.fixture(scope="module")
+def krita(daemon: DaemonProcess, resources: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Run:
+    tmp = tmp_path_factory.mktemp("krita")
+    # A kept profile that already holds the installed .action file, so the real Krita
+    # reads the actions' default shortcuts from it; run-krita.sh fills in the rest.
+    profile = tmp / "profile"
+    (profile / "data" / "krita" / "actions").mkdir(parents=True)
+    shutil.copy2(resources / "actions" / "sfumato_krita.action",
+                 profile / "data" / "krita" / "actions")
+    Image.fromarray(source_pixels(), "RGBA").save(tmp / "input.png")
+    out = tmp / "out"
+    out.mkdir()
+    (tmp / "cases.json").write_text(json.dumps(_cases(free_endpoint())))
+    started = time.monotonic()
+    proc = _run([HOSTS / "run-krita.sh", "--profile", profile,
+                 "--pykrita", resources / "pykrita", "--pykrita", DRIVER,
+                 "--env", f"SFUMATO_ENDPOINT={daemon.endpoint}",
+                 "--env", f"SFUMATO_KRITA_CASES={tmp / 'cases.json'}",
+                 "--env", f"SFUMATO_KRITA_OUT={out}",
+                 "--screenshot", out / "timeout.png", "--timeout", 420,
+                 "--", tmp / "input.png"], timeout=480)
+    print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+    print(f"Krita ran {len(_cases(''))} cases in {time.monotonic() - started:.1f} s")
+    report_file = out / "report.json"
+    assert report_file.exists(), proc.stderr[-3000:]
+    return Run(out, tmp, daemon, json.loads(report_file.read_text()), proc.returncode)
+
+
+def _new_layer(krita: Run, name: str) -> tuple[dict[str, Any], np.ndarray]:
+    case = krita.case(name)
+    (new,) = case["new"]
+    x, y, w, h = new["bounds"]
+    return new, krita.raw(name, "new_0", (w, h))
+
+
+def _assert_above_source(case: dict[str, Any], new: dict[str, Any]) -> None:
+    ids = [layer["id"] for layer in case["layers"]]
+    assert ids.index(new["id"]) == case["source_index"] + 1  # directly above the source
+    assert new["type"] == "paintlayer"
+
+
+def _assert_outside_untouched(krita: Run, name: str, layer: dict[str, Any],
+                              pixels: np.ndarray) -> None:
+    before = krita.raw(name, "composite_before", (W, H))
+    after = krita.raw(name, "composite_after", (W, H))
+    touched = np.zeros((H, W), bool)
+    x, y, w, h = layer["bounds"]
+    touched[y : y + h, x : x + w] = pixels[..., 3] > 0
+    assert touched.any()
+    assert np.array_equal(before[~touched], after[~touched])
+
+
+# --- the docker -----------------------------------------------------------------------------
+
+
+def test_docker_shows_the_daemons_models_and_status(krita: Run) -> None:
+    case = krita.case("docker")
+    widgets = case["widgets"]
+    for name in ("sfumato_prompt", "sfumato_negative_prompt", "sfumato_model",
+                 "sfumato_strength", "sfumato_steps", "sfumato_seed", "sfumato_generate",
+                 "sfumato_progress", "sfumato_cancel", "sfumato_status", "sfumato_upscale"):
+        assert widgets[name]["visible"], (name, widgets.get(name))
+    assert "tiny" in case["models"]
+    assert case["state"] in ("connected", "busy"), case["status"]
+    assert case["status"].startswith(("connected", "busy")), case["status"]
+    # What an artist sees: the screen shows the docker, drawn (not a blank rectangle).
+    screen = np.asarray(Image.open(case["screenshot"]).convert("RGB")).astype(int)
+    assert screen.shape == (1024, 1280, 3)
+    x, y, w, h = case["dock_rect"]
+    assert w > 100 and h > 200
+    dock = screen[max(y, 0) : y + h, max(x, 0) : x + w]
+    assert dock.size and dock.std() > 10
+    assert len(np.unique(dock.reshape(-1, 3), axis=0)) > 20
+
+
+def test_actions_have_texts_and_default_shortcuts_from_the_action_file(krita: Run) -> None:
+    actions = krita.case("docker")["actions"]
+    assert actions["sfumato_inpaint"]["text"] == "sfumato: Inpaint selection"
+    assert actions["sfumato_inpaint"]["shortcut"] == "Ctrl+Alt+Shift+I"
+    assert actions["sfumato_upscale"]["shortcut"] == "Ctrl+Alt+Shift+U"
+
+
+# --- inpaint and refine ---------------------------------------------------------------------
+
+
+def test_inpaint_adds_a_layer_at_the_selection_and_keeps_the_rest(krita: Run) -> None:
+    case = krita.case("inpaint")
+    assert case["message"] == "", case["message"]
+    assert case["source_unchanged"] and case["selection_unchanged"]
+    new, pixels = _new_layer(krita, "inpaint")
+    _assert_above_source(case, new)
+    assert new["name"] == "Inpaint: a red kite (seed 7)"  # the operation, prompt and seed
+    sx, sy, sw, sh = INPAINT_SEL
+    x, y, w, h = new["bounds"]
+    # The layer's pixels cover the selection and reach no further than grow + feather.
+    reach = GROW + FEATHER + 1
+    assert x <= sx and y <= sy and x + w >= sx + sw and y + h >= sy + sh
+    assert x >= sx - reach and y >= sy - reach
+    assert x + w <= sx + sw + reach and y + h <= sy + sh + reach
+    assert (pixels[sy - y : sy - y + sh, sx - x : sx - x + sw, 3] == 255).all()
+    _assert_outside_untouched(krita, "inpaint", new, pixels)
+    exported = np.asarray(Image.open(krita.folder / "inpaint" / "composite.png").convert("RGBA"))
+    assert np.array_equal(exported, krita.raw("inpaint", "composite_after", (W, H)))
+
+
+def test_inpaint_shows_step_previews_and_is_one_undo_step(krita: Run) -> None:
+    case = krita.case("inpaint")
+    assert case["preview_shown"]  # 5 steps: the daemon sends a preview at step 4
+    assert "added Inpaint: a red kite (seed 7)" in case["progress_text"]
+    before = [layer["name"] for layer in case["layers"] if layer not in case["new"]]
+    assert case["layers_after_undo"] == before
+
+
+def test_inpaint_with_a_feathered_selection(krita: Run) -> None:
+    case = krita.case("feathered")
+    assert case["message"] == "" and case["source_unchanged"] and case["selection_unchanged"]
+    new, pixels = _new_layer(krita, "feathered")
+    _assert_above_source(case, new)
+    sx, sy, sw, sh = INPAINT_SEL
+    x, y, w, h = new["bounds"]
+    # Krita's feather spreads the selection: every partially selected pixel is repainted.
+    assert x < sx - GROW and y < sy - GROW
+    _assert_outside_untouched(krita, "feathered", new, pixels)
+
+
+def test_refine_adds_a_layer_above_the_source(krita: Run) -> None:
+    case = krita.case("refine")
+    assert case["message"] == "" and case["source_unchanged"]
+    new, pixels = _new_layer(krita, "refine")
+    _assert_above_source(case, new)
+    assert new["name"] == "Refine: a red kite (seed 7)"
+    _assert_outside_untouched(krita, "refine", new, pixels)
+
+
+# --- controls and image prompts chosen in the docker ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["control_layer", "control_auto", "image_prompt"])
+def test_docker_guides_change_the_result(krita: Run, name: str) -> None:
+    """The same seed and prompt as the plain inpaint, plus a control (from the stripes layer,
+    or made from the image) or a reference layer: the new layer is in the same place, made
+    differently, and the rest of the picture is untouched."""
+    case = krita.case(name)
+    assert case["message"] == "", case["message"]
+    assert case["source_unchanged"] and case["selection_unchanged"]
+    new, pixels = _new_layer(krita, name)
+    _assert_above_source(case, new)
+    plain, plain_pixels = _new_layer(krita, "inpaint")
+    assert new["bounds"] == plain["bounds"]
+    assert np.abs(pixels.astype(int) - plain_pixels.astype(int)).max() > 8
+    _assert_outside_untouched(krita, name, new, pixels)
+
+
+# --- failures leave the document as it was --------------------------------------------------
+
+
+def _assert_unchanged(krita: Run, name: str) -> dict[str, Any]:
+    case = krita.case(name)
+    assert case["new"] == []
+    assert case["source_unchanged"] and case["selection_unchanged"]
+    before = krita.raw(name, "composite_before", (W, H))
+    assert np.array_equal(before, krita.raw(name, "composite_after", (W, H)))
+    return case
+
+
+def test_cancel_stops_the_job_and_changes_nothing(krita: Run) -> None:
+    case = _assert_unchanged(krita, "cancel")
+    assert case["cancel_clicked"]
+    assert "cancelled" in case["message"]
+
+
+def test_no_daemon_gives_a_readable_message_and_changes_nothing(krita: Run) -> None:
+    case = _assert_unchanged(krita, "no_daemon")
+    assert "no sfumato daemon answers" in case["message"]
+    assert "sfumato serve" in case["message"] and "Traceback" not in case["message"]
+    assert case["status"].startswith("error: no daemon at tcp://127.0.0.1:")
+    assert case["seconds"] < 10
+
+
+def test_krita_quits_cleanly(krita: Run) -> None:
+    assert krita.returncode == 0
+    assert not krita.report.get("errors")
+
+
+def test_without_any_daemon_the_docker_says_so_and_krita_quits_cleanly(
+        resources: Path, tmp_path: Path) -> None:
+    """A second, short launch with nothing listening at all: the docker's status says what to
+    do, the action's message too, the document stays as it was and Krita exits 0 (with a
+    status request possibly still in flight when it quits)."""
+    Image.fromarray(source_pixels(), "RGBA").save(tmp_path / "input.png")
+    cases = [{"name": "status", "state": "error"},
+             {"name": "no_daemon", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
+              "widgets": {"sfumato_prompt": "a red kite", "sfumato_steps": 2}}]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _run([HOSTS / "run-krita.sh", "--pykrita", resources / "pykrita", "--pykrita", DRIVER,
+                 "--env", f"SFUMATO_ENDPOINT={free_endpoint()}",
+                 "--env", f"SFUMATO_KRITA_CASES={tmp_path / 'cases.json'}",
+                 "--env", f"SFUMATO_KRITA_OUT={out}", "--timeout", 240,
+                 "--", tmp_path / "input.png"], timeout=300)
+    print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = Run(out, tmp_path, None, json.loads((out / "report.json").read_text()), 0)
+    status = run.case("status")
+    assert status["state"] == "error"
+    assert status["status"].startswith("error: no daemon at tcp://127.0.0.1:")
+    assert "sfumato serve" in status["status"]
+    case = _assert_unchanged(run, "no_daemon")
+    assert "no sfumato daemon answers" in case["message"]
+
+
+# --- upscale with the real Real-ESRGAN weights ------------------------------------------------
+
+
+def _reference_upscale(krita: Run) -> np.ndarray:
+    ref = krita.inputs / "reference-x4.png"
+    if not ref.exists():
+        assert krita.daemon is not None
+        done = _run([*SFUMATO, "upscale", krita.inputs / "input.png", "-o", ref],
+                    env=krita.daemon.env())
+        assert done.returncode == 0, done.stderr
+    return np.asarray(Image.open(ref).convert("RGBA")).astype(int)
+
+
+def test_upscale_selection_matches_the_cli(krita: Run) -> None:
+    case = krita.case("upscale_selection")
+    assert case["message"] == "" and case["source_unchanged"] and case["selection_unchanged"]
+    assert case["canvas"] == [W, H]
+    new, pixels = _new_layer(krita, "upscale_selection")
+    _assert_above_source(case, new)
+    sx, sy, sw, sh = UPSCALE_SEL
+    assert new["bounds"] == [sx, sy, sw * 4, sh * 4]
+    assert new["name"].startswith("sfumato upscale x4")
+    expected = _reference_upscale(krita)[sy * 4 : sy * 4 + sh * 4, sx * 4 : sx * 4 + sw * 4]
+    assert np.abs(pixels.astype(int) - expected).max() <= 1
+    assert case["layers_after_undo"] == [layer["name"] for layer in case["layers"]
+                                         if layer not in case["new"]]
+
+
+def test_upscale_whole_layer_scales_the_image_and_matches_the_cli(krita: Run) -> None:
+    case = krita.case("upscale_whole")
+    assert case["message"] == ""
+    assert case["canvas"] == [W * 4, H * 4]
+    new, pixels = _new_layer(krita, "upscale_whole")
+    _assert_above_source(case, new)
+    assert new["bounds"] == [0, 0, W * 4, H * 4]
+    assert np.abs(pixels.astype(int) - _reference_upscale(krita)).max() <= 1
+
+
+# --- API level, in kritarunner (no window): pixel formats, selection, refusals ----------------
+
+@dataclass
+class RunnerRun:
+    folder: Path
+    report: dict[str, Any]
+
+    def case(self, name: str) -> dict[str, Any]:
+        facts = self.report[name]
+        assert "error" not in facts, facts["error"]
+        return facts
+
+    def raw(self, name: str, dtype: str) -> np.ndarray:
+        return np.frombuffer((self.folder / f"{name}.raw").read_bytes(), dtype)
+
+
+@pytest.fixture(scope="module")
+def runner(daemon: DaemonProcess, resources: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> RunnerRun:
+    tmp = tmp_path_factory.mktemp("kritarunner")
+    Image.fromarray(source_pixels(), "RGBA").save(tmp / "in8.png")
+    proc = _run([HOSTS / "run-kritarunner.sh", "--timeout", 120,
+                 "--pythonpath", Path(__file__).parent, "--pythonpath", resources / "pykrita",
+                 "-s", "krita_runner_cases", "-f", "main",
+                 tmp, tmp / "in8.png", daemon.endpoint], timeout=180)
+    print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return RunnerRun(tmp, json.loads((tmp / "report.json").read_text()))
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _source16() -> np.ndarray:
+    return source_pixels().reshape(-1).astype(int) * 257
+
+
+def test_16_bit_layers_are_read_in_rgba_order(runner: RunnerRun) -> None:
+    facts = runner.case("u16")
+    assert facts["format"] == ["RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc"]
+    assert facts["selection"] is None
+    got = runner.raw(facts["raw"], "<u2").astype(int)  # Krita stores B,G,R,A
+    assert np.abs(got - _source16()).max() <= 16  # LCMS rounding; a R/B swap is thousands
+    as8 = runner.case("u16_as8")
+    assert as8["read"]["layout"] == "rgba8"
+    got8 = runner.raw(as8["raw"], "u1").astype(int)
+    assert np.abs(got8 - source_pixels().reshape(-1)).max() <= 1
+
+
+def test_linear_16_bit_layers_go_out_srgb_encoded(runner: RunnerRun) -> None:
+    facts = runner.case("u16_linear")
+    assert facts["format"] == ["RGBA", "U16", "sRGB-elle-V2-g10.icc"]
+    got = runner.raw(facts["raw"], "<u2").astype(int)
+    # Krita's linear 16-bit loses a little in the darks; the curve back must not add to it.
+    assert np.abs(got - _source16()).max() <= 80
+
+
+@pytest.mark.parametrize("case", ["f32", "f16"])
+def test_float_layers_go_out_linear(runner: RunnerRun, case: str) -> None:
+    facts = runner.case(case)
+    assert facts["format"][1] == case.upper() and facts["read"]["layout"] == "rgbaf32"
+    got = runner.raw(facts["raw"], "<f4").reshape(-1, 4)
+    expected = source_pixels().reshape(-1, 4) / 255.0
+    expected[:, :3] = _srgb_to_linear(expected[:, :3])
+    assert np.abs(got - expected).max() <= 2e-3
+
+
+def test_float_layers_go_to_diffusion_as_16_bit_srgb(runner: RunnerRun) -> None:
+    facts = runner.case("f32_as_16")
+    assert facts["read"]["layout"] == "rgba16"
+    got = runner.raw(facts["raw"], "<u2").astype(int)
+    assert np.abs(got - _source16()).max() <= 40
+
+
+def test_results_written_into_a_float_layer_keep_their_colours(runner: RunnerRun) -> None:
+    facts = runner.case("f32_write")
+    assert facts["names"][-1] == "written"
+    sent = runner.raw("f32_write_sent", "<u2").reshape(-1, 4).astype(int)
+    oracle = runner.raw("f32_write_oracle", "<u2").reshape(-1, 4)[:, [2, 1, 0, 3]].astype(int)
+    assert np.abs(oracle - sent).max() <= 40  # Krita's own conversion back to 16-bit sRGB
+
+
+def test_selection_bounds_and_mask(runner: RunnerRun) -> None:
+    facts = runner.case("selection")
+    assert facts["none"] is None
+    assert facts["rect"] == [10, 8, 20, 12]
+    mask = np.array(facts["mask"], np.uint8).reshape(16, 24)  # read over (8, 6, 24, 16)
+    assert (mask[2:14, 2:22] == 255).all() and mask.sum() == 255 * 20 * 12
+    x, y, w, h = facts["feathered"]
+    assert x < 10 and y < 8 and x + w > 30 and y + h > 20  # soft edges count as selected
+    assert facts["off_canvas"] is not None and facts["off_canvas"][2:] in ([0, 0], [0, 20],
+                                                                           [20, 0])
+
+
+def test_without_a_view_the_layer_goes_directly_above_the_source(runner: RunnerRun) -> None:
+    facts = runner.case("add_layer")
+    assert facts["names"][-1] == "added" and len(facts["names"]) == 2
+    assert facts["bounds"] == [10, 7, 6, 4]
+    stored = runner.raw("added", "u1").reshape(-1, 4)[:, [2, 1, 0, 3]]
+    assert np.array_equal(stored.reshape(-1), np.array(facts["sent"], np.uint8))
+
+
+@pytest.mark.parametrize(("case", "model"), [("cmyk", "CMYK"), ("lab", "LAB")])
+def test_cmyk_and_lab_are_refused_with_a_message(runner: RunnerRun, case: str,
+                                                 model: str) -> None:
+    facts = runner.case(case)
+    assert not facts["ok"] and facts["unchanged"]
+    assert model in facts["message"] and "Convert Image Color Space" in facts["message"]
+    assert facts["refusal"] == facts["message"]
