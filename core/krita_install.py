@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from .host_python import pyzmq_version
 
 PLUGIN_NAME = "sfumato_krita"
 FLATPAK_ID = "org.kde.krita"
@@ -144,12 +145,7 @@ def pyzmq_report(resources: Path) -> list[str]:
              "`sudo dnf install python3-zmq`, Arch `sudo pacman -S python-pyzmq`"]
     if python is None:
         return ["could not tell which Python this Krita uses; it needs pyzmq:", *howto]
-    try:
-        check = subprocess.run([python, "-c", "import zmq; print(zmq.pyzmq_version())"],
-                               capture_output=True, text=True, timeout=30)
-        version = check.stdout.strip() if check.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        version = ""
+    version = pyzmq_version(python)
     if version:
         return [f"pyzmq {version} is importable by {python} (the Python Krita embeds): ready"]
     return [f"pyzmq is NOT importable by {python}, the Python Krita embeds; install it:", *howto]

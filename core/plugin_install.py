@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
 
 from .errors import SfumatoError
+from .host_python import pyzmq_version
 
 PLUGIN_NAME = "sfumato_gimp"
 GIMP_VERSION_DIR = "3.0"
@@ -145,12 +145,7 @@ def pyzmq_report() -> list[str]:
     if python is None:
         return ["could not find the Python GIMP uses; make sure it can `import zmq`:",
                 *_pyzmq_howto("python3")]
-    try:
-        check = subprocess.run([python, "-c", "import zmq; print(zmq.pyzmq_version())"],
-                               capture_output=True, text=True, timeout=30)
-        version = check.stdout.strip() if check.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        version = ""
+    version = pyzmq_version(python)
     if version:
         return [f"pyzmq {version} is importable by {python} (the Python GIMP uses): ready"]
     return [f"pyzmq is NOT importable by {python}, the Python GIMP uses; install it:",

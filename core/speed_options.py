@@ -117,8 +117,10 @@ def tiles_per_batch(options: SpeedOptions, device: str, requested: Any = None) -
 
 
 def use_inductor_cache(home: Path | None) -> None:
-    """Keep torch.compile's generated code under SFUMATO_HOME, so a restart reuses it."""
-    if home is not None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    """Keep torch.compile's generated code under SFUMATO_HOME, so a restart reuses it.
+    (Set even when already set: torch itself fills the variable with its default on first
+    use.)"""
+    if home is not None:
         folder = Path(home) / "cache" / "inductor"
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)

@@ -100,8 +100,9 @@ class Worker:
             emit(Failed(id=job_id, job_id=job_id, **_describe_failure(exc, self.device)), [])
             return
         finally:
+            # memory is released by the caller after the terminal event has gone out
+            # (release_memory), so collecting never delays the artist's result
             self.jobs_done += 1
-            _release_memory(self.device)
         try:
             emit(Result(id=job_id, job_id=job_id, info=output.info), output.rasters)
         except (TypeError, ValueError) as exc:  # info the codec cannot carry: a task bug
