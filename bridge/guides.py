@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What the daemon knows (core/preprocessors.py); "auto" works for all but pose, and depth
-# needs a depth model in the daemon's model store.
+# What the daemon knows (core/preprocessors.py); "auto" works for all, depth and pose need a
+# depth or pose (ViTPose) model in the daemon's model store.
 CONTROL_KINDS = ("canny", "lineart", "scribble", "softedge", "depth", "pose", "tile")
 DEFAULT_SCALE = 0.6
 DEFAULT_WEIGHT = 0.6

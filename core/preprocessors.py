@@ -1,10 +1,10 @@
 """Control images made from a picture: the "auto" of a control, and the `preprocess` task.
 
 canny, lineart, scribble, softedge and tile need no weights (OpenCV and numpy); depth needs a
-depth-estimation model in the model store. Pose has no preprocessor yet: a pose control takes
-a pose image the artist sends (an OpenPose skeleton). Each returns an (H, W, 3)
-uint8 image in the convention ControlNets are trained on: white lines on black for the edge
-kinds, near = bright for depth, a blurred copy of the picture for tile.
+depth-estimation model in the model store, pose a ViTPose model (core/pose.py). Each returns an
+(H, W, 3) uint8 image in the convention ControlNets are trained on: white lines on black for the
+edge kinds, near = bright for depth, an OpenPose skeleton on black for pose, a blurred copy of
+the picture for tile.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ CONTROL_KINDS: dict[str, tuple[str, ...]] = {
     "pose": ("openpose", "pose"),
     "tile": ("tile",),
 }
-NEEDS_MODEL = {"depth": ModelKind.DEPTH_ESTIMATOR.value}
+NEEDS_MODEL = {"depth": ModelKind.DEPTH_ESTIMATOR.value, "pose": ModelKind.POSE_ESTIMATOR.value}
 
 
 def check_kind(kind: Any) -> str:
@@ -44,12 +44,11 @@ def preprocess(kind: str, rgb: np.ndarray, load_model: Callable[[str], Any] | No
     """The control image for `kind` made from `rgb` ((H, W, 3) uint8), the same size.
     `load_model(model_kind)` gives the loaded depth or pose model when the kind needs one."""
     kind = check_kind(kind)
-    if kind == "pose":
-        raise SfumatoError(ErrorCode.UNKNOWN_MODEL, _missing(kind))
     if kind in NEEDS_MODEL:
         if load_model is None:
             raise SfumatoError(ErrorCode.UNKNOWN_MODEL, _missing(kind))
-        return _depth(rgb, load_model(NEEDS_MODEL[kind]))
+        estimator = load_model(NEEDS_MODEL[kind])
+        return _depth(rgb, estimator) if kind == "depth" else _pose(rgb, estimator)
     return _WITHOUT_WEIGHTS[kind](rgb)
 
 
@@ -63,9 +62,11 @@ def _missing(kind: str) -> str:
                 "and none is registered: download a transformers depth model with safetensors "
                 "weights (e.g. Depth Anything V2 Small, or Intel/dpt-hybrid-midas) and run "
                 "`sfumato models add depth FOLDER`; or send a depth map as the control image")
-    return ("automatic pose detection needs an OpenPose/DWPose estimator, which this daemon "
-            "does not run yet: send a pose image (an OpenPose skeleton on black, from a pose "
-            "editor or another tool) as the control image instead of auto")
+    return ("the pose preprocessor needs a ViTPose model in the model store, and none is "
+            "registered: download a transformers ViTPose model with safetensors weights (e.g. "
+            "usyd-community/vitpose-base-simple) and run `sfumato models add pose FOLDER`; or "
+            "send a pose image (an OpenPose skeleton on black, from a pose editor or another "
+            "tool) as the control image instead of auto")
 
 
 # --- without weights --------------------------------------------------------------------------
@@ -159,3 +160,12 @@ def _depth(rgb: np.ndarray, estimator: Any) -> np.ndarray:
     low, high = float(depth.min()), float(depth.max())
     scaled = (depth - low) / (high - low) if high > low else np.zeros_like(depth)
     return _three(np.rint(np.clip(scaled, 0, 1) * 255))
+
+
+def _pose(rgb: np.ndarray, estimator: Any) -> np.ndarray:
+    """The OpenPose skeleton of the figure a ViTPose model finds, on black, at the input's
+    size (the whole picture is read as one person's box: core/pose.py)."""
+    from .pose import draw_skeleton, estimate_keypoints
+
+    keypoints = estimate_keypoints(rgb, estimator.model, estimator.processor)
+    return draw_skeleton(keypoints, rgb.shape[:2])

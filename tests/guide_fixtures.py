@@ -1,6 +1,7 @@
 """pytest fixtures for controls and image prompts: a model store holding the tiny pipelines of
 tests/tiny_fixtures.py plus tiny ControlNets, a T2I-Adapter, IP-Adapters and their image
-encoder, each registered through the real `sfumato models add` code, and a provider over it.
+encoder, depth and pose preprocessor models, each registered through the real
+`sfumato models add` code, and a provider over it.
 
 Test modules load them with `pytest_plugins = ["tests.tiny_fixtures", "tests.guide_fixtures"]`.
 """
@@ -19,6 +20,7 @@ from tests.tiny_models import (
     build_tiny_flux_controlnet,
     build_tiny_image_encoder,
     build_tiny_ip_adapter,
+    build_tiny_pose_estimator,
     build_tiny_t2i_adapter,
 )
 
@@ -27,6 +29,7 @@ GUIDES = {
     "canny-sdxl": "controlnet",
     "depth-sdxl": "controlnet",
     "dpt-depth": "depth-estimator",
+    "vitpose": "pose-estimator",
     "canny-flux": "controlnet",
     "lineart-sdxl": "t2i-adapter",
     "canny-sd15": "controlnet",
@@ -54,6 +57,7 @@ def guide_home(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "canny-sdxl": build_tiny_controlnet("sdxl", store / "canny-sdxl"),
         "depth-sdxl": build_tiny_controlnet("sdxl", store / "depth-sdxl", seed=6),
         "dpt-depth": build_tiny_depth_estimator(store / "dpt-depth"),
+        "vitpose": build_tiny_pose_estimator(store / "vitpose-tiny"),
         "canny-flux": build_tiny_flux_controlnet(store / "canny-flux"),
         "lineart-sdxl": build_tiny_t2i_adapter(store / "t2i-lineart-sdxl"),
         "canny-sd15": build_tiny_controlnet("sd15", store / "canny-sd15"),

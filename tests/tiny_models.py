@@ -386,6 +386,32 @@ def build_tiny_depth_estimator(dest: Path) -> Path:
     return dest
 
 
+def build_tiny_pose_estimator(dest: Path) -> Path:
+    """A tiny ViTPose (17 COCO keypoints) with its image processor, saved as transformers
+    releases them (config.json, model.safetensors, preprocessor_config.json). Its heatmaps are
+    lifted by a bias so every keypoint scores above the drawing threshold, as a trained model's
+    do on a clear figure; where each lands is random."""
+    from transformers import (
+        VitPoseBackboneConfig,
+        VitPoseConfig,
+        VitPoseForPoseEstimation,
+        VitPoseImageProcessor,
+    )
+
+    torch.manual_seed(8)
+    backbone = VitPoseBackboneConfig(image_size=[32, 24], patch_size=[8, 8], hidden_size=16,
+                                     num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=16, out_indices=[1])
+    model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, scale_factor=2,
+                                                   num_labels=17))
+    with torch.no_grad():
+        model.head.conv.weight.normal_(0, 0.5)
+        model.head.conv.bias.fill_(1.0)
+    model.save_pretrained(dest, safe_serialization=True)
+    VitPoseImageProcessor(size={"height": 32, "width": 24}).save_pretrained(dest)
+    return dest
+
+
 def build_tiny_flux_controlnet(dest: Path, seed: int = 7) -> Path:
     """A FLUX ControlNet made from the tiny FLUX transformer (`from_transformer`), saved as
     FLUX ControlNet releases are (config.json + diffusion_pytorch_model.safetensors)."""

@@ -26,7 +26,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                          "diffusers folder, a single-file checkpoint (with --config), a "
                          "ControlNet or T2I-Adapter folder, an IP-Adapter .safetensors file "
                          "(with --config: its image encoder folder, else the image_encoder "
-                         "folder beside it), a CLIP image encoder or a depth model folder.")
+                         "folder beside it), a CLIP image encoder, or a depth or pose "
+                         "(ViTPose) model folder.")
     add.add_argument("name")
     add.add_argument("path", type=Path)
     add.add_argument("--config", type=Path,

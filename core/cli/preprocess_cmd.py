@@ -10,7 +10,8 @@ from ..image_files import read_rgba, write_image
 from .launcher import connect_or_start
 from .progress_bar import ProgressBar
 
-KINDS = "canny, lineart, scribble, softedge, tile, depth (needs a depth model), pose"
+KINDS = ("canny, lineart, scribble, softedge, tile, depth (needs a depth model), "
+         "pose (needs a ViTPose model)")
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -20,7 +21,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     cmd.add_argument("kind")
     cmd.add_argument("image", type=Path)
     cmd.add_argument("-o", "--output", type=Path, required=True)
-    cmd.add_argument("--model", help="depth model id for depth (default: the registered one)")
+    cmd.add_argument("--model", help="depth or pose model id for depth or pose (default: the "
+                     "registered one)")
     cmd.set_defaults(run=run)
 
 

@@ -30,7 +30,10 @@ TRANSFORMERS_MODELS: dict[str, str] = {
     "DepthAnythingForDepthEstimation": ModelKind.DEPTH_ESTIMATOR.value,
     "GLPNForDepthEstimation": ModelKind.DEPTH_ESTIMATOR.value,
     "ZoeDepthForDepthEstimation": ModelKind.DEPTH_ESTIMATOR.value,
+    "VitPoseForPoseEstimation": ModelKind.POSE_ESTIMATOR.value,
 }
+# config.json `model_type` of a transformers folder whose `architectures` is missing -> its kind
+TRANSFORMERS_MODEL_TYPES: dict[str, str] = {"vitpose": ModelKind.POSE_ESTIMATOR.value}
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 
 
@@ -48,7 +51,8 @@ def detect_guide_kind(path: Path) -> tuple[str, str] | None:
         if kind is not None:
             return kind, ModelFormat.DIFFUSERS.value
         architectures = config.get("architectures") or [None]
-        kind = TRANSFORMERS_MODELS.get(str(architectures[0]))
+        kind = TRANSFORMERS_MODELS.get(str(architectures[0])) or \
+            TRANSFORMERS_MODEL_TYPES.get(str(config.get("model_type")))
         return (kind, ModelFormat.TRANSFORMERS.value) if kind else None
     if path.is_file() and path.suffix.lower() == ".safetensors":
         try:
@@ -145,6 +149,14 @@ def load_guide_model(entry: ModelEntry, device: str) -> Any:
         processor = _guarded(path, lambda: AutoImageProcessor.from_pretrained(
             str(path), local_files_only=True))
         return DepthEstimator(model.to(device).eval(), processor)
+    if entry.kind == ModelKind.POSE_ESTIMATOR.value:
+        from transformers import AutoImageProcessor, VitPoseForPoseEstimation
+
+        model = _guarded(path, lambda: VitPoseForPoseEstimation.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32))
+        processor = _guarded(path, lambda: AutoImageProcessor.from_pretrained(
+            str(path), local_files_only=True))
+        return PoseEstimator(model.to(device).eval(), processor)
     raise SfumatoError(ErrorCode.WRONG_MODEL_KIND,
                        f"model {entry.name!r} is a {entry.kind} model, not a guide or a "
                        "preprocessor model")
@@ -154,6 +166,12 @@ def load_guide_model(entry: ModelEntry, device: str) -> Any:
 class DepthEstimator:
     model: Any
     processor: Any
+
+
+@dataclass
+class PoseEstimator:
+    model: Any  # a ViTPose model: keypoint heatmaps for one person's box
+    processor: Any  # its image processor: the box size and normalisation
 
 
 def check_folder_weights(path: Path) -> None:

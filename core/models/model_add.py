@@ -35,8 +35,8 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
         if found is None:
             raise SfumatoError(ErrorCode.BAD_PARAMS,
                                f"{path} is not a diffusers pipeline folder (no model_index.json) "
-                               "nor a ControlNet, T2I-Adapter, image encoder or depth model "
-                               "folder (config.json)")
+                               "nor a ControlNet, T2I-Adapter, image encoder, depth or pose "
+                               "(ViTPose) model folder (config.json)")
         return ModelEntry(name, kind or found[0], str(path), found[1])
     if guide is not None:  # an IP-Adapter file; `config` is the image encoder it reads with
         return ModelEntry(name, guide[0], str(path), guide[1],

@@ -35,6 +35,7 @@ class ModelKind(str, Enum):
     IMAGE_ENCODER = "image-encoder"  # the CLIP vision tower IP-Adapters read images with
     # preprocessors with weights (core/preprocessors.py)
     DEPTH_ESTIMATOR = "depth-estimator"
+    POSE_ESTIMATOR = "pose-estimator"  # ViTPose (COCO body keypoints)
 
 
 class ModelFormat(str, Enum):

@@ -16,7 +16,7 @@ from ..errors import SfumatoError
 
 _DIFFUSION_INPAINT = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
 _DIFFUSION_REFINE = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
-_PREPROCESSOR_MODELS = frozenset({"depth-estimator"})
+_PREPROCESSOR_MODELS = frozenset({"depth-estimator", "pose-estimator"})
 _GUIDE_RASTERS = 8  # core/guide_inputs.py: up to 4 control images and 4 image prompts
 
 

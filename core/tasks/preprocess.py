@@ -1,10 +1,11 @@
 """Preprocess: the control image a preprocessor makes from a layer (canny edges, line art,
-scribble, soft edges, tile; depth with a depth model from the store), as a new layer the artist
-can paint over and send back as a control's image.
+scribble, soft edges, tile; depth and pose with a depth or ViTPose model from the store), as a
+new layer the artist can paint over and send back as a control's image.
 
 Inputs: rasters[0] the layer, rgba8/bgra8/rgba16. Transparent pixels count as black.
-Params: kind (required: canny, lineart, scribble, softedge, tile, depth), origin ([0, 0]).
-Model: a depth-estimator id for depth (absent: the first registered one).
+Params: kind (required: canny, lineart, scribble, softedge, tile, depth, pose), origin ([0, 0]).
+Model: a depth-estimator id for depth, a pose-estimator id for pose (absent: the first
+registered one).
 Output: one opaque rgba8 layer the size of the input. info: offset, name ("Control: KIND").
 """
 

@@ -203,6 +203,41 @@ def test_depth_comes_from_the_depth_model_in_the_store(guided_context: Callable[
     assert "sfumato models add depth" in caught.value.message
 
 
+def test_pose_comes_from_the_pose_model_in_the_store(guided_context: Callable[..., Any],
+                                                     make_context: Callable[..., Any]) -> None:
+    from sfumato.core.pose import COLOURS, LIMB_COLOURS  # pinned by tests/unit/test_pose.py
+
+    made = preprocess.run(guided_context({"kind": "pose", "origin": [3, 4]},
+                                         [_raster(_layer())], None))
+    (raster,) = made.rasters
+    skeleton = raster_to_array(raster)
+    assert (raster.width, raster.height, raster.layout) == (WIDTH, HEIGHT, Layout.RGBA8)
+    assert made.info == {"offset": [3, 4], "name": "Control: pose"}
+    assert (skeleton[..., 3] == 255).all()
+    # an OpenPose drawing: black, limbs and joints in their colours, nothing else; where the
+    # random-weight model puts the keypoints is arbitrary, but they score high enough to show
+    used = {tuple(int(v) for v in c) for c in np.unique(skeleton[..., :3].reshape(-1, 3), axis=0)}
+    assert (0, 0, 0) in used and used - {(0, 0, 0)}
+    assert used <= {(0, 0, 0), *COLOURS, *LIMB_COLOURS}
+    assert (skeleton[..., :3].sum(axis=2) == 0).mean() > 0.5
+    # the same model named by id; a depth model named for pose is refused
+    by_id = preprocess.run(guided_context({"kind": "pose"}, [_raster(_layer())], "vitpose"))
+    assert np.array_equal(raster_to_array(by_id.rasters[0]), skeleton)
+    with pytest.raises(SfumatoError) as caught:
+        preprocess.run(guided_context({"kind": "pose"}, [_raster(_layer())], "dpt-depth"))
+    assert caught.value.code is ErrorCode.WRONG_MODEL_KIND
+    # `auto` for a pose control in a diffusion run draws it the same way and steers the result
+    plain = _inpaint(guided_context, {})
+    controlled = _inpaint(guided_context, {"controls": [{"kind": "pose", "model": "depth-sdxl"}]})
+    assert not np.array_equal(_pixels(plain), _pixels(controlled))
+    # a store without a pose model: the error says what to install
+    with pytest.raises(SfumatoError) as caught:
+        preprocess.run(make_context({"kind": "pose"}, [_raster(_layer())], None))
+    assert caught.value.code is ErrorCode.UNKNOWN_MODEL
+    assert "sfumato models add pose" in caught.value.message
+    assert "vitpose" in caught.value.message
+
+
 def test_preprocess_canny_marks_the_red_block_outline(guided_context: Callable[..., Any]) -> None:
     flat = np.full((HEIGHT, WIDTH, 4), 255, np.uint8)
     flat[30:70, 40:90, :3] = (220, 40, 40)
@@ -234,6 +269,20 @@ def test_guide_folders_are_recognised_and_pickle_only_ones_refused(
     plain = describe_model("ip", store / "sdxl_models" / "ip-adapter_sdxl.safetensors")
     assert plain.kind == "ip-adapter"
     assert plain.config == str(store / "sdxl_models" / "image_encoder")  # found beside it
+    # a ViTPose folder is known by its model type even without `architectures`, and its
+    # pickle-only copy is refused the same way
+    import json
+
+    pose = Path(shutil.copytree(store / "vitpose-tiny", tmp_path / "vitpose"))
+    config = json.loads((pose / "config.json").read_text())
+    del config["architectures"]
+    (pose / "config.json").write_text(json.dumps(config))
+    (pose / "model.safetensors").rename(pose / "pytorch_model.bin")
+    entry = describe_model("pose", pose)
+    assert (entry.kind, entry.format) == ("pose-estimator", "transformers")
+    with pytest.raises(SfumatoError) as caught:
+        load_guide_model(entry, "cpu")
+    assert caught.value.code is ErrorCode.UNSAFE_WEIGHTS and "safetensors" in caught.value.message
 
 
 def test_flux_refine_follows_a_flux_controlnet(guided_context: Callable[..., Any]) -> None:

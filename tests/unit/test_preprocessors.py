@@ -70,6 +70,7 @@ def test_unknown_kinds_and_missing_models_are_typed_errors_naming_the_fix() -> N
     assert caught.value.code is ErrorCode.UNKNOWN_MODEL
     assert "sfumato models add" in caught.value.message
     with pytest.raises(SfumatoError) as caught:
-        preprocess("pose", _square(), lambda kind: object())
+        preprocess("pose", _square())
     assert caught.value.code is ErrorCode.UNKNOWN_MODEL
-    assert "pose image" in caught.value.message  # what to send instead
+    for words in ("vitpose", "safetensors", "sfumato models add pose", "pose image"):
+        assert words in caught.value.message  # what to install, or what to send instead

@@ -99,8 +99,9 @@ def _guide_args(control_kind: str, reference_required: bool) -> list[tuple]:
 
 
 PREPROCESS_ARGS = [
-    ("str", "kind", "_Kind", "canny, lineart, scribble, softedge, tile, depth", "canny"),
-    ("str", "model", "_Model", "Depth model id for depth; empty: the registered one", ""),
+    ("str", "kind", "_Kind", "canny, lineart, scribble, softedge, tile, depth, pose", "canny"),
+    ("str", "model", "_Model", "Depth or pose model id for depth or pose; empty: the "
+     "registered one", ""),
 ]
 
 
