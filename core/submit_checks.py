@@ -8,9 +8,15 @@ from sfumato.bridge.raster import Layout, Raster
 from .config import Settings
 from .errors import SfumatoError
 from .guide_inputs import guide_indices
-from .models.registry import Registry, require_kind
+from .models.registry import ModelKind, Registry, require_kind
+from .preprocessors import check_kind
 from .tasks import task_spec
 
+# What a control's or an image prompt's `model` id may name (core/guidance.py loads them).
+GUIDE_MODEL_KINDS = {
+    "controls": frozenset({ModelKind.CONTROLNET.value, ModelKind.T2I_ADAPTER.value}),
+    "image_prompts": frozenset({ModelKind.IP_ADAPTER.value}),
+}
 IMAGE_LAYOUTS = {Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8,
                  Layout.GRAY16, Layout.GRAYF32}
 MASK_LAYOUTS = {Layout.GRAY8, Layout.GRAY16}
@@ -32,6 +38,25 @@ def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
         _check_raster("guide image" if index in guides else name, raster, settings)
     if message.model is not None:
         _check_model(message.model, spec.model_kinds, settings, registry)
+    if spec.guide_rasters:
+        _check_guides(message.params, registry)
+
+
+def _check_guides(params: dict, registry: Registry) -> None:
+    """Control kinds and guide model ids, so a typo is refused at submit, not after the queue
+    and a model load; the rest (raster indices, numbers) is checked when the job reads them."""
+    for key, kinds in GUIDE_MODEL_KINDS.items():
+        items = params.get(key)
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if key == "controls":
+                check_kind(item.get("kind"))
+            model = item.get("model")
+            if isinstance(model, str) and model:
+                require_kind(registry.get(model), kinds)  # get: UNKNOWN_MODEL, listing ids
 
 
 def _check_raster(name: str, raster: Raster, settings: Settings) -> None:

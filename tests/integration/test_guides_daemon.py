@@ -176,3 +176,33 @@ def test_actions_take_controls_and_image_prompts_from_other_layers(
         ((made, x, y, name),) = edges.layers
         assert (made.width, made.height, x, y) == (200, 160, 10, 5)
         assert ("undo_start", "sfumato Control: canny") in edges.log
+
+
+@pytest.mark.parametrize(("guides", "code", "named"), [
+    ({"controls": [{"kind": "canny", "image": "auto", "model": "cany-sd15"}]},
+     "unknown_model", "cany-sd15"),
+    ({"controls": [{"kind": "canny", "image": "auto", "model": "ip-sd15"}]},
+     "wrong_model_kind", "ip-sd15"),
+    ({"image_prompts": [{"image": 2, "model": "canny-sd15"}]},
+     "wrong_model_kind", "canny-sd15"),
+    ({"controls": [{"kind": "sketchy", "image": "auto"}]}, "bad_params", "sketchy"),
+])
+def test_a_wrong_guide_is_refused_at_submit_before_anything_queues(
+        guided_daemon: DaemonProcess, guides: dict, code: str, named: str) -> None:
+    """A typo in a control's model id or kind comes back at once as the submit's answer,
+    naming the culprit, instead of as a failed job after the queue and a model load."""
+    from sfumato.bridge.client import RequestRejected
+
+    photo = np.asarray(Image.open(DATA / "photo.png").convert("RGBA"))[:64, :64].copy()
+    mask = np.full((64, 64), 255, np.uint8)
+    rasters = [Raster(64, 64, Layout.RGBA8, photo.tobytes()),
+               Raster(64, 64, Layout.GRAY8, mask.tobytes()),
+               Raster(64, 64, Layout.RGBA8, photo.tobytes())]
+    with guided_daemon.client() as client:
+        with pytest.raises(RequestRejected) as refused:
+            client.submit("inpaint", {"prompt": "a kite", "steps": 2, **guides}, rasters,
+                          model="tiny")
+        assert refused.value.code == code
+        assert named in refused.value.message
+        status = client.status()
+        assert status.running is None and status.queued == []  # nothing was queued
