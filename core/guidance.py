@@ -88,7 +88,8 @@ def load_guides(models: ModelProvider, pipe: Any, guides: Guides) -> LoadedGuide
     for control in guides.controls:
         entry = _control_entry(models, control, _family(unet_config),
                                lambda e: guide_family_fits(e, unet_config))
-        controls.append(_Control(control, _like(models.load_guide(entry), pipe.unet),
+        controls.append(_Control(control, _like(models.load_guide(entry, unet_config),
+                                                 pipe.unet),
                                  entry.kind == ModelKind.T2I_ADAPTER.value))
     prompts = [_image_prompt(models, prompt, unet_config) for prompt in guides.image_prompts]
     encoder = _like(_image_encoder(models, prompts), pipe.unet) if prompts else None
@@ -150,8 +151,9 @@ def _control_entry(models: ModelProvider, control: ControlRequest, family: str,
     raise SfumatoError(
         ErrorCode.UNKNOWN_MODEL,
         f"no {family} ControlNet or T2I-Adapter for {control.kind} is registered: download one "
-        f"(a diffusers folder with .safetensors weights) and add it with `sfumato models add "
-        f"{control.kind}-{family.replace(' ', '').lower()} FOLDER` (an id containing "
+        f"(a diffusers folder, or one .safetensors file as ComfyUI and A1111 keep them) and "
+        f"add it with `sfumato models add "
+        f"{control.kind}-{family.replace(' ', '').lower()} PATH` (an id containing "
         f"\"{control.kind}\" is picked for {control.kind} controls), or name one in the request",
     )
 
@@ -334,10 +336,11 @@ def _load_image_prompts(pipe: Any, guides: LoadedGuides) -> list[Any]:
     if getattr(pipe, "feature_extractor", None) is None:
         side = int(encoder.config.image_size)
         pipe.register_modules(feature_extractor=CLIPImageProcessor(size=side, crop_size=side))
-    paths = [Path(p.entry.path) for p in guides.image_prompts]
     try:
-        pipe.load_ip_adapter([str(p.parent) for p in paths], subfolder=[""] * len(paths),
-                             weight_name=[p.name for p in paths], image_encoder_folder=None,
+        # the tensors come from the model cache: a warm job reads nothing from disk
+        weights = [guides.models.ip_adapter_weights(p.entry) for p in guides.image_prompts]
+        pipe.load_ip_adapter(weights, subfolder=[""] * len(weights),
+                             weight_name=[""] * len(weights), image_encoder_folder=None,
                              local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         pipe.unload_ip_adapter()

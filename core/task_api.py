@@ -40,8 +40,13 @@ class ModelProvider(Protocol):
         """A diffusers pipeline for `entry` shaped for `task`, sharing cached components."""
         ...
 
-    def load_guide(self, entry: ModelEntry) -> Any:
-        """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached."""
+    def load_guide(self, entry: ModelEntry, unet_config: Any = None) -> Any:
+        """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached.
+        `unet_config`: the UNet a single-file ControlNet runs beside (it gives its config)."""
+        ...
+
+    def ip_adapter_weights(self, entry: ModelEntry) -> dict[str, dict[str, Any]]:
+        """An IP-Adapter file's tensors, as diffusers' load_ip_adapter takes them, cached."""
         ...
 
     def candidates(self, kinds: frozenset[str]) -> list[ModelEntry]:

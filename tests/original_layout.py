@@ -181,3 +181,52 @@ def _weights(part: Path) -> dict[str, torch.Tensor]:
 
 def _config(part: Path) -> dict[str, Any]:
     return json.loads((part / "config.json").read_text())
+
+
+CONTROLNET_PREFIX = "control_model."
+_CONTROLNET_TOP = {
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's text-time embedding
+    "add_embedding.linear_2": "label_emb.0.2",
+    "controlnet_cond_embedding.conv_in": "input_hint_block.0",
+    "controlnet_mid_block": "middle_block_out.0",
+}
+
+
+def save_original_layout_controlnet(diffusers_folder: Path, dest: Path) -> Path:
+    """Write a diffusers ControlNet folder as the single original-layout .safetensors file
+    ComfyUI and A1111 keep (`control_model.` + the UNet encoder's LDM names, `input_hint_block`,
+    `zero_convs`, `middle_block_out`); checked against diffusers' converter like the above."""
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    weights = _weights(Path(diffusers_folder))
+    config = _config(Path(diffusers_folder))
+    layers = int(config["layers_per_block"])
+    hint_blocks = len({k.split(".")[2] for k in weights
+                       if k.startswith("controlnet_cond_embedding.blocks.")})
+    checkpoint: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        checkpoint[CONTROLNET_PREFIX + _controlnet_key(key, layers, hint_blocks)] = tensor
+    checkpoint = {k: v.contiguous().clone() for k, v in checkpoint.items()}
+    converted = convert_controlnet_checkpoint(dict(checkpoint), config)
+    # diffusers 0.42's converter drops SDXL's `label_emb` (add_embedding); sfumato's loader
+    # reads those two layers itself, so they are left out of the comparison
+    expected = {k: v for k, v in weights.items() if not k.startswith("add_embedding.")}
+    if set(converted) != set(expected) or any(
+            converted[k] is None or not torch.equal(converted[k], v) for k, v in expected.items()):
+        raise AssertionError("the ControlNet did not survive diffusers' conversion unchanged")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_file(checkpoint, str(dest))
+    return dest
+
+
+def _controlnet_key(key: str, layers: int, hint_blocks: int) -> str:
+    for name, ldm in _CONTROLNET_TOP.items():
+        if key.startswith(name + "."):
+            return ldm + key[len(name):]
+    if m := re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.+)", key):
+        return f"input_hint_block.{2 * (int(m[1]) + 1)}.{m[2]}"  # SiLUs sit between the convs
+    if m := re.fullmatch(r"controlnet_cond_embedding\.conv_out\.(.+)", key):
+        return f"input_hint_block.{2 * (hint_blocks + 1)}.{m[1]}"
+    if m := re.fullmatch(r"controlnet_down_blocks\.(\d+)\.(.+)", key):
+        return f"zero_convs.{m[1]}.0.{m[2]}"
+    return _unet_key(key, layers, set())

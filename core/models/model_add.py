@@ -38,6 +38,9 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
                                "nor a ControlNet, T2I-Adapter, image encoder, depth or pose "
                                "(ViTPose) model folder (config.json)")
         return ModelEntry(name, kind or found[0], str(path), found[1])
+    if guide is not None and guide[0] == ModelKind.CONTROLNET.value:
+        # a single-file ControlNet: its config comes from the UNet it runs beside
+        return ModelEntry(name, guide[0], str(path), guide[1])
     if guide is not None:  # an IP-Adapter file; `config` is the image encoder it reads with
         return ModelEntry(name, guide[0], str(path), guide[1],
                           config=_image_encoder_folder(path, config))

@@ -11,7 +11,7 @@ from ..config import Settings
 from ..errors import SfumatoError
 from ..speed_options import SpeedOptions, prepare_upscaler
 from .cache import ModelCache
-from .registry import ModelEntry, ModelKind, Registry, require_kind
+from .registry import ModelEntry, ModelFormat, ModelKind, Registry, require_kind
 
 
 class WorkerModels:
@@ -70,12 +70,23 @@ class WorkerModels:
         self._shared.clear()
         self.low_memory = True
 
-    def load_guide(self, entry: ModelEntry) -> Any:
-        """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached by id."""
+    def load_guide(self, entry: ModelEntry, unet_config: Any = None) -> Any:
+        """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached by id.
+        `unet_config`: the UNet a single-file ControlNet runs beside (it gives its config)."""
         from .guide_loader import load_guide_model
 
-        return self.cache.get(f"guide:{entry.name}:{entry.path}",
-                              lambda: load_guide_model(entry, self.device))
+        key = f"guide:{entry.name}:{entry.path}"
+        if unet_config is not None and entry.format == ModelFormat.SINGLE_FILE.value:
+            key += f":{_config_digest(unet_config)}"  # one file may fit several base models
+        return self.cache.get(key, lambda: load_guide_model(entry, self.device, unet_config))
+
+    def ip_adapter_weights(self, entry: ModelEntry) -> dict[str, dict[str, Any]]:
+        """An IP-Adapter's tensors ({"image_proj": ..., "ip_adapter": ...}, the state dict
+        diffusers' load_ip_adapter takes), read once and kept with the other models."""
+        from .guide_loader import read_ip_adapter
+
+        return self.cache.get(f"ip-adapter:{entry.name}:{entry.path}",  # type: ignore[no-any-return]
+                              lambda: read_ip_adapter(Path(entry.path)))
 
     def candidates(self, kinds: frozenset[str]) -> list[ModelEntry]:
         """Every registered model of one of `kinds`, by name."""
@@ -101,9 +112,20 @@ def _lean(pipe: Any, device: str) -> None:
             pass
 
 
+def _config_digest(config: Any) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _model_bytes(model: Any) -> int:
     from .diffusion_loader import pipeline_bytes
 
+    if isinstance(model, dict):  # a state dict, or a dict of them (an IP-Adapter's parts)
+        return sum(_model_bytes(v) if isinstance(v, dict) else v.numel() * v.element_size()
+                   for v in model.values())
     if hasattr(model, "components"):
         return pipeline_bytes(model)
     module = getattr(model, "model", model)

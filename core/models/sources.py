@@ -11,7 +11,8 @@ from pathlib import Path
 from ..errors import SfumatoError
 from .checkpoint_header import tensor_shapes
 from .diffusion_loader import checkpoint_kind, detect_diffusion_kind
-from .registry import ModelFormat
+from .guide_loader import single_file_controlnet
+from .registry import ModelFormat, ModelKind
 
 # where each tool keeps checkpoints, relative to its install folder
 _CHECKPOINT_DIRS = (
@@ -22,6 +23,14 @@ _CHECKPOINT_DIRS = (
     "checkpoints",
     "diffusion_models",
     "Stable-diffusion",
+)
+# where each tool keeps single-file ControlNets
+_CONTROLNET_DIRS = (
+    "models/controlnet",  # ComfyUI
+    "models/ControlNet",  # A1111 / Forge
+    "extensions/sd-webui-controlnet/models",  # A1111's ControlNet extension
+    "controlnet",
+    "ControlNet",
 )
 _DIFFUSERS_DIRS = ("models/diffusers", "diffusers")
 _HF_DIRS = ("hub", "huggingface/hub")
@@ -41,7 +50,8 @@ class Candidate:
 
     @property
     def needs_config(self) -> bool:
-        return self.format == ModelFormat.SINGLE_FILE.value
+        return self.format == ModelFormat.SINGLE_FILE.value and \
+            self.kind != ModelKind.CONTROLNET.value  # a ControlNet's comes from its base UNet
 
 
 def scan_model_sources(folder: Path) -> list[Candidate]:
@@ -59,6 +69,8 @@ def scan_model_sources(folder: Path) -> list[Candidate]:
         for sub in _DIFFUSERS_DIRS:
             found += _plain_folder(folder / sub)
         for sub in _CHECKPOINT_DIRS:
+            found += _checkpoints(folder / sub, "comfyui/a1111")
+        for sub in _CONTROLNET_DIRS:
             found += _checkpoints(folder / sub, "comfyui/a1111")
     return _unique(found)
 
@@ -125,9 +137,12 @@ def _checkpoints(folder: Path, source: str) -> list[Candidate]:
 
 def _checkpoint(path: Path, source: str) -> list[Candidate]:
     try:
-        kind = checkpoint_kind(tensor_shapes(path))
+        shapes = tensor_shapes(path)
     except SfumatoError:
         return []  # damaged: loading would fail the same way, so it is not offered
+    kind = checkpoint_kind(shapes)
+    if kind is None and single_file_controlnet(shapes) is not None:
+        kind = ModelKind.CONTROLNET.value  # its config comes from the base model's UNet
     if kind is None:
         return []  # an upscaler, a LoRA, a VAE, or an architecture sfumato does not serve
     return [Candidate(_slug(path.stem), path, kind, ModelFormat.SINGLE_FILE.value, source)]

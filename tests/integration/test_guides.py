@@ -302,3 +302,75 @@ def test_flux_refine_follows_a_flux_controlnet(guided_context: Callable[..., Any
         refine.run(guided_context({**params, "image_prompts": [{"image": 2}]},
                                   [*rasters, _raster(_layer())], "flux"))
     assert caught.value.code is ErrorCode.WRONG_MODEL_KIND and "SDXL" in caught.value.message
+
+
+def test_single_file_controlnets_draw_what_their_folders_draw(
+    guided_context: Callable[..., Any], guide_home: Path, guide_provider: Any, tmp_path: Path,
+) -> None:
+    """ControlNets kept as one file, as ComfyUI and A1111 keep them: registered by `models add`
+    and by a scan of the install, loaded through diffusers' single-file loader."""
+    from sfumato.core.models.model_add import register_model, register_sources
+    from sfumato.core.models.registry import Registry
+
+    from tests.original_layout import save_original_layout_controlnet
+
+    store = guide_home / "store"
+    registry = Registry(guide_home)
+    loose = save_original_layout_controlnet(store / "canny-sd15", tmp_path / "cn_sd15.safetensors")
+    added = register_model(registry, "cn-sd15-file", loose)
+    assert (added.kind, added.format) == ("controlnet", "single_file")
+    install = tmp_path / "install"
+    a1111 = install / "models" / "ControlNet"
+    save_original_layout_controlnet(store / "canny-sdxl", a1111 / "cn_sdxl_file.safetensors")
+    comfy = install / "models" / "controlnet"
+    # SDXL ControlNets are often passed around as diffusers' weights file renamed
+    (comfy / "xl").mkdir(parents=True)
+    (comfy / "xl" / "cn_sdxl_renamed.safetensors").write_bytes(
+        (store / "canny-sdxl" / "diffusion_pytorch_model.safetensors").read_bytes())
+    (comfy / "notes.safetensors").write_bytes(b"\x00" * 3)  # damaged: not offered
+    scanned = {e.name: e for e in register_sources(registry, install)}
+    assert {n: (e.kind, e.format) for n, e in scanned.items()} == {
+        "cn_sdxl_file": ("controlnet", "single_file"),
+        "cn_sdxl_renamed": ("controlnet", "single_file"),
+    }
+
+    def canny(model: str) -> dict[str, Any]:
+        return {"controls": [{"kind": "canny", "image": "auto", "model": model}]}
+
+    folder = _inpaint(guided_context, canny("canny-sd15"), model="sd15-inpaint")
+    single = _inpaint(guided_context, canny("cn-sd15-file"), model="sd15-inpaint")
+    assert np.array_equal(_pixels(folder), _pixels(single))
+    plain = _inpaint(guided_context, {}, model="sd15-inpaint")
+    assert not np.array_equal(_pixels(single), _pixels(plain))
+    folder_xl = _inpaint(guided_context, canny("canny-sdxl"))
+    for name in scanned:
+        assert np.array_equal(_pixels(folder_xl), _pixels(_inpaint(guided_context, canny(name))))
+    with pytest.raises(SfumatoError) as caught:  # an SD 1.5 ControlNet on an SDXL model
+        _inpaint(guided_context, canny("cn-sd15-file"))
+    assert caught.value.code is ErrorCode.WRONG_MODEL_KIND
+    assert "SDXL" in caught.value.message
+
+
+def test_a_warm_image_prompt_reads_no_adapter_from_disk(
+    guided_context: Callable[..., Any], guide_home: Path, guide_provider: Any, tmp_path: Path,
+) -> None:
+    from sfumato.core.models.model_add import register_model
+    from sfumato.core.models.registry import Registry
+
+    from tests.tiny_models import build_tiny_ip_adapter
+
+    adapter = build_tiny_ip_adapter("sdxl", tmp_path / "ip-adapter_sdxl.safetensors")
+    register_model(Registry(guide_home), "ip-warm", adapter)
+    reference = _drawing(48, 40)
+    reference[..., :3] = (200, 60, 90)
+    reference[..., 3] = 255
+    params = {"image_prompts": [{"image": 2, "weight": 0.8, "model": "ip-warm"}]}
+    first = _inpaint(guided_context, params, [reference])
+    assert any(k.startswith("ip-adapter:ip-warm:") for k in guide_provider.cache.keys())
+    loads = guide_provider.cache.loads
+    # other weights of the same shapes under the same name: a job that re-read the file
+    # would draw something else
+    build_tiny_ip_adapter("sdxl", adapter, seed=9)
+    second = _inpaint(guided_context, params, [reference])
+    assert guide_provider.cache.loads == loads  # nothing new loaded: all of it resident
+    assert np.array_equal(_pixels(first), _pixels(second))
