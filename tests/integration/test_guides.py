@@ -351,6 +351,32 @@ def test_single_file_controlnets_draw_what_their_folders_draw(
     assert "SDXL" in caught.value.message
 
 
+def test_a_single_file_controlnet_missing_tensors_is_refused_not_run_half_random(
+    guided_context: Callable[..., Any], guide_home: Path, guide_provider: Any, tmp_path: Path,
+) -> None:
+    """A truncated download (one tensor short) must be refused, typed and named, rather than
+    run with a random layer; the SDXL original-layout path, which loads its own text-time
+    embedding, is the one most at risk."""
+    from safetensors.torch import load_file, save_file
+    from sfumato.core.models.model_add import register_model
+    from sfumato.core.models.registry import Registry
+
+    from tests.original_layout import save_original_layout_controlnet
+
+    whole = save_original_layout_controlnet(guide_home / "store" / "canny-sdxl",
+                                            tmp_path / "whole.safetensors")
+    tensors = load_file(str(whole))
+    dropped = next(key for key in tensors if "zero_convs" in key)
+    del tensors[dropped]
+    save_file(tensors, str(tmp_path / "short.safetensors"))
+    register_model(Registry(guide_home), "cn-short", tmp_path / "short.safetensors")
+    with pytest.raises(SfumatoError) as caught:
+        _inpaint(guided_context, {"controls": [{"kind": "canny", "image": "auto",
+                                                "model": "cn-short"}]})
+    assert caught.value.code is ErrorCode.CORRUPT_WEIGHTS
+    assert "short.safetensors" in caught.value.message and "complete" in caught.value.message
+
+
 def test_a_warm_image_prompt_reads_no_adapter_from_disk(
     guided_context: Callable[..., Any], guide_home: Path, guide_provider: Any, tmp_path: Path,
 ) -> None:
