@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import inspect
 import json
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
 
-from ..errors import SfumatoError, error_detail
+from ..errors import SfumatoError
 from ..speed_options import SpeedOptions, pipeline_dtype, prepare_pipeline
 from .checkpoint_header import tensor_shapes
+from .guarded_load import load_or_refuse
 from .registry import ModelEntry, ModelFormat, ModelKind
 
 # model_index.json `_class_name` -> the kind it is registered as
@@ -170,7 +170,7 @@ def _load_base(entry: ModelEntry, dtype: Any) -> Any:
     path = Path(entry.path)
     if entry.format == ModelFormat.DIFFUSERS.value:
         variant = check_diffusers_folder(path)
-        return _guarded(
+        return load_or_refuse(
             path,
             lambda: _pipeline_class(path).from_pretrained(
                 str(path), local_files_only=True, use_safetensors=True, torch_dtype=dtype,
@@ -181,7 +181,7 @@ def _load_base(entry: ModelEntry, dtype: Any) -> Any:
         config = _single_file_config(entry)
         check_diffusers_folder(config, weights_optional=True)
         tensor_shapes(path)  # validates the checkpoint before diffusers reads it
-        return _guarded(
+        return load_or_refuse(
             path,
             lambda: _pipeline_class(config).from_single_file(
                 str(path), config=str(config), local_files_only=True, torch_dtype=dtype
@@ -275,23 +275,6 @@ def _check_weights(part: Path, optional: bool) -> str | None:
     plain = [p for p in safe if p.name.count(".") == 1]
     return None if plain else ("fp16" if any(".fp16." in p.name for p in safe) else None)
 
-
-def _guarded(path: Path, load: Any) -> Any:
-    try:
-        with warnings.catch_warnings():
-            # newer diffusers renamed torch_dtype to dtype; the old name works on every version
-            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            return load()
-    except SfumatoError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        # diffusers/transformers report a missing file, a shape mismatch or a bad config
-        # through these; the folder checks above have already ruled out unsafe files
-        raise SfumatoError(
-            ErrorCode.CORRUPT_WEIGHTS,
-            f"the model at {path} could not be loaded ({error_detail(exc, 300)}); check that it "
-            "is complete and of the kind it was registered as",
-        ) from None
 
 
 # --- re-assembling and sharing components ----------------------------------------------------

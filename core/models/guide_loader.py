@@ -8,15 +8,15 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
 
-from ..errors import SfumatoError, error_detail
+from ..errors import SfumatoError
 from .checkpoint_header import corrupt_weights, tensor_shapes
+from .guarded_load import load_or_refuse
 from .registry import ModelEntry, ModelFormat, ModelKind
 
 # config.json `_class_name` of a diffusers model folder -> its kind
@@ -195,29 +195,29 @@ def load_guide_model(entry: ModelEntry, device: str, unet_config: Any = None) ->
         return _single_file_controlnet(path, unet_config, dtype).to(device).eval()
     if entry.kind in (ModelKind.CONTROLNET.value, ModelKind.T2I_ADAPTER.value):
         cls = getattr(diffusers, str((read_config(path) or {}).get("_class_name")))
-        model = _guarded(path, lambda: cls.from_pretrained(
+        model = load_or_refuse(path, lambda: cls.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, torch_dtype=dtype))
         return model.to(device).eval()
     if entry.kind == ModelKind.IMAGE_ENCODER.value:
         from transformers import CLIPVisionModelWithProjection
 
-        model = _guarded(path, lambda: CLIPVisionModelWithProjection.from_pretrained(
+        model = load_or_refuse(path, lambda: CLIPVisionModelWithProjection.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, dtype=dtype))
         return model.to(device).eval()
     if entry.kind == ModelKind.DEPTH_ESTIMATOR.value:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        model = _guarded(path, lambda: AutoModelForDepthEstimation.from_pretrained(
+        model = load_or_refuse(path, lambda: AutoModelForDepthEstimation.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32))
-        processor = _guarded(path, lambda: AutoImageProcessor.from_pretrained(
+        processor = load_or_refuse(path, lambda: AutoImageProcessor.from_pretrained(
             str(path), local_files_only=True))
         return DepthEstimator(model.to(device).eval(), processor)
     if entry.kind == ModelKind.POSE_ESTIMATOR.value:
         from transformers import AutoImageProcessor, VitPoseForPoseEstimation
 
-        model = _guarded(path, lambda: VitPoseForPoseEstimation.from_pretrained(
+        model = load_or_refuse(path, lambda: VitPoseForPoseEstimation.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32))
-        processor = _guarded(path, lambda: AutoImageProcessor.from_pretrained(
+        processor = load_or_refuse(path, lambda: AutoImageProcessor.from_pretrained(
             str(path), local_files_only=True))
         return PoseEstimator(model.to(device).eval(), processor)
     raise SfumatoError(ErrorCode.WRONG_MODEL_KIND,
@@ -299,7 +299,7 @@ def _single_file_controlnet(path: Path, unet_config: Any, dtype: Any) -> Any:
     label_emb = facts is not None and facts.sdxl and not facts.diffusers_layout
     with tempfile.TemporaryDirectory(prefix="sfumato-controlnet-") as folder:
         (Path(folder) / "config.json").write_text(json.dumps(config))
-        model = _guarded(path, lambda: diffusers.ControlNetModel.from_single_file(
+        model = load_or_refuse(path, lambda: diffusers.ControlNetModel.from_single_file(
             str(path), config=folder, local_files_only=True, torch_dtype=dtype,
             low_cpu_mem_usage=not label_emb))
     if label_emb:
@@ -355,17 +355,3 @@ def read_config(folder: Path) -> dict[str, Any] | None:
         return None
     return data if isinstance(data, dict) else None
 
-
-def _guarded(path: Path, load: Any) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            return load()
-    except SfumatoError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        raise SfumatoError(
-            ErrorCode.CORRUPT_WEIGHTS,
-            f"the model at {path} could not be loaded ({error_detail(exc, 300)}); check that it "
-            "is complete and of the kind it was registered as",
-        ) from None
