@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .host_python import pyzmq_version
+from .plugin_install import bridge_source, copy_plugin_folder, plugins_folder
 
 PLUGIN_NAME = "sfumato_krita"
 FLATPAK_ID = "org.kde.krita"
@@ -24,8 +25,6 @@ FLATPAK_ID = "org.kde.krita"
 def install_krita(dest: str | None, enable: bool, kritarc: str | None = None) -> str:
     """Install into `dest` (default: Krita's user resource folder); with `enable`, switch the
     plug-in on in kritarc. Returns a short report for the terminal."""
-    from .plugin_install import bridge_source, plugins_folder
-
     resources = Path(dest).expanduser() if dest else krita_resource_dir()
     source = plugins_folder("krita", f"{PLUGIN_NAME}/__init__.py")
     _copy(source, bridge_source(), resources)
@@ -100,20 +99,7 @@ def enable_in_kritarc(path: Path, name: str) -> None:
 
 def _copy(source: Path, bridge: Path, resources: Path) -> None:
     pykrita = resources / "pykrita"
-    target = pykrita / PLUGIN_NAME
-    # Build beside the target, then swap, so a failed copy never leaves half a plug-in.
-    staging = pykrita / (PLUGIN_NAME + ".installing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for path in sorted((source / PLUGIN_NAME).glob("*.py")):
-        shutil.copy2(path, staging / path.name)
-    vendored = staging / "sfumato" / "bridge"  # no sfumato/__init__.py: a namespace package
-    vendored.mkdir(parents=True)
-    for path in sorted(bridge.glob("*.py")):
-        shutil.copy2(path, vendored / path.name)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    copy_plugin_folder(source / PLUGIN_NAME, bridge, pykrita / PLUGIN_NAME)
     shutil.copy2(source / f"{PLUGIN_NAME}.desktop", pykrita / f"{PLUGIN_NAME}.desktop")
     (resources / "actions").mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / f"{PLUGIN_NAME}.action", resources / "actions" / f"{PLUGIN_NAME}.action")

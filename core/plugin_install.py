@@ -93,13 +93,18 @@ def bridge_source() -> Path:
 
 
 def _copy_plugin(source: Path, bridge: Path, target: Path) -> None:
-    # Build beside the target, then swap, so a failed copy never leaves half a plug-in.
+    copy_plugin_folder(source, bridge, target)
+    (target / f"{PLUGIN_NAME}.py").chmod(0o755)
+
+
+def copy_plugin_folder(source: Path, bridge: Path, target: Path) -> None:
+    """`source`'s .py files into `target`, with the bridge vendored beside them. Built beside
+    the target, then swapped in, so a failed copy never leaves half a plug-in."""
     staging = target.with_name(target.name + ".installing")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for path in sorted(source.glob("*.py")):
         shutil.copy2(path, staging / path.name)
-    (staging / f"{PLUGIN_NAME}.py").chmod(0o755)
     # no sfumato/__init__.py: `sfumato` stays a namespace package, as in the wheel
     vendored = staging / "sfumato" / "bridge"
     vendored.mkdir(parents=True)
