@@ -205,21 +205,13 @@ def load_guide_model(entry: ModelEntry, device: str, unet_config: Any = None) ->
             str(path), local_files_only=True, use_safetensors=True, dtype=dtype))
         return model.to(device).eval()
     if entry.kind == ModelKind.DEPTH_ESTIMATOR.value:
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+        from transformers import AutoModelForDepthEstimation
 
-        model = load_or_refuse(path, lambda: AutoModelForDepthEstimation.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32))
-        processor = load_or_refuse(path, lambda: AutoImageProcessor.from_pretrained(
-            str(path), local_files_only=True))
-        return DepthEstimator(model.to(device).eval(), processor)
+        return DepthEstimator(*_with_processor(path, AutoModelForDepthEstimation, device))
     if entry.kind == ModelKind.POSE_ESTIMATOR.value:
-        from transformers import AutoImageProcessor, VitPoseForPoseEstimation
+        from transformers import VitPoseForPoseEstimation
 
-        model = load_or_refuse(path, lambda: VitPoseForPoseEstimation.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32))
-        processor = load_or_refuse(path, lambda: AutoImageProcessor.from_pretrained(
-            str(path), local_files_only=True))
-        return PoseEstimator(model.to(device).eval(), processor)
+        return PoseEstimator(*_with_processor(path, VitPoseForPoseEstimation, device))
     raise SfumatoError(ErrorCode.WRONG_MODEL_KIND,
                        f"model {entry.name!r} is a {entry.kind} model, not a guide or a "
                        "preprocessor model")
@@ -281,6 +273,19 @@ def _original_names(shapes: dict[str, tuple[int, ...]],
             named[key] = shape  # transformer depths are counted under diffusers' names
     return named
 
+
+def _with_processor(path: Path, model_class: Any, device: str) -> tuple[Any, Any]:
+    """A transformers preprocessor model (float32 everywhere: it runs once per job, on one
+    picture) and
+    the image processor saved beside it."""
+    import torch
+    from transformers import AutoImageProcessor
+
+    model = load_or_refuse(path, lambda: model_class.from_pretrained(
+        str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32))
+    processor = load_or_refuse(path, lambda: AutoImageProcessor.from_pretrained(
+        str(path), local_files_only=True))
+    return model.to(device).eval(), processor
 
 def _single_file_controlnet(path: Path, unet_config: Any, dtype: Any) -> Any:
     """Through diffusers' own single-file loader, with the config written to a private
