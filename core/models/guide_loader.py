@@ -275,9 +275,8 @@ def _original_names(shapes: dict[str, tuple[int, ...]],
 
 
 def _with_processor(path: Path, model_class: Any, device: str) -> tuple[Any, Any]:
-    """A transformers preprocessor model (float32 everywhere: it runs once per job, on one
-    picture) and
-    the image processor saved beside it."""
+    """A transformers preprocessor model and the image processor saved beside it; float32
+    everywhere, since it runs once per job, on one picture."""
     import torch
     from transformers import AutoImageProcessor
 
