@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 
@@ -25,8 +26,6 @@ from .raster_arrays import raster_to_array
 AUTO = "auto"
 MAX_CONTROLS = 4
 MAX_IMAGE_PROMPTS = 4
-DEFAULT_SCALE = 0.6
-DEFAULT_WEIGHT = 0.6
 MAX_SCALE = 2.0
 GUIDE_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16)
 
