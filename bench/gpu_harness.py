@@ -36,6 +36,8 @@ def arguments(description: str, steps: int) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     parser.add_argument("--compile", action="store_true", help="torch.compile (time reported)")
+    parser.add_argument("--side", type=int, default=0,
+                        help="input side in px (0: the script's own, smaller with --tiny)")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get(
         "SFUMATO_BENCH_DIR", Path.home() / ".cache" / "sfumato-bench")),
         help="where full-size models are built once and kept")

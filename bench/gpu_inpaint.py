@@ -25,7 +25,7 @@ PROMPT = "a brass lamp on a wooden table, soft window light"
 def run(kind: str, steps: int, target_s: float, reference: str) -> int:
     args = harness.arguments(f"{kind} inpaint 1024², bare pipeline vs daemon", steps)
     device = harness.device_for(args)
-    side = 256 if args.tiny else 1024
+    side = args.side or (256 if args.tiny else 1024)
     steps = min(args.steps, 3) if args.tiny else args.steps
     from sfumato.core.models.torchvision_guard import guard_torchvision
 

@@ -4,7 +4,7 @@ Each tile has a core (the pixels it is responsible for) and a window: the core p
 pixels of real neighbouring context, which the model sees and whose output is cropped away.
 Neighbouring cores overlap by at least `overlap` pixels and are cross-faded there with linear
 ramps, so what is left of a seam after cropping is spread out instead of a step.
-Pure numpy; sizes are input pixels unless named `*_out`.
+Sizes are input pixels unless named `*_out`; the blending runs in torch, on the model's device.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ def plan_axis(
     length: int, tile: int, overlap: int, pad: int, start: int = 0, end: int | None = None
 ) -> list[Span]:
     """Evenly spaced cores of at most `tile` pixels covering [start, end) (default: the whole
-    axis), neighbours overlapping by at least `overlap`; each window reaches `pad` further,
-    clipped to [0, length)."""
+    axis), as few as fit, neighbours overlapping by at least `overlap` (and not much more);
+    each window reaches `pad` further, clipped to [0, length)."""
     end = length if end is None else end
     if not 0 <= start < end <= length or tile <= 0 or overlap < 0 or pad < 0:
         raise ValueError(
@@ -50,6 +51,9 @@ def plan_axis(
         raise ValueError(f"tile {tile} must be larger than its overlap {overlap}")
     else:
         count = math.ceil((end - start - overlap) / (tile - overlap))
+        # as few tiles as `tile` allows, each only as large as they need to be: the model
+        # sees no more overlap than asked for (it would be work thrown away)
+        tile = math.ceil((end - start + (count - 1) * overlap) / count)
         step = (end - start - tile) / (count - 1)
         starts = [start + round(i * step) for i in range(count)]
     return [Span(s, s + tile, max(0, s - pad), min(length, s + tile + pad)) for s in starts]
@@ -100,33 +104,46 @@ def crossfade(length: int, before: int, after: int) -> np.ndarray:
 
 class Blender:
     """Accumulates model outputs of tiles into one float32 image of the cores' area, scaled:
-    shape (h*scale, w*scale, channels) for a core area (x, y, w, h)."""
+    shape (channels, h*scale, w*scale) for a core area (x, y, w, h), on `device` (where the
+    model runs, so tiles never leave it; the CPU when the image would not fit there)."""
 
-    def __init__(self, core: tuple[int, int, int, int], channels: int, scale: int) -> None:
+    def __init__(self, core: tuple[int, int, int, int], channels: int, scale: int,
+                 device: torch.device | str = "cpu") -> None:
         self.x, self.y, width, height = core
         self.scale = scale
-        self.sum = np.zeros((height * scale, width * scale, channels), dtype=np.float32)
-        self.weight = np.zeros((height * scale, width * scale, 1), dtype=np.float32)
+        self.device = torch.device(device)
+        size = (height * scale, width * scale)
+        self.sum = torch.zeros((channels, *size), dtype=torch.float32, device=self.device)
+        self.weight = torch.zeros((1, *size), dtype=torch.float32, device=self.device)
 
-    def add(self, tile: Tile, window_output: np.ndarray) -> None:
-        """Add the model's output for `tile`'s whole window, shape (win_h*s, win_w*s, C)."""
+    def add(self, tile: Tile, window_output: torch.Tensor) -> None:
+        """Add the model's output for `tile`'s whole window, shape (C, win_h*s, win_w*s)."""
         s = self.scale
         y, x = tile.y, tile.x
         core = window_output[
-            (y.start - y.lo) * s : (y.end - y.lo) * s, (x.start - x.lo) * s : (x.end - x.lo) * s
-        ]
-        above, below, left, right = (r * s for r in tile.ramps)
-        wy = crossfade((y.end - y.start) * s, above, below)
-        wx = crossfade((x.end - x.start) * s, left, right)
-        weight = (wy[:, None] * wx[None, :])[:, :, None]
+            :, (y.start - y.lo) * s : (y.end - y.lo) * s, (x.start - x.lo) * s : (x.end - x.lo) * s
+        ].to(self.device, torch.float32)
         rows = slice((y.start - self.y) * s, (y.end - self.y) * s)
         cols = slice((x.start - self.x) * s, (x.end - self.x) * s)
-        self.sum[rows, cols] += core * weight
-        self.weight[rows, cols] += weight
+        if tile.ramps == (0, 0, 0, 0):  # a lone tile, or none of its neighbours reach it
+            self.sum[:, rows, cols] += core
+            self.weight[:, rows, cols] += 1.0
+            return
+        above, below, left, right = (r * s for r in tile.ramps)
+        wy = torch.from_numpy(crossfade((y.end - y.start) * s, above, below)).to(self.device)
+        wx = torch.from_numpy(crossfade((x.end - x.start) * s, left, right)).to(self.device)
+        weight = (wy[:, None] * wx[None, :])[None]
+        self.sum[:, rows, cols] += core * weight
+        self.weight[:, rows, cols] += weight
 
-    def result(self) -> np.ndarray:
+    def result(self) -> torch.Tensor:
         # Every output pixel lies in some core with a positive weight, so no division by 0.
-        return np.divide(self.sum, self.weight, out=self.sum)
+        return self.sum.div_(self.weight)
+
+    @staticmethod
+    def nbytes(core: tuple[int, int, int, int], channels: int, scale: int) -> int:
+        """What the accumulators take: float32 colour plus a weight plane."""
+        return (channels + 1) * 4 * core[2] * core[3] * scale * scale
 
 
 def _neighbour_overlaps(spans: list[Span]) -> list[tuple[int, int]]:

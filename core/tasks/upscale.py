@@ -24,9 +24,16 @@ from ..config import DEFAULT_UPSCALER
 from ..device_memory import free_bytes, is_out_of_memory
 from ..errors import SfumatoError
 from ..models.upscaler_loader import input_memory_format, output_scale
-from ..raster_arrays import array_to_raster, from_unit_float, raster_to_array, to_unit_float
+from ..raster_arrays import array_to_raster, raster_to_array
 from ..speed_options import speed_of, tiles_per_batch
 from ..task_api import TaskContext, TaskOutput
+from ..tensor_pixels import (
+    linear_to_srgb,
+    pack_unit,
+    reflect_pad,
+    srgb_to_linear,
+    to_unit_tensor,
+)
 from ..tiling import Blender, Tile, plan_tiles, tile_for_budget
 
 NAME = "upscale"
@@ -35,12 +42,17 @@ MODEL_KINDS = frozenset({"upscaler"})
 LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8)
 PRE_PAD = 10  # reflected border the model sees around the image, as Real-ESRGAN's tools do
 OVERLAP = 16  # input px over which neighbouring tiles cross-fade
-MIN_TILE, MAX_TILE = 32, 1024  # MAX_TILE keeps x4 feature maps under 2**31 elements
+MIN_TILE = 32
+# Feature maps at output resolution (~64 channels) must stay under 2**31 elements, which
+# some kernels index with 32 bits: this bounds a tile's whole window, not just its core.
+MAX_WINDOW_ELEMENTS = 2**31 - 1
+OUTPUT_FEATURES = 64
 # Real neighbouring pixels each tile sees beyond its core. RRDBNet's influence reaches far:
 # 96 px keeps tiled output within 1/255 of a whole-image pass; the compact net needs less.
 CONTEXT = {"Compact": 24}
 DEFAULT_CONTEXT = 96
 MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.35}  # of free memory one tile may take
+BLEND_SHARE = 0.25  # of free device memory the stitched output may take there
 
 
 def run(ctx: TaskContext) -> TaskOutput:
@@ -56,22 +68,23 @@ def run(ctx: TaskContext) -> TaskOutput:
     passes = _pass_count(scale, model.scale)
     _check_size(ctx, out_h, out_w, h * model.scale**passes, w * model.scale**passes)
 
-    # Only the region and the context its tiles can see are converted and run.
+    # Only the region and the context its tiles can see are converted and run, on the
+    # model's device from the raw pixels on: only the finished raster comes back.
     context = CONTEXT.get(str(model.architecture.id), DEFAULT_CONTEXT)
     x0, y0 = max(0, x - context), max(0, y - context)
     x1, y1 = min(raster.width, x + w + context), min(raster.height, y + h + context)
     pixels = raster_to_array(raster)[y0:y1, x0:x1]
-    rgb, alpha = _to_model_space(pixels, raster.layout)
+    rgb, alpha = _to_model_space(pixels, raster.layout, model.device)
     at_edge = (y0 == 0, y1 == raster.height, x0 == 0, x1 == raster.width)
 
     # The first pass sees the region's real surroundings; later passes see only its output.
     image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context, batch)
     for _ in range(passes - 1):
-        whole = (0, 0, image.shape[1], image.shape[0])
+        whole = (0, 0, image.shape[2], image.shape[1])
         image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context, batch)
     image = _resize(image, out_h, out_w)
     if alpha is not None:
-        alpha = _snap(_resize(alpha[y - y0 : y - y0 + h, x - x0 : x - x0 + w, None], out_h, out_w))
+        alpha = _snap(_resize(alpha[:, y - y0 : y - y0 + h, x - x0 : x - x0 + w], out_h, out_w))
 
     layout = raster.layout
     result = array_to_raster(_from_model_space(image, alpha, layout), layout)
@@ -171,34 +184,29 @@ def _check_size(ctx: TaskContext, out_h: int, out_w: int, work_h: int, work_w: i
 # --- colour -----------------------------------------------------------------------------
 
 
-def _to_model_space(pixels: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:
-    """(H, W, 3) sRGB-encoded float32 in [0, 1] as the models were trained on, and alpha."""
-    unit = to_unit_float(pixels)
+def _to_model_space(pixels: np.ndarray, layout: Layout, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(3, H, W) sRGB-encoded float32 in [0, 1] on `device`, as the models were trained on,
+    and alpha (1, H, W)."""
+    unit = to_unit_tensor(pixels, device)
     if layout is Layout.GRAY8:
-        return np.repeat(unit, 3, axis=2), None
-    rgb = unit[:, :, :3]
+        return unit.expand(3, -1, -1), None
+    rgb = unit[:3]
     if layout is Layout.RGBAF32:  # float rasters are linear light
-        rgb = _linear_to_srgb(rgb)
-    return np.ascontiguousarray(rgb), unit[:, :, 3]
+        rgb = linear_to_srgb(rgb)
+    return rgb, unit[3:]
 
 
-def _from_model_space(rgb: np.ndarray, alpha: np.ndarray | None, layout: Layout) -> np.ndarray:
-    dtype = {1: np.uint8, 2: np.uint16, 4: np.float32}[layout.bytes_per_channel]
+def _from_model_space(rgb: torch.Tensor, alpha: torch.Tensor | None, layout: Layout
+                      ) -> np.ndarray:
+    """The model's output (3, H, W) and alpha (both this task's own temporaries, overwritten
+    here) as (H, W, C) pixels of the layout's dtype."""
+    dtype = np.dtype({1: np.uint8, 2: np.uint16, 4: np.float32}[layout.bytes_per_channel])
     if layout is Layout.GRAY8:
-        return from_unit_float(rgb.mean(axis=2, keepdims=True), np.dtype(dtype))
+        return pack_unit([rgb.mean(dim=0, keepdim=True)], dtype)
     if layout is Layout.RGBAF32:
-        rgb = _srgb_to_linear(rgb)
-    return from_unit_float(np.concatenate([rgb, alpha], axis=2), np.dtype(dtype))
-
-
-def _linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    c = np.clip(linear, 0.0, 1.0)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
-
-
-def _srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
-    c = np.clip(srgb, 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, np.power((c + 0.055) / 1.055, 2.4))
+        rgb = srgb_to_linear(rgb)
+    return pack_unit([rgb] if alpha is None else [rgb, alpha.to(rgb.device)], dtype)
 
 
 # --- the model, tile by tile -------------------------------------------------------------
@@ -207,18 +215,18 @@ def _srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
 def _model_pass(
     ctx: TaskContext,
     model: Any,
-    image: np.ndarray,
+    image: torch.Tensor,
     core: tuple[int, int, int, int],
     at_edge: tuple[bool, bool, bool, bool],
     tile: int | None,
     context: int,
     batch: int = 1,
-) -> np.ndarray:
-    """The model's output for `core` (x, y, w, h) of `image`, shape (h*s, w*s, 3). Sides of
-    `image` that are the picture's own edges (top, bottom, left, right) get a reflected
-    border; elsewhere `image` holds real neighbouring pixels."""
+) -> torch.Tensor:
+    """The model's output for `core` (x, y, w, h) of `image` (3, H, W), shape (3, h*s, w*s).
+    Sides of `image` that are the picture's own edges (top, bottom, left, right) get a
+    reflected border; elsewhere `image` holds real neighbouring pixels."""
     top, bottom, left, right = (PRE_PAD * edge for edge in at_edge)
-    work = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    work = reflect_pad(image, top, bottom, left, right)
     x, y, w, h = core
     padded_core = (x + left, y + top, w, h)
 
@@ -246,23 +254,32 @@ def _model_pass(
 def _run_tiles(
     ctx: TaskContext,
     model: Any,
-    work: np.ndarray,
+    work: torch.Tensor,
     core: tuple[int, int, int, int],
     tile: int,
     context: int,
     batch: int = 1,
-) -> np.ndarray:
-    tiles = plan_tiles(work.shape[0], work.shape[1], tile, OVERLAP, context, core)
-    blender = Blender(core, channels=3, scale=model.scale)
+) -> torch.Tensor:
+    tiles = plan_tiles(work.shape[1], work.shape[2], tile, OVERLAP, context, core)
+    blender = Blender(core, channels=3, scale=model.scale, device=_blend_device(model, core))
     done = 0
     for group in _same_shape_batches(tiles, batch):
         ctx.cancel.raise_if_cancelled()
-        windows = [work[p.y.lo : p.y.hi, p.x.lo : p.x.hi] for p in group]
+        windows = [work[:, p.y.lo : p.y.hi, p.x.lo : p.x.hi] for p in group]
         for piece, output in zip(group, _infer(model, windows), strict=True):
             blender.add(piece, output)
         done += len(group)
         ctx.progress(done, len(tiles), "upscale")
     return blender.result()
+
+
+def _blend_device(model: Any, core: tuple[int, int, int, int]) -> torch.device:
+    """Tiles are stitched where the model runs unless the whole output would crowd it; then
+    each tile's output comes to the CPU as it is made."""
+    needed = Blender.nbytes(core, channels=3, scale=model.scale)
+    if model.device.type != "cpu" and needed > BLEND_SHARE * free_bytes(model.device):
+        return torch.device("cpu")
+    return model.device
 
 
 def _same_shape_batches(tiles: list[Tile], batch: int) -> list[list[Tile]]:
@@ -280,14 +297,11 @@ def _same_shape_batches(tiles: list[Tile], batch: int) -> list[list[Tile]]:
     return groups
 
 
-def _infer(model: Any, windows: list[np.ndarray]) -> list[np.ndarray]:
-    stacked = np.stack([np.ascontiguousarray(w) for w in windows])
-    tensor = torch.from_numpy(stacked).permute(0, 3, 1, 2)
-    tensor = tensor.to(device=model.device, dtype=model.dtype)
+def _infer(model: Any, windows: list[torch.Tensor]) -> list[torch.Tensor]:
+    stacked = torch.stack(windows).to(device=model.device, dtype=model.dtype)
     with torch.inference_mode():
-        output = model(tensor.contiguous(memory_format=input_memory_format(model)))
-    result = output.permute(0, 2, 3, 1).float().cpu().numpy()
-    return list(result)
+        output = model(stacked.contiguous(memory_format=input_memory_format(model)))
+    return list(output)
 
 
 def _auto_tile(model: Any, context: int) -> int:
@@ -295,25 +309,37 @@ def _auto_tile(model: Any, context: int) -> int:
     element = torch.finfo(model.dtype).bits // 8
     bytes_per_pixel = element * (512 + 256 * model.scale**2)
     budget = free_bytes(model.device) * MEMORY_SHARE.get(model.device.type, 0.35)
-    return tile_for_budget(budget, bytes_per_pixel, context, MIN_TILE, MAX_TILE)
+    return tile_for_budget(budget, bytes_per_pixel, context, MIN_TILE,
+                           max_tile(model.scale, context))
+
+
+def max_tile(scale: int, context: int) -> int:
+    """The largest core whose window (core + context each side) keeps the output-resolution
+    feature maps within MAX_WINDOW_ELEMENTS: 1256 px for an x4 model with 96 px of context,
+    so a 1024 px layer is one tile."""
+    window = math.isqrt(MAX_WINDOW_ELEMENTS // (OUTPUT_FEATURES * scale * scale))
+    core = window - 2 * context
+    return max(MIN_TILE, core - core % 8)
 
 
 # --- resizing ---------------------------------------------------------------------------
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Antialiased bicubic to exactly height x width (a no-op when already there)."""
-    if image.shape[:2] == (height, width):
+def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Antialiased bicubic of (C, H, W) to exactly height x width (a no-op when already
+    there)."""
+    if tuple(image.shape[1:]) == (height, width):
         return image
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
     resized = torch.nn.functional.interpolate(
-        tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=True
+        image[None].float(), size=(height, width), mode="bicubic", align_corners=False,
+        antialias=True,
     )
-    return resized[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+    return resized[0].clamp_(0.0, 1.0)
 
 
-def _snap(alpha: np.ndarray) -> np.ndarray:
+def _snap(alpha: torch.Tensor) -> torch.Tensor:
     # float rounding in the resize leaves 0.99999994 where the layer was opaque
+    alpha = alpha.clone()
     alpha[alpha > 1.0 - 1e-5] = 1.0
     alpha[alpha < 1e-5] = 0.0
     return alpha

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sfumato.core.tiling import Blender, crossfade, plan_axis, plan_tiles, tile_for_budget
@@ -33,6 +34,9 @@ def test_cores_cover_the_range_with_enough_overlap(
     for before, after in zip(spans, spans[1:], strict=False):
         assert after.start > before.start
         assert before.end - after.start >= overlap  # no gaps, overlap at least as asked
+        assert before.end - after.start <= overlap + 2  # and no model work thrown away
+    if end - start > tile:  # as few tiles as the size allows
+        assert len(spans) == -(-(end - start - overlap) // (tile - overlap))
 
 
 def test_a_small_image_is_one_tile() -> None:
@@ -65,10 +69,13 @@ def test_blending_tiles_of_an_exact_model_rebuilds_the_image(scale: int) -> None
     blender = Blender(core, channels=3, scale=scale)
     for tile in plan_tiles(70, 95, tile=33, overlap=8, pad=4, core=core):
         window = image[tile.y.lo : tile.y.hi, tile.x.lo : tile.x.hi]
-        blender.add(tile, window.repeat(scale, 0).repeat(scale, 1))
+        output = window.repeat(scale, 0).repeat(scale, 1)
+        blender.add(tile, torch.from_numpy(output).permute(2, 0, 1))
     x, y, w, h = core
     expected = whole[y * scale : (y + h) * scale, x * scale : (x + w) * scale]
-    assert np.allclose(blender.result(), expected, atol=1e-6)
+    result = blender.result().permute(1, 2, 0).numpy()
+    assert result.shape == expected.shape
+    assert np.allclose(result, expected, atol=1e-6)
 
 
 def test_seams_are_spread_not_stepped() -> None:
@@ -76,8 +83,8 @@ def test_seams_are_spread_not_stepped() -> None:
     tiles = plan_tiles(1, 100, tile=60, overlap=20, pad=0)
     blender = Blender((0, 0, 100, 1), channels=1, scale=1)
     for value, tile in zip((0.0, 1.0), tiles, strict=True):
-        blender.add(tile, np.full((1, tile.x.hi - tile.x.lo, 1), value, np.float32))
-    row = blender.result()[0, :, 0]
+        blender.add(tile, torch.full((1, 1, tile.x.hi - tile.x.lo), value))
+    row = blender.result()[0, 0].numpy()
     assert row[0] == 0.0 and row[-1] == 1.0
     assert np.max(np.diff(row)) <= 1.0 / 20 + 1e-6
 

@@ -245,3 +245,12 @@ def test_model_is_asked_for_by_kind_with_the_default(tiny: Any) -> None:
     upscale.run(ctx)
     assert models.asked == [(None, frozenset({"upscaler"}), "realesrgan-x4plus")]
     assert upscale.NAME == "upscale" and upscale.MODEL_KINDS == frozenset({"upscaler"})
+
+
+@pytest.mark.parametrize(("scale", "context"), [(1, 96), (2, 24), (4, 96), (8, 96)])
+def test_the_largest_tile_keeps_feature_maps_indexable(scale: int, context: int) -> None:
+    side = upscale.max_tile(scale, context) + 2 * context
+    assert side**2 * upscale.OUTPUT_FEATURES * scale**2 < 2**31
+    assert (side + 8) ** 2 * upscale.OUTPUT_FEATURES * scale**2 >= 2**31 - 1 or side <= 64
+    if scale == 4:  # a 1024 px layer and its reflected border upscale in one piece
+        assert upscale.max_tile(scale, context) >= 1024 + 2 * upscale.PRE_PAD
