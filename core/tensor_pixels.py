@@ -8,6 +8,7 @@ even), so a result does not depend on which side converted it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,12 +20,16 @@ def to_unit_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     (float input is clipped, not rescaled)."""
     if array.dtype == np.uint16:
         array = array.astype(np.int32)  # not every device converts torch's uint16
-    tensor = torch.from_numpy(array).to(device).permute(2, 0, 1)
+    with warnings.catch_warnings():
+        # a raster's pixels are often read-only; nothing below writes to them: every path
+        # makes a new tensor before changing anything
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(array).to(device).permute(2, 0, 1)
     if array.dtype == np.uint8:
         return tensor.to(torch.float32).div_(255.0)
     if array.dtype == np.int32:
         return tensor.to(torch.float32).div_(65535.0)
-    return tensor.to(torch.float32).clamp_(0.0, 1.0)
+    return tensor.to(torch.float32).clamp(0.0, 1.0)
 
 
 def pack_unit(parts: Sequence[torch.Tensor], dtype: np.dtype) -> np.ndarray:

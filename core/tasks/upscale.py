@@ -47,6 +47,9 @@ MIN_TILE = 32
 # some kernels index with 32 bits: this bounds a tile's whole window, not just its core.
 MAX_WINDOW_ELEMENTS = 2**31 - 1
 OUTPUT_FEATURES = 64
+# On the CPU mid-size tiles run faster per pixel than huge ones (caches): a 2048 px layer
+# through the compact x2 net took 0.7 s in 700 px tiles and 1.0 s in 1042 px ones.
+CPU_MAX_TILE = 1024
 # Real neighbouring pixels each tile sees beyond its core. RRDBNet's influence reaches far:
 # 96 px keeps tiled output within 1/255 of a whole-image pass; the compact net needs less.
 CONTEXT = {"Compact": 24}
@@ -309,14 +312,16 @@ def _auto_tile(model: Any, context: int) -> int:
     element = torch.finfo(model.dtype).bits // 8
     bytes_per_pixel = element * (512 + 256 * model.scale**2)
     budget = free_bytes(model.device) * MEMORY_SHARE.get(model.device.type, 0.35)
-    return tile_for_budget(budget, bytes_per_pixel, context, MIN_TILE,
-                           max_tile(model.scale, context))
+    largest = max_tile(model.scale, context)
+    if model.device.type == "cpu":
+        largest = min(largest, CPU_MAX_TILE)
+    return tile_for_budget(budget, bytes_per_pixel, context, MIN_TILE, largest)
 
 
 def max_tile(scale: int, context: int) -> int:
     """The largest core whose window (core + context each side) keeps the output-resolution
     feature maps within MAX_WINDOW_ELEMENTS: 1256 px for an x4 model with 96 px of context,
-    so a 1024 px layer is one tile."""
+    so on a GPU a 1024 px layer is one tile."""
     window = math.isqrt(MAX_WINDOW_ELEMENTS // (OUTPUT_FEATURES * scale * scale))
     core = window - 2 * context
     return max(MIN_TILE, core - core % 8)

@@ -48,3 +48,11 @@ def test_reflect_pad_is_numpys_reflect(height: int, width: int,
     top, bottom, left, right = pads
     expected = np.pad(image.numpy(), ((0, 0), (top, bottom), (left, right)), mode="reflect")
     np.testing.assert_array_equal(reflect_pad(image, *pads).numpy(), expected)
+
+
+def test_read_only_pixels_are_never_written() -> None:
+    pixels = np.frombuffer(bytes(np.full(4 * 5 * 4, 3.0, np.float32).tobytes()), np.float32)
+    pixels = pixels.reshape(4, 5, 4)  # over 1.0 on purpose: clamping must not write back
+    tensor = to_unit_tensor(pixels, torch.device("cpu"))
+    pack_unit([tensor[:3], tensor[3:]], np.dtype(np.float32))
+    assert not pixels.flags.writeable and float(pixels.max()) == 3.0
