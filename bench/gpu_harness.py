@@ -85,6 +85,21 @@ def seconds(fn: Callable[[], Any], repeat: int, device: str) -> tuple[float, flo
     return first, statistics.median(samples)
 
 
+def alternating(first: Callable[[], Any], second: Callable[[], Any], repeat: int,
+                device: str) -> tuple[float, float]:
+    """Medians of `first` and `second` run in turns, so a machine that slows down or speeds
+    up in the meantime (other jobs, clocks) weighs on both alike."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for fn, into in ((first, samples[0]), (second, samples[1])):
+            synchronise(device)
+            start = time.perf_counter()
+            fn()
+            synchronise(device)
+            into.append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 def reset_peak(device: str) -> None:
     if device == "cuda":
         import torch

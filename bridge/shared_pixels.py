@@ -36,8 +36,8 @@ import secrets
 import stat
 import time
 import weakref
-from collections import OrderedDict
-from typing import Any
+from collections import OrderedDict, deque
+from typing import Any, Protocol
 
 from .raster import Buffer, Raster
 
@@ -127,6 +127,7 @@ class SegmentPool:
     def __init__(self, max_bytes: int = POOL_BYTES) -> None:
         self.max_bytes = max_bytes
         self._segments: dict[str, Segment] = {}
+        self.retired: deque[str] = deque(maxlen=4 * MAX_RELEASES)  # for a peer to forget
 
     def take(self, size: int) -> Segment:
         for segment in self._segments.values():
@@ -153,6 +154,7 @@ class SegmentPool:
         segment = self._segments.pop(token, None)
         if segment is not None:
             segment.close()
+            self.retired.append(token)
 
     def retire_busy_since(self, moment: float) -> None:
         for token, segment in list(self._segments.items()):
@@ -201,6 +203,11 @@ class MappingCache:
         while total > self.max_bytes and len(self._maps) > 1:
             total -= len(self._maps.popitem(last=False)[1])  # views still in use keep theirs
         return mapping
+
+    def forget(self, token: str) -> None:
+        """Drop the mapping of a file its writer closed for good (views keep theirs)."""
+        for key in [key for key in self._maps if key[1] == token]:
+            del self._maps[key]
 
     def sweep(self) -> None:
         """Forget the mappings of processes that have ended, so their memory can go."""
@@ -359,6 +366,8 @@ class DaemonPixels:
         self._peers: OrderedDict[bytes, None] = OrderedDict()
         self._max_peers = max_peers
         self._last_reads = False
+        self.placed: list[str] = []  # tokens of the files the last encode filled
+        self.released: list[str] = []  # tokens the last decoded message let go of
 
     # --- codec hooks ----------------------------------------------------------------------
 
@@ -366,7 +375,9 @@ class DaemonPixels:
         self.expire()
         if raster.nbytes < self.min_bytes:
             return None
-        return self.pool.take(raster.nbytes).fill(raster.data)
+        segment = self.pool.take(raster.nbytes)
+        self.placed.append(segment.token)
+        return segment.fill(raster.data)
 
     def header_fields(self) -> dict[str, Any]:
         return {}
@@ -381,10 +392,12 @@ class DaemonPixels:
     def note_header(self, header: dict[str, Any]) -> None:
         self._last_reads = header.get(HEADER_READS) is True
         released = header.get(HEADER_RELEASE)
+        self.released = []
         if isinstance(released, list):
             for token in released[:MAX_RELEASES]:
                 if isinstance(token, str):
                     self.pool.release(token)
+                    self.released.append(token)
         self.expire()
         self.mappings.sweep()
 
@@ -414,7 +427,16 @@ class DaemonPixels:
         self.mappings.clear()
 
 
-PixelCarrier = ClientPixels | DaemonPixels
+class PixelCarrier(Protocol):
+    """What the codec asks of one side's shared-memory pixels."""
+
+    def place(self, raster: Raster) -> dict[str, Any] | None: ...
+
+    def header_fields(self) -> dict[str, Any]: ...
+
+    def open(self, ref: Any, size: int) -> memoryview: ...
+
+    def note_header(self, header: dict[str, Any]) -> None: ...
 
 
 def daemon_pixels(enabled: bool = True) -> DaemonPixels | None:

@@ -63,6 +63,12 @@ class ResultStore:
         if item is not None:
             item.delivered = True
 
+    def forget(self, job_id: str) -> None:
+        """Drop a result its client has confirmed it read."""
+        item = self._items.pop(job_id, None)
+        if item is not None:
+            self._bytes -= item.nbytes
+
     def missed_by(self, owner: bytes) -> list[str]:
         """Job ids of kept results that never reached `owner`, oldest first."""
         self.expire()

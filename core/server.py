@@ -54,6 +54,7 @@ from .config import Settings
 from .errors import SfumatoError
 from .job_queue import Job, JobQueue
 from .models.registry import Registry
+from .result_receipts import ResultReceipts
 from .result_store import ResultStore
 from .submit_checks import check_submit
 from .supervisor import WorkerGone, WorkerSupervisor
@@ -94,6 +95,7 @@ class Daemon:
         self._worker = WorkerSupervisor(self.settings)
         # pixels through shared memory for clients on this machine that ask for it
         self._pixels = daemon_pixels(self.settings.shared_memory)
+        self._receipts = ResultReceipts()
         self._session = uuid.uuid4().hex[:6]
         self._last_activity = time.monotonic()
 
@@ -220,6 +222,7 @@ class Daemon:
                 message, rasters = codec.decode(frames, self.key, self._pixels)
                 if self._pixels is not None:
                     self._pixels.note_peer(identity)
+                    self._drop_read_results(identity, self._pixels.released)
             except ProtocolError as exc:
                 self._reply(identity, Rejected(id=exc.request_id, code=exc.code.value,
                                                message=exc.message))
@@ -435,6 +438,14 @@ class Daemon:
         self._results.put(job.job_id, terminal, rasters, owner=job.client)
         if self._reply(job.client, terminal, rasters):
             self._results.mark_delivered(job.job_id)
+            if self._pixels is not None:
+                self._receipts.sent(job.job_id, job.client, self._pixels.placed)
+
+    def _drop_read_results(self, identity: bytes, released: list[str]) -> None:
+        """Results this client has read and let go of need not wait for a re-fetch: their
+        memory (and the worker's file they came in) is free again."""
+        for job_id in self._receipts.released(identity, released):
+            self._results.forget(job_id)
 
     # --- clients that went away ---------------------------------------------------------
 
@@ -443,6 +454,8 @@ class Daemon:
     ) -> bool:
         """Send to one client without ever blocking; False when it could not go out."""
         pixels = self._pixels.for_peer(identity) if self._pixels is not None else None
+        if self._pixels is not None:
+            self._pixels.placed.clear()
         frames = codec.encode(message, rasters, self.key, pixels)
         try:
             self._socket.send_multipart([identity, *frames], copy=False, flags=zmq.NOBLOCK)

@@ -2,7 +2,8 @@
 
 A crash, a fatal CUDA error or a hard kill ends the child, not the daemon: the supervisor
 notices the pipe closing, starts a fresh child, and the server retries or fails the job.
-Between the processes travel the same codec frames as on the wire: no pickled messages.
+Between the processes travel the same codec frames as on the wire: no pickled messages;
+large rasters go through memory files (worker_pixels), the pipe carries their references.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sfumato.bridge.protocol import TERMINAL_TYPES, Message, StatusReport, Submi
 from sfumato.bridge.raster import Buffer, Raster
 
 from .config import Settings
+from .worker_pixels import link_pixels
 
 log = logging.getLogger("sfumato.supervisor")
 
@@ -32,6 +34,7 @@ READY_ID = "worker-ready"
 MAX_RESTART_DELAY_S = 60.0
 PR_SET_PDEATHSIG = 1
 HEALTH_ID = "worker-health"  # sent after every job, so `status` shows what is loaded now
+IDLE_RELEASE_S = 1.0  # a job's memory is given back when no other job came within this
 
 
 class WorkerGone(Exception):
@@ -65,8 +68,12 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
     if config.worker_memory_bytes > 0:
         cap_memory(worker.device, config.worker_memory_bytes)
 
+    link = link_pixels(config.shared_memory)
+
     def send(message: Message, rasters: list[Raster]) -> None:
-        send_frames(conn, codec.encode(message, rasters))
+        # a result through memory files; step previews (many, small) through the pipe
+        pixels = link if not rasters or message.TYPE in TERMINAL_TYPES else None
+        send_frames(conn, codec.encode(message, rasters, pixels=pixels))
 
     def report_health(settled: bool) -> None:
         send(StatusReport(id=HEALTH_ID, device=worker.device,
@@ -79,17 +86,23 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
 
     send(StatusReport(id=READY_ID, device=worker.device,
                       worker={**worker.health(), "settled": True}), [])
+    unreleased = False  # a job's memory not yet given back
     while True:
+        # Memory goes back once no job follows within IDLE_RELEASE_S: a run of jobs keeps its
+        # warm buffers (and CUDA's cache), an idle worker returns to its footprint.
+        if unreleased and not conn.poll(IDLE_RELEASE_S):
+            worker.release_memory()
+            report_health(True)  # memory_bytes is now the worker's between-jobs footprint
+            unreleased = False
         try:
             frames = recv_frames(conn)
         except (EOFError, OSError):
             return  # the daemon went away: nothing left to serve
-        message, rasters = codec.decode(frames)
+        message, rasters = codec.decode(frames, pixels=link)
         if isinstance(message, Submit):
             worker.run(message, rasters, emit, cancel)
             del message, rasters, frames  # the request's pixels too
-            worker.release_memory()
-            report_health(True)  # memory_bytes is now the worker's between-jobs footprint
+            unreleased = True
 
 
 def cap_memory(device: str, extra_bytes: int) -> None:
@@ -144,6 +157,8 @@ class WorkerSupervisor:
         self.restarts = 0
         self.start_failures = 0  # workers in a row that died before reporting ready
         self._start_at: float | None = None
+        # pixels to and from the worker through memory files (not the pipe), as configured
+        self.pixels = link_pixels(settings.shared_memory)
 
     def start(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -181,7 +196,7 @@ class WorkerSupervisor:
         self.cancel_flag.clear()
         message = Submit(id=job_id, task=task, model=model, params=params)
         try:
-            send_frames(self._conn(), codec.encode(message, rasters))
+            send_frames(self._conn(), codec.encode(message, rasters, pixels=self.pixels))
         except (BrokenPipeError, OSError) as exc:
             raise WorkerGone(str(exc)) from None
 
@@ -191,7 +206,7 @@ class WorkerSupervisor:
             frames = recv_frames(self._conn())
         except (EOFError, OSError) as exc:
             raise WorkerGone(f"worker exited ({self.exit_description()})") from exc
-        message, rasters = codec.decode(frames)
+        message, rasters = codec.decode(frames, pixels=self.pixels)
         if isinstance(message, StatusReport) and message.id in (READY_ID, HEALTH_ID):
             self.ready = True
             self.device = message.device
@@ -221,6 +236,8 @@ class WorkerSupervisor:
                 self.process.kill()
                 self.process.join(timeout=5.0)
             self.process = None
+        if self.pixels is not None:
+            self.pixels.peer_restarted()  # a stopped worker holds no views of ours
 
     def _conn(self) -> multiprocessing.connection.Connection:
         if self.conn is None:

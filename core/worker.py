@@ -189,16 +189,21 @@ def _release_memory(device: str) -> None:
 
 
 def _memory_in_use(device: str) -> int:
-    """What a job leaves behind shows here: tensors allocated on a GPU, else resident RAM."""
+    """What a job leaves behind shows here: tensors allocated on a GPU, else this process's
+    own resident RAM (RssAnon: not the libraries' pages, nor the memory files pixels travel
+    in, which belong to the pool that reuses them)."""
     if device == "cuda":
         import torch
 
         return int(torch.cuda.memory_allocated())
     try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return 0
+    return 0
 
 
 def _trim_heap() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from sfumato.bridge import shared_pixels
+from sfumato.bridge.client import Client, JobFailed
+from sfumato.bridge.protocol import ErrorCode, Result
 from sfumato.bridge.raster import Layout, Raster
 
 from tests.daemon_process import DaemonProcess, start_daemon
@@ -91,6 +93,62 @@ def test_a_daemon_without_shared_memory_gets_frames(tmp_path: Path) -> None:
             assert bytes(client.ping([layer])[0].data) == bytes(layer.data)
     finally:
         daemon.stop()
+
+
+def test_job_pixels_go_to_and_from_the_worker_in_memory_files_reused_job_after_job(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    _add_tiny(daemon, tmp_path)
+    layer = _layer(512, 384)  # 768 KiB in, 3 MiB out: both over the pipe's threshold
+    with daemon.client() as client:
+        first = bytes(client.run("upscale", {}, [layer], model="tiny").rasters[0].data)
+        for _ in range(3):
+            result = client.run("upscale", {}, [layer], model="tiny").rasters[0]
+            assert bytes(result.data) == first
+            del result
+            gc.collect()
+            client.ping()  # tells the daemon this client is done with the result
+        worker_pid = client.status().worker["pid"]
+    # results came in the worker's own memory files, and the same file served job after job
+    own = [name for name in _memory_files(worker_pid, "fd") if f"sfumato-{worker_pid}-" in name]
+    assert 1 <= len(own) <= 2, own
+    # the layer reached the worker in the daemon's memory files
+    daemon_pid = daemon.process.pid
+    assert [m for m in _memory_files(worker_pid, "maps") if f"sfumato-{daemon_pid}-" in m]
+
+
+def test_a_result_read_through_shared_memory_is_let_go_one_sent_as_frames_is_kept(
+    daemon: DaemonProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add_tiny(daemon, tmp_path)
+    layer = _layer(256, 192)
+
+    def fetch_again(client: Client, job_id: str) -> bytes:
+        for message, rasters in client.events(client.attach(job_id)):
+            if isinstance(message, Result):
+                return bytes(rasters[0].data)
+        raise AssertionError("no result")
+
+    with daemon.client() as client:
+        outcome = client.run("upscale", {}, [layer], model="tiny")
+        job_id, pixels = outcome.result.job_id, bytes(outcome.rasters[0].data)
+        assert client.shares_memory
+        assert fetch_again(client, job_id) == pixels  # still in use here: kept
+        del outcome
+        gc.collect()
+        client.ping()  # carries the receipt
+        with pytest.raises(JobFailed) as gone:
+            fetch_again(client, job_id)
+        assert gone.value.code == ErrorCode.NOT_FOUND.value
+
+    monkeypatch.setenv("SFUMATO_SHARED_MEMORY", "0")
+    with daemon.client() as client:
+        outcome = client.run("upscale", {}, [layer], model="tiny")
+        job_id = outcome.result.job_id
+        del outcome
+        gc.collect()
+        client.ping()
+        assert fetch_again(client, job_id) == pixels  # no receipt for frames: still kept
 
 
 CLIENT = """
