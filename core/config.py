@@ -31,6 +31,8 @@ class Settings:
     # memory the worker may take beyond its start-up footprint (models + one job); 0 = no cap.
     # Past it, a job fails with resource_exhausted instead of swapping or waking the OOM killer.
     worker_memory_bytes: int = 0
+    # a job's working memory (and CUDA's cache) goes back once no job followed for this long
+    idle_release_s: float = 1.0
     # --- speed (issue 8) ---
     shared_memory: bool = True  # pixels through memory files for clients on this machine
     # auto | bf16 | fp16 | fp32; auto = bf16 on CUDA (fp16 where it lacks bf16), else fp32

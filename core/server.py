@@ -150,6 +150,8 @@ class Daemon:
                     self._drain_for_stop()
                 else:
                     self._start_next_job()
+                if self._running is None:
+                    self._worker.pass_on_releases()  # files an idle worker may now let go
                 if self._idle_too_long():
                     log.info("idle for %.0f s: exiting", self.settings.idle_exit_s)
                     break

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge import codec
-from sfumato.bridge.protocol import TERMINAL_TYPES, Message, StatusReport, Submit
+from sfumato.bridge.protocol import TERMINAL_TYPES, Message, Ping, StatusReport, Submit
 from sfumato.bridge.raster import Buffer, Raster
 
 from .config import Settings
@@ -34,7 +34,7 @@ READY_ID = "worker-ready"
 MAX_RESTART_DELAY_S = 60.0
 PR_SET_PDEATHSIG = 1
 HEALTH_ID = "worker-health"  # sent after every job, so `status` shows what is loaded now
-IDLE_RELEASE_S = 1.0  # a job's memory is given back when no other job came within this
+LINK_NEWS_ID = "link-news"  # daemon -> idle worker: memory files let go of, nothing to run
 
 
 class WorkerGone(Exception):
@@ -88,9 +88,11 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
                       worker={**worker.health(), "settled": True}), [])
     unreleased = False  # a job's memory not yet given back
     while True:
-        # Memory goes back once no job follows within IDLE_RELEASE_S: a run of jobs keeps its
-        # warm buffers (and CUDA's cache), an idle worker returns to its footprint.
-        if unreleased and not conn.poll(IDLE_RELEASE_S):
+        # Memory goes back once no job follows within idle_release_s: a run of jobs keeps
+        # its warm buffers (and CUDA's cache), an idle worker returns to its footprint.
+        if unreleased and not conn.poll(config.idle_release_s):
+            if link is not None:
+                link.idle()
             worker.release_memory()
             report_health(True)  # memory_bytes is now the worker's between-jobs footprint
             unreleased = False
@@ -103,6 +105,8 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
             worker.run(message, rasters, emit, cancel)
             del message, rasters, frames  # the request's pixels too
             unreleased = True
+        elif link is not None and not unreleased:
+            link.idle()  # news while idle: files the daemon just let go of go too
 
 
 def cap_memory(device: str, extra_bytes: int) -> None:
@@ -200,6 +204,16 @@ class WorkerSupervisor:
         except (BrokenPipeError, OSError) as exc:
             raise WorkerGone(str(exc)) from None
 
+    def pass_on_releases(self) -> None:
+        """Tell an idle worker which of its memory files the daemon has let go of (a result
+        its client has read), so it can free them now rather than with the next job."""
+        if self.pixels is None or not self.ready or not self.pixels.has_news():
+            return
+        try:
+            send_frames(self._conn(), codec.encode(Ping(id=LINK_NEWS_ID), pixels=self.pixels))
+        except (BrokenPipeError, OSError, WorkerGone):
+            pass  # a dead worker is noticed (and restarted) by the next read
+
     def read(self) -> tuple[Message, list[Raster]]:
         """One event from the worker; raises WorkerGone when it died."""
         try:
@@ -211,6 +225,8 @@ class WorkerSupervisor:
             self.ready = True
             self.device = message.device
             self.health = message.worker
+            if message.worker.get("settled") and self.pixels is not None:
+                self.pixels.idle()  # the worker idles: so do the pixel files for it
         return message, rasters
 
     def has_data(self) -> bool:

@@ -11,8 +11,9 @@ in a later message's header, that every view of it is gone (its pixels may sit i
 result store, or in a running job, for a while); it is then reused for the next raster of
 that size, so a run of same-sized jobs pays for fresh pages once. A file not let go within
 `keep_s` is retired (closed here; the reader's mapping keeps its pixels), and the reader is
-told to forget its mapping. A worker that died holds no views: `peer_restarted` frees
-everything it had.
+told to forget its mapping. Once the worker idles, both sides let their free files and
+mappings go (`idle`). A worker that died holds no views: `peer_restarted` frees everything
+it had.
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ class LinkPixels:
             self.mappings.forget(token)
 
     # --- the link ---------------------------------------------------------------------------
+
+    def has_news(self) -> bool:
+        """Whether the peer has something to learn: files let go of here, or retired."""
+        return bool(self._done or self.pool.retired)
+
+    def idle(self) -> None:
+        """No job runs: let the free files go (the peer is told with the next message) and
+        the mappings of the peer's files, so an idle daemon and worker hold no pixels."""
+        for token in self.pool.free_tokens():
+            self.pool.retire(token)
+        self.mappings.clear()  # views still in use keep their own mapping
 
     def peer_restarted(self) -> None:
         """The other process died: none of its views are left, and its files are gone."""

@@ -96,25 +96,53 @@ def test_a_daemon_without_shared_memory_gets_frames(tmp_path: Path) -> None:
 
 
 def test_job_pixels_go_to_and_from_the_worker_in_memory_files_reused_job_after_job(
-    daemon: DaemonProcess, tmp_path: Path
+    tmp_path: Path
 ) -> None:
+    # the worker stays "busy" between these jobs, however slow the machine: no idle release
+    daemon = start_daemon(tmp_path / "home", "idle_release_s = 60\n")
+    try:
+        _add_tiny(daemon, tmp_path)
+        layer = _layer(512, 384)  # 768 KiB in, 3 MiB out: both over the pipe's threshold
+        with daemon.client() as client:
+            first = bytes(client.run("upscale", {}, [layer], model="tiny").rasters[0].data)
+            worker_pid = client.status().worker["pid"]
+            seen: set[str] = set()
+            for _ in range(4):
+                result = client.run("upscale", {}, [layer], model="tiny").rasters[0]
+                assert bytes(result.data) == first
+                seen.update(name for name in _memory_files(worker_pid, "fd")
+                            if f"sfumato-{worker_pid}-" in name)
+                del result
+                gc.collect()
+                client.ping()  # tells the daemon this client is done with the result
+            # the results came in the worker's own memory files: the same few, job after job
+            assert 1 <= len(seen) <= 2, seen
+            # and the layer reached the worker in the daemon's memory files
+            daemon_pid = daemon.process.pid
+            assert [m for m in _memory_files(worker_pid, "maps")
+                    if f"sfumato-{daemon_pid}-" in m]
+    finally:
+        daemon.stop()
+
+
+def test_an_idle_worker_lets_its_pixel_files_go(daemon: DaemonProcess, tmp_path: Path) -> None:
     _add_tiny(daemon, tmp_path)
-    layer = _layer(512, 384)  # 768 KiB in, 3 MiB out: both over the pipe's threshold
     with daemon.client() as client:
-        first = bytes(client.run("upscale", {}, [layer], model="tiny").rasters[0].data)
-        for _ in range(3):
-            result = client.run("upscale", {}, [layer], model="tiny").rasters[0]
-            assert bytes(result.data) == first
-            del result
-            gc.collect()
-            client.ping()  # tells the daemon this client is done with the result
-        worker_pid = client.status().worker["pid"]
-    # results came in the worker's own memory files, and the same file served job after job
-    own = [name for name in _memory_files(worker_pid, "fd") if f"sfumato-{worker_pid}-" in name]
-    assert 1 <= len(own) <= 2, own
-    # the layer reached the worker in the daemon's memory files
+        result = client.run("upscale", {}, [_layer(512, 384)], model="tiny").rasters[0]
+        report = client.status()
+        worker_pid = report.worker["pid"]
+        del result
+        gc.collect()
+        deadline = time.monotonic() + 30
+        while not ((report := client.status()).worker.get("settled")
+                   and report.worker.get("jobs") == 1) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert report.worker.get("settled")
+        client.ping()  # a message after the worker settled
+    assert not [n for n in _memory_files(worker_pid, "fd") if f"sfumato-{worker_pid}-" in n]
+    assert not _memory_files(worker_pid, "maps")
     daemon_pid = daemon.process.pid
-    assert [m for m in _memory_files(worker_pid, "maps") if f"sfumato-{daemon_pid}-" in m]
+    assert not [m for m in _memory_files(daemon_pid, "maps") if f"sfumato-{worker_pid}-" in m]
 
 
 def test_a_result_read_through_shared_memory_is_let_go_one_sent_as_frames_is_kept(
