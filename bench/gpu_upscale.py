@@ -68,6 +68,8 @@ def main() -> int:
         ("through the daemon", f"{out_mp / figures.median_s:.1f} MP/s "
                                f"({figures.median_s * 1e3:.0f} ms)"),
         ("daemon / bare network", f"{figures.median_s / bare['median_s']:.2f}x"),
+        ("daemon / task in process", f"{figures.median_s / task['median_s']:.3f}x "
+                                     "(target <= 1.1x)"),
         ("daemon / task in process, in turns", f"{paired_daemon_s / paired_task_s:.3f}x "
                                                f"({paired_daemon_s * 1e3:.0f} / "
                                                f"{paired_task_s * 1e3:.0f} ms; "
