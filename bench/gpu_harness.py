@@ -149,6 +149,13 @@ class DaemonFigures:
     cancel_s: float = -1.0  # cancel sent -> `cancelled` received; -1: the job finished first
     cancel_requested_at: int = 0
 
+    def cancel_text(self, unit: str) -> str:
+        """The cancel latency for a table row, or why there is none."""
+        if self.cancel_s < 0:
+            return "n/a: the job finished before the cancel arrived"
+        return (f"{self.cancel_s * 1e3:.0f} ms = {self.cancel_in_steps:.2f} {unit}s (sent at "
+                f"{unit} {self.cancel_requested_at}; target <= 1 {unit})")
+
     @property
     def cancel_in_steps(self) -> float:
         """The cancel latency in steps of this job's own median pace."""

@@ -55,9 +55,7 @@ def run(kind: str, steps: int, target_s: float, reference: str) -> int:
         ("daemon / bare", f"{ratio:.3f}x (target <= 1.1x)"),
         ("peak GPU memory (bare pipeline)", bare["peak"]),
         ("warm submit -> first step", f"{figures.dequeue_to_first_step_s * 1e3:.0f} ms"),
-        ("cancel -> cancelled", f"{figures.cancel_s * 1e3:.0f} ms = "
-                                f"{figures.cancel_in_steps:.2f} steps (sent at step "
-                                f"{figures.cancel_requested_at}; target <= 1 step)"),
+        ("cancel -> cancelled", figures.cancel_text("step")),
     ]
     if args.compile:
         rows.append(("compile time (first call - median)",

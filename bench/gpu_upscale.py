@@ -76,9 +76,7 @@ def main() -> int:
                                                "target <= 1.1x)"),
         ("peak GPU memory (task)", task["peak"]),
         ("warm submit -> first tile", f"{figures.dequeue_to_first_step_s * 1e3:.0f} ms"),
-        ("cancel -> cancelled (64 px tiles)", f"{tiles.cancel_s * 1e3:.0f} ms = "
-                                              f"{tiles.cancel_in_steps:.2f} tiles "
-                                              f"(target <= 1 tile)"),
+        ("cancel -> cancelled (64 px tiles)", tiles.cancel_text("tile")),
     ]
     if args.compile:
         rows.append(("compile time (first call - median, bare)",
