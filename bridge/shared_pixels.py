@@ -207,6 +207,9 @@ class MappingCache:
             total -= len(self._maps.popitem(last=False)[1])  # views still in use keep theirs
         return mapping
 
+    def tokens(self) -> set[str]:
+        return {token for _, token in self._maps}
+
     def forget(self, token: str) -> None:
         """Drop the mapping of a file its writer closed for good (views keep theirs)."""
         for key in [key for key in self._maps if key[1] == token]:
@@ -294,6 +297,37 @@ def _check_opened(handle: int, pid: int, token: str, size: int) -> None:
         raise SharedPixelsError("shared memory is not sealed against resizing")
 
 
+class ReadViews:
+    """A peer's pooled files, read here: their mappings are kept (no page faults on reuse),
+    and each raster read gets its own ctypes array over the mapping. Every view handed out,
+    or later derived (a numpy array, a cast), holds that array: when it is gone, no reader is
+    left, the file's token is noted as done, and the writer may reuse the file once told."""
+
+    def __init__(self) -> None:
+        self.mappings = MappingCache(writable=True)  # ctypes arrays need a writable buffer
+        self._done: list[str] = []
+
+    def open(self, ref: Any, size: int) -> memoryview:
+        mapping = self.mappings.get(ref, size)
+        holder = (ctypes.c_char * size).from_buffer(mapping)
+        weakref.finalize(holder, self._let_go, ref["token"])
+        return memoryview(holder).cast("B").toreadonly()
+
+    def take_done(self) -> list[str]:
+        """Tokens of files no longer read here, at most MAX_RELEASES, for the next header."""
+        done, self._done = self._done[:MAX_RELEASES], self._done[MAX_RELEASES:]
+        return done
+
+    def pending(self) -> bool:
+        return bool(self._done)
+
+    def forget_done(self) -> None:
+        self._done.clear()
+
+    def _let_go(self, token: str) -> None:
+        self._done.append(token)  # self._done is replaced when taken: never bind its append
+
+
 class ClientPixels:
     """The client's side: request pixels out through its pool, reply pixels in.
 
@@ -304,10 +338,9 @@ class ClientPixels:
         self.min_bytes = min_bytes
         self.confirmed = False
         self.pool = SegmentPool()
-        self.mappings = MappingCache(writable=True)
+        self.replies = ReadViews()  # the daemon's files, read here
         self.reuse = True  # set per request: False for a job's input (read later, once)
         self._sent: list[str] = []
-        self._done: list[str] = []  # daemon files whose every view here is gone
 
     def place(self, raster: Raster) -> dict[str, Any] | None:
         if raster.nbytes < self.min_bytes:
@@ -317,25 +350,15 @@ class ClientPixels:
         return segment.fill(raster.data, pooled=self.reuse)
 
     def header_fields(self) -> dict[str, Any]:
-        done, self._done = self._done[:MAX_RELEASES], self._done[MAX_RELEASES:]
         fields: dict[str, Any] = {HEADER_READS: True}
+        done = self.replies.take_done()
         if done:
             fields[HEADER_RELEASE] = done
         return fields
 
     def open(self, ref: Any, size: int) -> memoryview:
-        # The daemon's files come again: their mappings are kept (no page faults on reuse).
-        # Each reply gets its own ctypes array over the mapping, and every view handed out,
-        # or later derived (a numpy array, a cast), holds that array: when it is gone, no
-        # reader is left and the daemon may write the file again.
-        self.mappings.sweep()  # a daemon that has ended: let its memory go
-        mapping = self.mappings.get(ref, size)
-        holder = (ctypes.c_char * size).from_buffer(mapping)
-        weakref.finalize(holder, self._let_go, ref["token"])
-        return memoryview(holder).cast("B").toreadonly()
-
-    def _let_go(self, token: str) -> None:
-        self._done.append(token)
+        self.replies.mappings.sweep()  # a daemon that has ended: let its memory go
+        return self.replies.open(ref, size)
 
     def note_header(self, header: dict[str, Any]) -> None:
         pass
@@ -353,7 +376,7 @@ class ClientPixels:
     def close(self) -> None:
         self._sent.clear()
         self.pool.close()
-        self.mappings.clear()
+        self.replies.mappings.clear()
 
 
 class DaemonPixels:

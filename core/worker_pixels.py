@@ -18,9 +18,7 @@ it had.
 
 from __future__ import annotations
 
-import ctypes
 import time
-import weakref
 from typing import Any
 
 from sfumato.bridge.raster import Raster
@@ -29,25 +27,22 @@ from sfumato.bridge.shared_pixels import (
     KEEP_S,
     MAX_RELEASES,
     MIN_BYTES,
-    MappingCache,
+    ReadViews,
     SegmentPool,
     available,
 )
 
 HEADER_RETIRED = "shm_retired"  # header: tokens of the sender's files it closed for good
-LINK_POOL_BYTES = 1 << 30  # free files kept for reuse, per side
 
 
 class LinkPixels:
     """One side (daemon or worker) of the daemon-worker link's shared-memory pixels."""
 
-    def __init__(self, min_bytes: int = MIN_BYTES, keep_s: float = KEEP_S,
-                 pool_bytes: int = LINK_POOL_BYTES) -> None:
+    def __init__(self, min_bytes: int = MIN_BYTES, keep_s: float = KEEP_S) -> None:
         self.min_bytes = min_bytes
         self.keep_s = keep_s
-        self.pool = SegmentPool(pool_bytes)
-        self.mappings = MappingCache(pool_bytes, writable=True)
-        self._done: list[str] = []  # the peer's files whose every view here is gone
+        self.pool = SegmentPool()  # files written here
+        self.peer_files = ReadViews()  # the peer's files, read here
 
     # --- codec hooks ----------------------------------------------------------------------
 
@@ -58,8 +53,8 @@ class LinkPixels:
         return self.pool.take(raster.nbytes).fill(raster.data)
 
     def header_fields(self) -> dict[str, Any]:
-        done, self._done = self._done[:MAX_RELEASES], self._done[MAX_RELEASES:]
         fields: dict[str, Any] = {}
+        done = self.peer_files.take_done()
         if done:
             fields[HEADER_RELEASE] = done
         retired = [self.pool.retired.popleft()
@@ -69,45 +64,37 @@ class LinkPixels:
         return fields
 
     def open(self, ref: Any, size: int) -> memoryview:
-        # Each raster gets its own ctypes array over the kept mapping; every view derived
-        # from it holds that array, so when the last one goes the writer may reuse the file.
-        mapping = self.mappings.get(ref, size)
-        holder = (ctypes.c_char * size).from_buffer(mapping)
-        weakref.finalize(holder, self._let_go, ref["token"])
-        return memoryview(holder).cast("B").toreadonly()
-
-    def _let_go(self, token: str) -> None:
-        self._done.append(token)  # self._done is replaced when sent: never bind its append
+        return self.peer_files.open(ref, size)
 
     def note_header(self, header: dict[str, Any]) -> None:
         for token in _tokens(header.get(HEADER_RELEASE)):
             self.pool.release(token)
         for token in _tokens(header.get(HEADER_RETIRED)):
-            self.mappings.forget(token)
+            self.peer_files.mappings.forget(token)
 
     # --- the link ---------------------------------------------------------------------------
 
     def has_news(self) -> bool:
         """Whether the peer has something to learn: files let go of here, or retired."""
-        return bool(self._done or self.pool.retired)
+        return self.peer_files.pending() or bool(self.pool.retired)
 
     def idle(self) -> None:
         """No job runs: let the free files go (the peer is told with the next message) and
         the mappings of the peer's files, so an idle daemon and worker hold no pixels."""
         for token in self.pool.free_tokens():
             self.pool.retire(token)
-        self.mappings.clear()  # views still in use keep their own mapping
+        self.peer_files.mappings.clear()  # views still in use keep their own mapping
 
     def peer_restarted(self) -> None:
         """The other process died: none of its views are left, and its files are gone."""
         for token in self.pool.tokens():
             self.pool.release(token)
-        self._done.clear()
-        self.mappings.sweep()
+        self.peer_files.forget_done()
+        self.peer_files.mappings.sweep()
 
     def close(self) -> None:
         self.pool.close()
-        self.mappings.clear()
+        self.peer_files.mappings.clear()
 
 
 def link_pixels(enabled: bool) -> LinkPixels | None:
