@@ -141,6 +141,26 @@ def _memory_returns_to_baseline(daemon: DaemonProcess) -> None:
             f"{(value - baseline) / 1e6:.0f} MB over its {baseline / 1e6:.0f} MB baseline")
 
 
+def test_a_finished_result_outlives_the_worker_that_made_it(tiny_daemon: DaemonProcess) -> None:
+    # The result's pixels live in the worker's memory file (not the pipe): a worker killed
+    # after the job must not take the kept result with it.
+    layer = _image(400, 300)  # 1.9 MiB result: through a memory file
+    with tiny_daemon.client() as artist:
+        job = artist.submit("upscale", {}, [layer], "tiny")
+        first, pixels = next((m, r) for m, r in artist.events(job) if isinstance(m, Result))
+        expected = bytes(pixels[0].data)
+        worker = artist.status().worker["pid"]
+        os.kill(worker, signal.SIGKILL)
+        _await("a fresh worker", lambda: artist.status().worker.get("pid") not in (None, worker)
+               and artist.status().worker.get("restarts") == 1)
+    with tiny_daemon.client(client_id=artist.client_id) as again:  # e.g. the plug-in restarted
+        fetched = next(r for m, r in again.events(again.attach(job.job_id))
+                       if isinstance(m, Result))
+        assert bytes(fetched[0].data) == expected and fetched[0].width == 800
+        assert again.run("upscale", {}, [layer], "tiny").rasters[0].width == 800
+    del first, pixels
+
+
 def test_out_of_memory_is_survived_and_memory_returns_to_baseline(
     capped_daemon: DaemonProcess,
 ) -> None:
