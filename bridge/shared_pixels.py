@@ -43,8 +43,10 @@ from .raster import Buffer, Raster
 
 HEADER_READS = "shm"  # header: the sender can read pixels from shared memory
 HEADER_RELEASE = "shm_release"  # header: tokens of the receiver's files the sender is done with
+HEADER_RETIRED = "shm_retired"  # header: tokens of the sender's files it closed for good
 MIN_BYTES = 64 << 10  # smaller rasters go as frames: a memory file costs a few syscalls
 KEEP_S = 60.0  # a reply's file not released by its client within this is retired
+FREE_KEEP_S = 10.0  # a daemon's free reply file not reused within this is closed
 POOL_BYTES = 1 << 30  # free files kept for reuse beyond this are closed, oldest first
 MAX_RELEASES = 256
 _NAME_PREFIX = "sfumato-"
@@ -159,6 +161,11 @@ class SegmentPool:
     def retire_busy_since(self, moment: float) -> None:
         for token, segment in list(self._segments.items()):
             if segment.busy and segment.since < moment:
+                self.retire(token)
+
+    def retire_free_since(self, moment: float) -> None:
+        for token, segment in list(self._segments.items()):
+            if not segment.busy and segment.since < moment:
                 self.retire(token)
 
     def free_tokens(self) -> list[str]:
@@ -361,7 +368,11 @@ class ClientPixels:
         return self.replies.open(ref, size)
 
     def note_header(self, header: dict[str, Any]) -> None:
-        pass
+        retired = header.get(HEADER_RETIRED)
+        if isinstance(retired, list):
+            for token in retired[:MAX_RELEASES]:
+                if isinstance(token, str):
+                    self.replies.mappings.forget(token)  # the daemon closed it for good
 
     def finish_sent(self, reused: bool) -> None:
         """The request's files after its reply: free for reuse when the daemon has read all it
@@ -394,6 +405,11 @@ class DaemonPixels:
         self._last_reads = False
         self.placed: list[str] = []  # tokens of the files the last encode filled
         self.released: list[str] = []  # tokens the last decoded message let go of
+        # which client each reply file went to, and the closed ones each is yet to be told
+        # of (so it can drop its mapping): replies to a client carry its list
+        self._replying_to: bytes | None = None
+        self._reader: dict[str, bytes] = {}
+        self._retired_for: OrderedDict[bytes, list[str]] = OrderedDict()
 
     # --- codec hooks ----------------------------------------------------------------------
 
@@ -403,10 +419,18 @@ class DaemonPixels:
             return None
         segment = self.pool.take(raster.nbytes)
         self.placed.append(segment.token)
+        if self._replying_to is not None:
+            self._reader[segment.token] = self._replying_to
+        self._sort_retired()
         return segment.fill(raster.data)
 
     def header_fields(self) -> dict[str, Any]:
-        return {}
+        if self._replying_to is None or self._replying_to not in self._retired_for:
+            return {}
+        retired = self._retired_for.pop(self._replying_to)
+        if len(retired) > MAX_RELEASES:
+            self._retired_for[self._replying_to] = retired[MAX_RELEASES:]
+        return {HEADER_RETIRED: retired[:MAX_RELEASES]}
 
     def open(self, ref: Any, size: int) -> memoryview:
         # a client's pooled file comes again with its next request: keep it mapped; a job's
@@ -439,11 +463,32 @@ class DaemonPixels:
 
     def for_peer(self, identity: bytes) -> DaemonPixels | None:
         """This carrier for replies to a client that reads shared memory, else None."""
-        return self if identity in self._peers else None
+        if identity not in self._peers:
+            return None
+        self._replying_to = identity
+        return self
 
     def expire(self, now: float | None = None) -> None:
+        """Close reply files a client never let go of within `keep_s`, and free ones nobody
+        reused within FREE_KEEP_S (each client is told in its next reply and drops its
+        mapping, so an idle daemon and its clients hold no pixels)."""
         now = time.monotonic() if now is None else now
         self.pool.retire_busy_since(now - self.keep_s)
+        self.pool.retire_free_since(now - FREE_KEEP_S)
+        self._sort_retired()
+
+    def _sort_retired(self) -> None:
+        while self.pool.retired:
+            token = self.pool.retired.popleft()
+            reader = self._reader.pop(token, None)
+            if reader is None:
+                continue
+            told = self._retired_for.setdefault(reader, [])
+            told.append(token)
+            del told[: -4 * MAX_RELEASES]  # a client that never asks again: keep the newest
+            self._retired_for.move_to_end(reader)
+            while len(self._retired_for) > self._max_peers:
+                self._retired_for.popitem(last=False)
 
     def outstanding(self) -> int:
         return self.pool.busy_count()

@@ -152,6 +152,8 @@ class Daemon:
                     self._start_next_job()
                 if self._running is None:
                     self._worker.pass_on_releases()  # files an idle worker may now let go
+                if self._pixels is not None:
+                    self._pixels.expire()  # reply files nobody reads or reuses any more
                 if self._idle_too_long():
                     log.info("idle for %.0f s: exiting", self.settings.idle_exit_s)
                     break

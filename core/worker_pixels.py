@@ -24,6 +24,7 @@ from typing import Any
 from sfumato.bridge.raster import Raster
 from sfumato.bridge.shared_pixels import (
     HEADER_RELEASE,
+    HEADER_RETIRED,
     KEEP_S,
     MAX_RELEASES,
     MIN_BYTES,
@@ -31,8 +32,6 @@ from sfumato.bridge.shared_pixels import (
     SegmentPool,
     available,
 )
-
-HEADER_RETIRED = "shm_retired"  # header: tokens of the sender's files it closed for good
 
 
 class LinkPixels:

@@ -125,7 +125,9 @@ def test_job_pixels_go_to_and_from_the_worker_in_memory_files_reused_job_after_j
         daemon.stop()
 
 
-def test_an_idle_worker_lets_its_pixel_files_go(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_an_idle_daemon_worker_and_client_let_their_pixel_files_go(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
     _add_tiny(daemon, tmp_path)
     with daemon.client() as client:
         result = client.run("upscale", {}, [_layer(512, 384)], model="tiny").rasters[0]
@@ -144,9 +146,14 @@ def test_an_idle_worker_lets_its_pixel_files_go(daemon: DaemonProcess, tmp_path:
             return ([n for n in _memory_files(worker_pid, "fd") if f"sfumato-{worker_pid}-" in n]
                     + _memory_files(worker_pid, "maps")
                     + [m for m in _memory_files(daemon_pid, "maps")
-                       if f"sfumato-{worker_pid}-" in m])
+                       if f"sfumato-{worker_pid}-" in m]
+                    # the reply files: closed by the daemon, forgotten by this client
+                    + [n for n in _memory_files(daemon_pid, "fd") if f"sfumato-{daemon_pid}-" in n]
+                    + [m for m in _memory_files("self", "maps") if f"sfumato-{daemon_pid}-" in m])
 
-        # normally gone by the time it settles; a stalled machine may take a moment more
+        # the link's files are normally gone by the time the worker settles; a free reply
+        # file waits FREE_KEEP_S for reuse before it is closed and this client told
+        deadline = time.monotonic() + shared_pixels.FREE_KEEP_S + 30
         while pixel_files_left() and time.monotonic() < deadline:
             client.ping()
             time.sleep(0.1)

@@ -4,8 +4,10 @@ No sockets here: the codec with both sides' carriers in one process."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 import tempfile
+import time
 
 import pytest
 from sfumato.bridge import codec, shared_pixels
@@ -189,8 +191,6 @@ def test_client_request_files_are_reused_after_a_reply_but_not_after_a_submit() 
 
 
 def _token(frames: list) -> str:
-    import json
-
     return json.loads(bytes(frames[1]))["rasters"][0]["shm"]["token"]
 
 
@@ -244,3 +244,37 @@ def test_a_view_derived_from_reply_pixels_keeps_them_from_being_overwritten() ->
     assert daemon.outstanding() == 1  # the first let go; the second reply is still out
     client.close()
     daemon.close()
+
+
+def test_unused_free_reply_files_are_closed_and_only_their_client_is_told() -> None:
+    alice, bob, daemon = ClientPixels(min_bytes=1), ClientPixels(min_bytes=1), DaemonPixels(
+        min_bytes=1)
+
+    def hello(client: ClientPixels, identity: bytes) -> None:
+        codec.decode(codec.encode(Ping(id="h"), [], pixels=client), pixels=daemon)
+        daemon.note_peer(identity)
+
+    def reply(client: ClientPixels, identity: bytes, layer: Raster) -> tuple[dict, list]:
+        frames = codec.encode(Pong(id="p"), [layer], pixels=daemon.for_peer(identity))
+        return json.loads(bytes(frames[1])), codec.decode(frames, pixels=client)[1]
+
+    hello(alice, b"alice")
+    hello(bob, b"bob")
+    header, rasters = reply(alice, b"alice", _layer(16, 16))
+    token = header["rasters"][0]["shm"]["token"]
+    assert token in alice.replies.mappings.tokens()  # kept mapped for the next reply
+    del rasters
+    gc.collect()
+    hello(alice, b"alice")  # "every view of it is gone": free, but still open and mapped
+    daemon.expire(now=time.monotonic() + shared_pixels.FREE_KEEP_S / 2)
+    assert token in daemon.pool.tokens()  # kept a while: the next reply may reuse it
+    daemon.expire(now=time.monotonic() + shared_pixels.FREE_KEEP_S + 1)
+    assert token not in daemon.pool.tokens()  # closed: the memory goes once alice lets go
+    header, _ = reply(bob, b"bob", _layer(8, 8))
+    assert "shm_retired" not in header  # bob never read it
+    assert token in alice.replies.mappings.tokens()
+    header, _ = reply(alice, b"alice", _layer(8, 8))
+    assert header["shm_retired"] == [token]
+    assert token not in alice.replies.mappings.tokens()
+    for carrier in (alice, bob, daemon):
+        carrier.close()

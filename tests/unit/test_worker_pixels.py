@@ -10,7 +10,8 @@ import pytest
 from sfumato.bridge import codec, shared_pixels
 from sfumato.bridge.protocol import Result, Submit
 from sfumato.bridge.raster import Layout, Raster
-from sfumato.core.worker_pixels import HEADER_RETIRED, LinkPixels
+from sfumato.bridge.shared_pixels import HEADER_RETIRED
+from sfumato.core.worker_pixels import LinkPixels
 
 pytestmark = [
     pytest.mark.unit,
