@@ -168,9 +168,6 @@ class SegmentPool:
             if not segment.busy and segment.since < moment:
                 self.retire(token)
 
-    def free_tokens(self) -> list[str]:
-        return [token for token, segment in self._segments.items() if not segment.busy]
-
     def busy_count(self) -> int:
         return sum(segment.busy for segment in self._segments.values())
 

@@ -18,6 +18,7 @@ it had.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -80,8 +81,7 @@ class LinkPixels:
     def idle(self) -> None:
         """No job runs: let the free files go (the peer is told with the next message) and
         the mappings of the peer's files, so an idle daemon and worker hold no pixels."""
-        for token in self.pool.free_tokens():
-            self.pool.retire(token)
+        self.pool.retire_free_since(math.inf)
         self.peer_files.mappings.clear()  # views still in use keep their own mapping
 
     def peer_restarted(self) -> None:
