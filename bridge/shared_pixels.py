@@ -230,6 +230,15 @@ class MappingCache:
         self._maps.clear()
 
 
+def header_tokens(header: dict[str, Any], key: str) -> list[str]:
+    """The tokens a peer listed under `key` (releases, retirements): strings only, at most
+    MAX_RELEASES; anything else a peer sends there is ignored."""
+    value = header.get(key)
+    if not isinstance(value, list):
+        return []
+    return [token for token in value[:MAX_RELEASES] if isinstance(token, str)]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -365,11 +374,8 @@ class ClientPixels:
         return self.replies.open(ref, size)
 
     def note_header(self, header: dict[str, Any]) -> None:
-        retired = header.get(HEADER_RETIRED)
-        if isinstance(retired, list):
-            for token in retired[:MAX_RELEASES]:
-                if isinstance(token, str):
-                    self.replies.mappings.forget(token)  # the daemon closed it for good
+        for token in header_tokens(header, HEADER_RETIRED):
+            self.replies.mappings.forget(token)  # the daemon closed it for good
 
     def finish_sent(self, reused: bool) -> None:
         """The request's files after its reply: free for reuse when the daemon has read all it
@@ -438,13 +444,9 @@ class DaemonPixels:
 
     def note_header(self, header: dict[str, Any]) -> None:
         self._last_reads = header.get(HEADER_READS) is True
-        released = header.get(HEADER_RELEASE)
-        self.released = []
-        if isinstance(released, list):
-            for token in released[:MAX_RELEASES]:
-                if isinstance(token, str):
-                    self.pool.release(token)
-                    self.released.append(token)
+        self.released = header_tokens(header, HEADER_RELEASE)
+        for token in self.released:
+            self.pool.release(token)
         self.expire()
         self.mappings.sweep()
 

@@ -32,6 +32,7 @@ from sfumato.bridge.shared_pixels import (
     ReadViews,
     SegmentPool,
     available,
+    header_tokens,
 )
 
 
@@ -67,9 +68,9 @@ class LinkPixels:
         return self.peer_files.open(ref, size)
 
     def note_header(self, header: dict[str, Any]) -> None:
-        for token in _tokens(header.get(HEADER_RELEASE)):
+        for token in header_tokens(header, HEADER_RELEASE):
             self.pool.release(token)
-        for token in _tokens(header.get(HEADER_RETIRED)):
+        for token in header_tokens(header, HEADER_RETIRED):
             self.peer_files.mappings.forget(token)
 
     # --- the link ---------------------------------------------------------------------------
@@ -99,8 +100,3 @@ class LinkPixels:
 def link_pixels(enabled: bool) -> LinkPixels | None:
     return LinkPixels() if enabled and available() else None
 
-
-def _tokens(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        return []
-    return [token for token in value[:MAX_RELEASES] if isinstance(token, str)]
