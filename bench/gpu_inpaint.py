@@ -97,10 +97,10 @@ def _bare(kind: str, folder: Path, device: str, args: Any, layer: np.ndarray,
           mask: np.ndarray, side: int, steps: int) -> dict[str, Any]:
     import torch
     from PIL import Image
-    from sfumato.core.diffusion_call import default_guidance
+    from sfumato.core.device.speed_options import SpeedOptions
+    from sfumato.core.diffusion.pipeline_call import default_guidance
     from sfumato.core.models.diffusion_loader import load_pipeline
     from sfumato.core.models.registry import ModelEntry
-    from sfumato.core.speed_options import SpeedOptions
 
     options = SpeedOptions(dtype=args.dtype, compile=args.compile, home=args.work)
     entry = ModelEntry(name="bench", kind=kind, path=str(folder), format="diffusers")

@@ -121,7 +121,7 @@ def _in_process(home: Path, path: Path, name: str, device: str, args: Any,
     from sfumato.core.models.provider import WorkerModels
     from sfumato.core.models.registry import ModelEntry, Registry
     from sfumato.core.models.upscaler_loader import input_memory_format
-    from sfumato.core.raster_arrays import array_to_raster
+    from sfumato.core.pixels.arrays import array_to_raster
     from sfumato.core.task_api import TaskContext
     from sfumato.core.tasks import upscale
 

@@ -27,7 +27,7 @@ from sfumato.bridge.raster import Layout  # noqa: E402
 from sfumato.core.models.ncnn_import import ensure_default_upscaler  # noqa: E402
 from sfumato.core.models.registry import ModelEntry, Registry  # noqa: E402
 from sfumato.core.models.upscaler_loader import load_upscaler  # noqa: E402
-from sfumato.core.raster_arrays import array_to_raster  # noqa: E402
+from sfumato.core.pixels.arrays import array_to_raster  # noqa: E402
 from sfumato.core.task_api import TaskContext  # noqa: E402
 from sfumato.core.tasks import upscale  # noqa: E402
 

@@ -43,7 +43,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # a typo in config.toml stops `sfumato serve` with this message, not a worker later
-        from .speed_options import SpeedOptions
+        from sfumato.core.device.speed_options import SpeedOptions
 
         SpeedOptions.from_settings(self)
 

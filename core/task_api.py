@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sfumato.bridge.raster import Raster
-
-from .errors import JobCancelled
-from .models.registry import ModelEntry
+from sfumato.core.errors import JobCancelled
+from sfumato.core.models.registry import ModelEntry
 
 
 class CancelFlag(Protocol):

@@ -7,8 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from sfumato.bridge.client import ClientError
-
-from ..errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 EPILOG = """
 examples:
@@ -26,7 +25,7 @@ A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (
+    from sfumato.core.cli import (
         diffusion_cmd,
         doctor_cmd,
         keys_cmd,

@@ -9,12 +9,11 @@ from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Raster
-
-from ..config import load_settings
-from ..errors import SfumatoError
-from ..image_files import has_alpha_channel, read_mask, read_rgba, write_image
-from .launcher import connect_or_start
-from .progress_bar import ProgressBar
+from sfumato.core.cli.launcher import connect_or_start
+from sfumato.core.cli.progress_bar import ProgressBar
+from sfumato.core.config import load_settings
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.image_files import has_alpha_channel, read_mask, read_rgba, write_image
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -57,8 +56,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..imaging import composite_over
-    from ..raster_arrays import array_to_raster, raster_to_array
+    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+    from sfumato.core.pixels.compose import composite_over
 
     image = read_rgba(args.image)
     rasters = [image]

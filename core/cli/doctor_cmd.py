@@ -9,9 +9,8 @@ from pathlib import Path
 
 from sfumato.bridge.client import Client, DaemonUnavailable
 from sfumato.bridge.raster import Layout, Raster
-
-from ..config import load_settings
-from ..models.registry import Registry
+from sfumato.core.config import load_settings
+from sfumato.core.models.registry import Registry
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -29,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         problems += not found
         print(f"{package:13}{'ok' if found else 'missing: pip install sfumato[daemon]'}")
     if importlib.util.find_spec("torch") is not None:
-        from ..models.torchvision_guard import prepare_spandrel_import
-        from ..worker import pick_device
+        from sfumato.core.models.torchvision_guard import prepare_spandrel_import
+        from sfumato.core.worker.worker import pick_device
 
         print(f"device       {pick_device(settings.device)}")
         warning = prepare_spandrel_import()
@@ -53,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _network_access(home: Path, endpoint: str) -> str:
     import zmq
-
-    from ..keys import allowed_clients, is_loopback, keys_dir
+    from sfumato.core.daemon.keys import allowed_clients, is_loopback, keys_dir
 
     if not zmq.has("curve"):
         return "loopback only: this pyzmq lacks CURVE (libsodium); reinstall pyzmq from PyPI"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import default_home
-from ..keys import (
+from sfumato.core.config import default_home
+from sfumato.core.daemon.keys import (
     allow_client,
     allowed_clients,
     create_client,

@@ -8,8 +8,7 @@ import sys
 import time
 
 from sfumato.bridge.client import Client, DaemonUnavailable
-
-from ..config import Settings
+from sfumato.core.config import Settings
 
 START_TIMEOUT_S = 60.0
 AUTO_IDLE_EXIT_S = 600.0  # a daemon the CLI started goes away when nobody uses it

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import load_settings
-from ..models.registry import Registry
+from sfumato.core.config import load_settings
+from sfumato.core.models.registry import Registry
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def import_ncnn(args: argparse.Namespace) -> int:
-    from ..models.ncnn_import import bundled_ncnn_folder, import_ncnn_folder
+    from sfumato.core.models.ncnn_import import bundled_ncnn_folder, import_ncnn_folder
 
     folder = args.folder or bundled_ncnn_folder()
     if folder is None:
@@ -79,7 +79,7 @@ def import_ncnn(args: argparse.Namespace) -> int:
 
 
 def add_model(args: argparse.Namespace) -> int:
-    from ..models.model_add import register_model
+    from sfumato.core.models.model_add import register_model
 
     entry = register_model(_registry(args), args.name, args.path, config=args.config,
                            kind=args.kind)
@@ -88,7 +88,7 @@ def add_model(args: argparse.Namespace) -> int:
 
 
 def scan_models(args: argparse.Namespace) -> int:
-    from ..models.model_add import register_sources
+    from sfumato.core.models.model_add import register_sources
 
     entries = register_sources(_registry(args), args.folder, config=args.config)
     for entry in entries:
@@ -105,7 +105,7 @@ def remove_model(args: argparse.Namespace) -> int:
 
 
 def pull_model(args: argparse.Namespace) -> int:
-    from ..models.pull import pull_model as pull
+    from sfumato.core.models.pull import pull_model as pull
 
     entry = pull(args.model_id, _registry(args))
     print(f"pulled {entry.name} -> {entry.path}")

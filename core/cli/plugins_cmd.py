@@ -20,7 +20,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plugin_install import install_plugin
+    from sfumato.core.install.installer import install_plugin
 
     print(install_plugin(args.host, args.dest, args.enable, args.kritarc))
     return 0

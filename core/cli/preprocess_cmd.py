@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import load_settings
-from ..image_files import read_rgba, write_image
-from .launcher import connect_or_start
-from .progress_bar import ProgressBar
+from sfumato.core.cli.launcher import connect_or_start
+from sfumato.core.cli.progress_bar import ProgressBar
+from sfumato.core.config import load_settings
+from sfumato.core.pixels.image_files import read_rgba, write_image
 
 KINDS = ("canny, lineart, scribble, softedge, tile, depth (needs a depth model), "
          "pose (needs a ViTPose model)")

@@ -8,8 +8,7 @@ import signal
 import sys
 
 from sfumato.bridge.transport import key_from_env
-
-from ..config import load_settings
+from sfumato.core.config import load_settings
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -25,8 +24,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..daemon_logging import configure_logging
-    from ..server import Daemon
+    from sfumato.core.daemon.server import Daemon
+    from sfumato.core.logs import configure_logging
 
     settings = load_settings(args.endpoint)
     if args.idle_exit is not None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sfumato.bridge.client import Client, DaemonUnavailable
-
-from ..config import load_settings
+from sfumato.core.config import load_settings
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -6,10 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import load_settings
-from ..image_files import IMAGE_SUFFIXES, has_alpha_channel, read_rgba, write_image
-from .launcher import connect_or_start
-from .progress_bar import ProgressBar
+from sfumato.core.cli.launcher import connect_or_start
+from sfumato.core.cli.progress_bar import ProgressBar
+from sfumato.core.config import load_settings
+from sfumato.core.pixels.image_files import (
+    IMAGE_SUFFIXES,
+    has_alpha_channel,
+    read_rgba,
+    write_image,
+)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError, error_detail
+from sfumato.core.errors import SfumatoError, error_detail
 
 
 def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
-from ..speed_options import SpeedOptions, pipeline_dtype, prepare_pipeline
-from .checkpoint_header import tensor_shapes
-from .guarded_load import load_or_refuse
-from .registry import ModelEntry, ModelFormat, ModelKind
+from sfumato.core.device.speed_options import SpeedOptions, pipeline_dtype, prepare_pipeline
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.checkpoint_header import tensor_shapes
+from sfumato.core.models.guarded_load import load_or_refuse
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind
 
 # model_index.json `_class_name` -> the kind it is registered as
 PIPELINE_KINDS: dict[str, str] = {
@@ -345,7 +344,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _import_diffusers() -> Any:
-    from .torchvision_guard import guard_torchvision
+    from sfumato.core.models.torchvision_guard import guard_torchvision
 
     guard_torchvision()  # an unusable torchvision must look absent before diffusers looks
     import diffusers

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError, error_detail
+from sfumato.core.errors import SfumatoError, error_detail
 
 
 def load_or_refuse(path: Path, load: Callable[[], Any]) -> Any:

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
-from .checkpoint_header import corrupt_weights, tensor_shapes
-from .guarded_load import load_or_refuse
-from .registry import ModelEntry, ModelFormat, ModelKind
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.checkpoint_header import corrupt_weights, tensor_shapes
+from sfumato.core.models.guarded_load import load_or_refuse
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind
 
 # config.json `_class_name` of a diffusers model folder -> its kind
 DIFFUSERS_GUIDES: dict[str, str] = {
@@ -181,8 +180,7 @@ def load_guide_model(entry: ModelEntry, device: str, unet_config: Any = None) ->
     loaded here: diffusers loads them into a pipeline's UNet (core/guidance.py). A single-file
     ControlNet needs `unet_config`, the config of the UNet it runs beside."""
     import torch
-
-    from .torchvision_guard import guard_torchvision
+    from sfumato.core.models.torchvision_guard import guard_torchvision
 
     path = Path(entry.path)
     check_folder_weights(path)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
-from .registry import ModelEntry, ModelFormat, ModelKind, Registry
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind, Registry
 
 WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".ckpt", ".bin"}
 
@@ -21,8 +20,8 @@ def register_model(registry: Registry, name: str, path: Path, *, config: Path | 
 
 def describe_model(name: str, path: Path, *, config: Path | None = None,
                    kind: str | None = None) -> ModelEntry:
-    from .diffusion_loader import detect_diffusion_kind
-    from .guide_loader import detect_guide_kind
+    from sfumato.core.models.diffusion_loader import detect_diffusion_kind
+    from sfumato.core.models.guide_loader import detect_guide_kind
 
     if not path.exists():
         raise SfumatoError(ErrorCode.NOT_FOUND, f"{path} does not exist")
@@ -57,7 +56,7 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
                                "checkpoint needs unpickling, which can run code")
         return ModelEntry(name, kind or found[0], str(path), ModelFormat.SINGLE_FILE.value,
                           config=str(config.expanduser().resolve()))
-    from .upscaler_loader import detect_upscaler
+    from sfumato.core.models.upscaler_loader import detect_upscaler
 
     if detect_upscaler(path):
         fmt = ModelFormat.SAFETENSORS if path.suffix.lower() == ".safetensors" else ModelFormat.PTH
@@ -83,7 +82,7 @@ def _image_encoder_folder(adapter: Path, given: Path | None) -> str | None:
 def register_sources(registry: Registry, folder: Path, *,
                      config: Path | None = None) -> list[ModelEntry]:
     """Register every model found in a ComfyUI, A1111 or Hugging Face cache folder."""
-    from .sources import scan_model_sources
+    from sfumato.core.models.sources import scan_model_sources
 
     added = []
     for candidate in scan_model_sources(folder.expanduser().resolve()):

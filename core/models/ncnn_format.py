@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 PARAM_MAGIC = "7767517"
 TAG_FP16 = 0x01306B47

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-
-from ..config import DEFAULT_UPSCALER
-from ..errors import SfumatoError
-from .ncnn_format import BlobReader, NcnnFormatError, NcnnLayer, parse_param
-from .registry import ModelEntry, ModelFormat, ModelKind, Registry
+from sfumato.core.config import DEFAULT_UPSCALER
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.ncnn_format import BlobReader, NcnnFormatError, NcnnLayer, parse_param
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind, Registry
 
 # The metadata keys the loader reads back (see upscaler_loader.output_scale).
 META_SCALE = "sfumato.scale"

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..config import Settings
-from ..errors import SfumatoError
-from ..speed_options import SpeedOptions, prepare_upscaler
-from .cache import ModelCache
-from .registry import ModelEntry, ModelFormat, ModelKind, Registry, require_kind
+from sfumato.core.config import Settings
+from sfumato.core.device.speed_options import SpeedOptions, prepare_upscaler
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.cache import ModelCache
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind, Registry, require_kind
 
 
 class WorkerModels:
@@ -35,7 +34,7 @@ class WorkerModels:
             )
         found = self.registry.find(name)
         if found is None and name == self.settings.default_upscaler:
-            from .ncnn_import import ensure_default_upscaler
+            from sfumato.core.models.ncnn_import import ensure_default_upscaler
 
             found = ensure_default_upscaler(self.registry, name)
         return require_kind(found or self.registry.get(name), kinds)
@@ -43,7 +42,7 @@ class WorkerModels:
     def load(self, entry: ModelEntry) -> Any:
         if entry.kind != ModelKind.UPSCALER.value:
             raise SfumatoError(ErrorCode.INTERNAL, f"{entry.kind} models load as pipelines")
-        from .upscaler_loader import load_upscaler
+        from sfumato.core.models.upscaler_loader import load_upscaler
 
         def load_now() -> Any:
             model = load_upscaler(Path(entry.path), allow_pickle=self.settings.allow_pickle,
@@ -53,7 +52,7 @@ class WorkerModels:
         return self.cache.get(f"upscaler:{entry.name}", load_now)
 
     def load_pipeline(self, entry: ModelEntry, task: str) -> Any:
-        from .diffusion_loader import load_pipeline
+        from sfumato.core.models.diffusion_loader import load_pipeline
 
         pipe = self.cache.get(
             f"{entry.name}:{task}",
@@ -73,7 +72,7 @@ class WorkerModels:
     def load_guide(self, entry: ModelEntry, unet_config: Any = None) -> Any:
         """A ControlNet, T2I-Adapter, image encoder or preprocessor model, cached by id.
         `unet_config`: the UNet a single-file ControlNet runs beside (it gives its config)."""
-        from .guide_loader import load_guide_model
+        from sfumato.core.models.guide_loader import load_guide_model
 
         key = f"guide:{entry.name}:{entry.path}"
         if unet_config is not None and entry.format == ModelFormat.SINGLE_FILE.value:
@@ -83,7 +82,7 @@ class WorkerModels:
     def ip_adapter_weights(self, entry: ModelEntry) -> dict[str, dict[str, Any]]:
         """An IP-Adapter's tensors ({"image_proj": ..., "ip_adapter": ...}, the state dict
         diffusers' load_ip_adapter takes), read once and kept with the other models."""
-        from .guide_loader import read_ip_adapter
+        from sfumato.core.models.guide_loader import read_ip_adapter
 
         return self.cache.get(f"ip-adapter:{entry.name}:{entry.path}",  # type: ignore[no-any-return]
                               lambda: read_ip_adapter(Path(entry.path)))
@@ -121,7 +120,7 @@ def _config_digest(config: Any) -> str:
 
 
 def _model_bytes(model: Any) -> int:
-    from .diffusion_loader import pipeline_bytes
+    from sfumato.core.models.diffusion_loader import pipeline_bytes
 
     if isinstance(model, dict):  # a state dict, or a dict of them (an IP-Adapter's parts)
         return sum(_model_bytes(v) if isinstance(v, dict) else v.numel() * v.element_size()

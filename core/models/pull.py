@@ -14,9 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
-from .registry import ModelEntry, ModelFormat, ModelKind, Registry
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind, Registry
 
 _RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 KNOWN_MODELS: dict[str, str] = {
@@ -70,9 +69,8 @@ def _download(url: str, dest: Path) -> None:
 
 def _save_as_safetensors(source: Path, dest: Path, url: str) -> None:
     from safetensors.torch import save_file
-
-    from .upscaler_loader import load_upscaler
-    from .weights import load_state_dict
+    from sfumato.core.models.upscaler_loader import load_upscaler
+    from sfumato.core.models.weights import load_state_dict
 
     state = load_state_dict(source)  # weights-only: a tampered download is refused here
     # clone: safetensors refuses tensors that share storage, which some checkpoints do

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 
 class ModelKind(str, Enum):

@@ -8,11 +8,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SfumatoError
-from .checkpoint_header import tensor_shapes
-from .diffusion_loader import checkpoint_kind, detect_diffusion_kind
-from .guide_loader import single_file_controlnet
-from .registry import ModelFormat, ModelKind
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.checkpoint_header import tensor_shapes
+from sfumato.core.models.diffusion_loader import checkpoint_kind, detect_diffusion_kind
+from sfumato.core.models.guide_loader import single_file_controlnet
+from sfumato.core.models.registry import ModelFormat, ModelKind
 
 # where each tool keeps checkpoints, relative to its install folder
 _CHECKPOINT_DIRS = (

@@ -19,8 +19,7 @@ import types
 from typing import NoReturn
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 DISABLED_ARCHITECTURES = ("LaMa", "RestoreFormer")
 _NAMES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")

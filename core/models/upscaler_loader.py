@@ -7,15 +7,14 @@ from typing import TYPE_CHECKING
 
 import torch
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError
-from .ncnn_import import META_SCALE
-from .torchvision_guard import (
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.ncnn_import import META_SCALE
+from sfumato.core.models.torchvision_guard import (
     prepare_spandrel_import,
     spandrel_disabled_architectures,
     torchvision_hint,
 )
-from .weights import load_state_dict, read_metadata
+from sfumato.core.models.weights import load_state_dict, read_metadata
 
 if TYPE_CHECKING:
     import spandrel

@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 from sfumato.bridge.protocol import ErrorCode
-
-from ..errors import SfumatoError, error_detail
-from .checkpoint_header import corrupt_weights
+from sfumato.core.errors import SfumatoError, error_detail
+from sfumato.core.models.checkpoint_header import corrupt_weights
 
 PICKLE_SUFFIXES = frozenset({".pth", ".pt", ".ckpt", ".bin"})
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from sfumato.bridge.protocol import ErrorCode
-
-from ..config import DEFAULT_UPSCALER
-from ..errors import SfumatoError
+from sfumato.core.config import DEFAULT_UPSCALER
+from sfumato.core.errors import SfumatoError
 
 _DIFFUSION_INPAINT = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
 _DIFFUSION_REFINE = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})

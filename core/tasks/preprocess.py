@@ -16,13 +16,17 @@ from typing import Any
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout
-
-from ..diffusion_inputs import read_layer
-from ..errors import SfumatoError
-from ..imaging import from_float, to_float
-from ..preprocessors import NEEDS_MODEL, check_kind, missing_model_message, preprocess
-from ..raster_arrays import array_to_raster
-from ..task_api import TaskContext, TaskOutput
+from sfumato.core.diffusion.params import read_layer
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.arrays import array_to_raster
+from sfumato.core.pixels.compose import from_float, to_float
+from sfumato.core.preprocessors.catalogue import (
+    NEEDS_MODEL,
+    check_kind,
+    missing_model_message,
+    preprocess,
+)
+from sfumato.core.task_api import TaskContext, TaskOutput
 
 NAME = "preprocess"
 MODEL_KINDS = frozenset(NEEDS_MODEL.values())

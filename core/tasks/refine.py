@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-
-from ..diffusion_call import fit_prompts, geometry
-from ..diffusion_inputs import Defaults, read_layer, read_mask, read_params
-from ..errors import SfumatoError
-from ..guidance import load_guides
-from ..guide_inputs import read_guides
-from ..imaging import Box, selection_bbox, selection_crop
-from ..raster_arrays import array_to_raster
-from ..repaint import Prompting, layer_name, repaint
-from ..task_api import TaskContext, TaskOutput
+from sfumato.core.diffusion.conditioning import load_guides
+from sfumato.core.diffusion.guide_inputs import read_guides
+from sfumato.core.diffusion.params import Defaults, read_layer, read_mask, read_params
+from sfumato.core.diffusion.pipeline_call import fit_prompts, geometry
+from sfumato.core.diffusion.repaint import Prompting, layer_name, repaint
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.arrays import array_to_raster
+from sfumato.core.pixels.geometry import Box
+from sfumato.core.pixels.masks import selection_bbox, selection_crop
+from sfumato.core.task_api import TaskContext, TaskOutput
 
 NAME = "refine"
 MODEL_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})

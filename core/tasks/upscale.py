@@ -19,22 +19,21 @@ import numpy as np
 import torch
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
-
-from ..config import DEFAULT_UPSCALER
-from ..device_memory import free_bytes, is_out_of_memory
-from ..errors import SfumatoError
-from ..models.upscaler_loader import input_memory_format, output_scale
-from ..raster_arrays import array_to_raster, raster_to_array
-from ..speed_options import speed_of, tiles_per_batch
-from ..task_api import TaskContext, TaskOutput
-from ..tensor_pixels import (
+from sfumato.core.config import DEFAULT_UPSCALER
+from sfumato.core.device.memory import free_bytes, is_out_of_memory
+from sfumato.core.device.speed_options import speed_of, tiles_per_batch
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.upscaler_loader import input_memory_format, output_scale
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.tensors import (
     linear_to_srgb,
     pack_unit,
     reflect_pad,
     srgb_to_linear,
     to_unit_tensor,
 )
-from ..tiling import Blender, Tile, plan_tiles, tile_for_budget
+from sfumato.core.pixels.tiling import Blender, Tile, plan_tiles, tile_for_budget
+from sfumato.core.task_api import TaskContext, TaskOutput
 
 NAME = "upscale"
 MODEL_KINDS = frozenset({"upscaler"})

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from sfumato.bridge.raster import Layout
 from sfumato.core.config import Settings
-from sfumato.core.imaging import composite_over, soft_mask
 from sfumato.core.models.provider import WorkerModels
 from sfumato.core.models.registry import ModelEntry, Registry
-from sfumato.core.raster_arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.compose import composite_over
+from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import inpaint, upscale
 

@@ -13,8 +13,9 @@ import pytest
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout
 from sfumato.core.errors import SfumatoError
-from sfumato.core.imaging import composite_over, resize_rgb, soft_mask
-from sfumato.core.raster_arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.compose import composite_over, resize_rgb
+from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.tasks import inpaint, preprocess, refine
 
 pytest_plugins = ["tests.tiny_fixtures", "tests.guide_fixtures"]
@@ -205,7 +206,10 @@ def test_depth_comes_from_the_depth_model_in_the_store(guided_context: Callable[
 
 def test_pose_comes_from_the_pose_model_in_the_store(guided_context: Callable[..., Any],
                                                      make_context: Callable[..., Any]) -> None:
-    from sfumato.core.pose import COLOURS, LIMB_COLOURS  # pinned by tests/unit/test_pose.py
+    from sfumato.core.preprocessors.pose import (  # pinned by tests/unit/test_pose.py
+        COLOURS,
+        LIMB_COLOURS,
+    )
 
     made = preprocess.run(guided_context({"kind": "pose", "origin": [3, 4]},
                                          [_raster(_layer())], None))

@@ -10,8 +10,9 @@ import pytest
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout
 from sfumato.core.errors import JobCancelled, SfumatoError
-from sfumato.core.imaging import composite_over, soft_mask
-from sfumato.core.raster_arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.compose import composite_over
+from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.task_api import CancelToken
 from sfumato.core.tasks import inpaint
 

@@ -38,7 +38,7 @@ def test_a_bright_dot_is_found_where_it_is_in_the_picture(
         size: tuple[int, int], dot: tuple[int, int]) -> None:
     import cv2
     from sfumato.core.models.torchvision_guard import guard_torchvision
-    from sfumato.core.pose import estimate_keypoints
+    from sfumato.core.preprocessors.pose import estimate_keypoints
 
     guard_torchvision()
     from transformers import VitPoseImageProcessor

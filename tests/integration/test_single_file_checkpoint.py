@@ -15,7 +15,7 @@ from sfumato.bridge.raster import Layout
 from sfumato.core.models.diffusion_loader import load_pipeline
 from sfumato.core.models.model_add import register_model
 from sfumato.core.models.registry import ModelEntry, Registry
-from sfumato.core.raster_arrays import array_to_raster
+from sfumato.core.pixels.arrays import array_to_raster
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import inpaint, refine
 

@@ -12,17 +12,17 @@ import pytest
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout
 from sfumato.core.config import Settings, load_settings
-from sfumato.core.errors import SfumatoError
-from sfumato.core.models.provider import WorkerModels
-from sfumato.core.models.registry import ModelEntry, Registry
-from sfumato.core.raster_arrays import array_to_raster, raster_to_array
-from sfumato.core.speed_options import (
+from sfumato.core.device.speed_options import (
     SpeedOptions,
     attention_kinds,
     pipeline_dtype,
     tile_vae_if_large,
     use_sdpa,
 )
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.provider import WorkerModels
+from sfumato.core.models.registry import ModelEntry, Registry
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import inpaint, upscale
 

@@ -7,19 +7,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sfumato.core.imaging import (
-    Box,
-    box_blur,
+from sfumato.core.pixels.compose import (
     compose_result_layer,
     composite_over,
-    mask_reach,
     match_colours,
-    max_filter,
-    native_size,
-    plan_crop,
-    resize_mask,
     resize_rgb,
     rgb_over_grey,
+)
+from sfumato.core.pixels.geometry import Box, native_size, plan_crop
+from sfumato.core.pixels.masks import (
+    box_blur,
+    mask_reach,
+    max_filter,
+    resize_mask,
     selection_bbox,
     selection_crop,
     soft_mask,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from sfumato.bridge.protocol import ErrorCode
+from sfumato.core.daemon.job_queue import Job, JobQueue
 from sfumato.core.errors import SfumatoError
-from sfumato.core.job_queue import Job, JobQueue
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +60,7 @@ def test_remove_and_drop_client() -> None:
 
 
 def test_a_job_whose_worker_died_runs_next_before_other_clients() -> None:
-    from sfumato.core.job_queue import Job, JobQueue
+    from sfumato.core.daemon.job_queue import Job, JobQueue
 
     def job(job_id: str, client: bytes) -> Job:
         return Job(job_id=job_id, request_id=job_id, client=client, task="upscale", model=None,

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.transport import load_client_keys
-from sfumato.core.errors import SfumatoError
-from sfumato.core.keys import (
+from sfumato.core.daemon.keys import (
     allowed_clients,
     create_client,
     create_server_keys,
@@ -16,6 +15,7 @@ from sfumato.core.keys import (
     revoke_client,
     server_keys,
 )
+from sfumato.core.errors import SfumatoError
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from sfumato.core.krita_install import enable_in_kritarc
-from sfumato.core.plugin_install import install_plugin
+from sfumato.core.install.installer import install_plugin
+from sfumato.core.install.krita import enable_in_kritarc
 
 pytestmark = pytest.mark.unit
 

@@ -115,25 +115,32 @@ def _request_modules() -> list[Path]:
     from core, except core/models (the admin's registry, reached by model id only) and
     core/config.py (the admin's settings)."""
     core = ROOT / "core"
-    todo = sorted((core / "tasks").glob("*.py")) + [core / "server.py", core / "worker.py",
-                                                     core / "submit_checks.py"]
+    todo = sorted((core / "tasks").glob("*.py")) + [core / "daemon" / "server.py",
+                                                     core / "worker" / "worker.py",
+                                                     core / "daemon" / "admission.py"]
     seen: set[Path] = set()
     while todo:
         path = todo.pop()
         if path in seen or "models" in path.relative_to(core).parts[:1] or \
-                path.name in ("config.py", "daemon_logging.py", "keys.py", "client_auth.py"):
+                path.name in ("config.py", "logs.py", "keys.py", "client_auth.py"):
             continue
         seen.add(path)
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level:
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
                 base = path.parent
                 for _ in range(node.level - 1):
                     base = base.parent
                 parts = (node.module or "").split(".") if node.module else []
-                target = base.joinpath(*parts)
-                candidates = [target.with_suffix(".py"), target / "__init__.py"]
-                candidates += [target / f"{a.name}.py" for a in node.names]
-                todo.extend(c for c in candidates if c.exists())
+            elif node.module and node.module.startswith("sfumato.core."):
+                base, parts = core, node.module.split(".")[2:]
+            else:
+                continue
+            target = base.joinpath(*parts)
+            candidates = [target.with_suffix(".py"), target / "__init__.py"]
+            candidates += [target / f"{a.name}.py" for a in node.names]
+            todo.extend(c for c in candidates if c.exists())
     return sorted(seen)
 
 
@@ -181,7 +188,8 @@ pipe.load_lora_weights(message.model)
 def test_request_data_never_reaches_a_file_or_the_network() -> None:
     modules = _request_modules()
     names = {p.name for p in modules}
-    assert {"upscale.py", "inpaint.py", "refine.py", "imaging.py", "server.py"} <= names
+    assert {"upscale.py", "inpaint.py", "refine.py", "masks.py", "compose.py", "server.py",
+            "admission.py", "params.py", "conditioning.py"} <= names
     found = [hit for path in modules
              for hit in request_data_to_files(path.read_text(), str(path.relative_to(ROOT)))]
     assert found == [], "request data must not become a path or URL:\n" + "\n".join(found)
@@ -194,7 +202,7 @@ def test_the_server_loop_never_loads_model_code() -> None:
     script = (
         "import sys, tempfile, pathlib\n"
         "from sfumato.core.config import Settings\n"
-        "from sfumato.core.server import Daemon\n"
+        "from sfumato.core.daemon.server import Daemon\n"
         "Daemon(Settings(home=pathlib.Path(tempfile.mkdtemp()), endpoint='tcp://127.0.0.1:0'))\n"
         "heavy = {'torch', 'diffusers', 'spandrel', 'transformers', 'accelerate'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -25,7 +25,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_layout_and_entry_point(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "sfumato/bridge/codec.py" in names
-    assert "sfumato/core/server.py" in names
+    assert "sfumato/core/daemon/server.py" in names
     assert "sfumato/core/tasks/upscale.py" in names
     assert "sfumato/plugins/gimp/sfumato_gimp/sfumato_gimp.py" in names
     assert "sfumato/plugins/krita/sfumato_krita/krita_host.py" in names
@@ -59,7 +59,8 @@ def test_krita_plugin_installs_from_the_wheel(wheel: Path, tmp_path: Path) -> No
                     str(target), str(wheel)], check=True, capture_output=True)
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from sfumato.core.plugin_install import install_plugin, plugins_folder\n"
+        "from sfumato.core.install.installer import install_plugin\n"
+        "from sfumato.core.install.plugin_folder import plugins_folder\n"
         "print(plugins_folder('krita', 'sfumato_krita/__init__.py'))\n"
         "install_plugin('krita', sys.argv[2])\n"
     )

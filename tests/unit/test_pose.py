@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sfumato.core.pose import Keypoints, draw_skeleton
+from sfumato.core.preprocessors.pose import Keypoints, draw_skeleton
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.errors import SfumatoError
-from sfumato.core.preprocessors import CONTROL_KINDS, preprocess
+from sfumato.core.preprocessors.catalogue import CONTROL_KINDS, preprocess
 
 pytestmark = pytest.mark.unit
 

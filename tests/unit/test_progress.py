@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from sfumato.core.diffusion.step_callback import StepProgress, latent_preview
 from sfumato.core.errors import JobCancelled
-from sfumato.core.progress import StepProgress, latent_preview
 from sfumato.core.task_api import CancelToken
 
 pytestmark = pytest.mark.unit

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sfumato.core import result_receipts
-from sfumato.core.result_receipts import ResultReceipts
+from sfumato.core.daemon import result_receipts
+from sfumato.core.daemon.result_receipts import ResultReceipts
 
 pytestmark = pytest.mark.unit
 

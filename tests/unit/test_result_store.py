@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sfumato.bridge.protocol import Result as ResultMessage
 from sfumato.bridge.raster import Layout, Raster
-from sfumato.core.result_store import ResultStore
+from sfumato.core.daemon.result_store import ResultStore
 
 pytestmark = pytest.mark.unit
 

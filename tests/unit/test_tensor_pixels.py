@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sfumato.core.raster_arrays import from_unit_float, to_unit_float
-from sfumato.core.tensor_pixels import pack_unit, reflect_pad, to_unit_tensor
+from sfumato.core.pixels.arrays import from_unit_float, to_unit_float
+from sfumato.core.pixels.tensors import pack_unit, reflect_pad, to_unit_tensor
 
 pytestmark = pytest.mark.unit
 

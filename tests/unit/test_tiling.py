@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sfumato.core.tiling import Blender, crossfade, plan_axis, plan_tiles, tile_for_budget
+from sfumato.core.pixels.tiling import Blender, crossfade, plan_axis, plan_tiles, tile_for_budget
 
 pytestmark = pytest.mark.unit
 

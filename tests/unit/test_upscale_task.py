@@ -12,7 +12,7 @@ from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.core.errors import JobCancelled, SfumatoError
 from sfumato.core.models.registry import ModelEntry
-from sfumato.core.raster_arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import CancelToken, TaskContext
 from sfumato.core.tasks import upscale
 

@@ -11,7 +11,7 @@ from sfumato.bridge import codec, shared_pixels
 from sfumato.bridge.protocol import Result, Submit
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.shared_pixels import HEADER_RETIRED
-from sfumato.core.worker_pixels import LinkPixels
+from sfumato.core.worker.pixel_link import LinkPixels
 
 pytestmark = [
     pytest.mark.unit,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sfumato.bridge.protocol import ErrorCode, Failed, Message
 from sfumato.core.config import Settings
-from sfumato.core.job_queue import Job
-from sfumato.core.server import MAX_START_FAILURES, Daemon
+from sfumato.core.daemon.job_queue import Job
+from sfumato.core.daemon.server import MAX_START_FAILURES, Daemon
 
 pytestmark = pytest.mark.unit
 
@@ -39,13 +39,13 @@ def test_waiting_jobs_fail_once_the_worker_cannot_start(
 def test_restarts_back_off_while_workers_die_before_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sfumato.core.supervisor import MAX_RESTART_DELAY_S, WorkerSupervisor
+    from sfumato.core.worker.supervisor import MAX_RESTART_DELAY_S, WorkerSupervisor
 
     supervisor = WorkerSupervisor(Settings(home=tmp_path, endpoint="tcp://127.0.0.1:0"))
     starts: list[float] = []
     monkeypatch.setattr(supervisor, "start", lambda: starts.append(1.0))
     clock = [1000.0]
-    monkeypatch.setattr("sfumato.core.supervisor.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("sfumato.core.worker.supervisor.time.monotonic", lambda: clock[0])
     supervisor.ready = True
     supervisor.restart()  # a crash mid-job: a fresh worker at once
     assert len(starts) == 1 and supervisor.start_failures == 0

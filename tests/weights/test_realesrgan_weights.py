@@ -18,7 +18,7 @@ from sfumato.core.models.ncnn_import import bundled_ncnn_folder, ensure_default_
 from sfumato.core.models.registry import ModelEntry, Registry
 from sfumato.core.models.upscaler_loader import load_upscaler
 from sfumato.core.models.weights import load_state_dict
-from sfumato.core.raster_arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import upscale
 

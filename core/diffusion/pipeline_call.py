@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from .imaging import from_float
-from .speed_options import tile_vae_if_large
+from sfumato.core.device.speed_options import tile_vae_if_large
+from sfumato.core.pixels.compose import from_float
 
 MAX_SCHEDULE = 1000  # diffusion models are trained on 1000 timesteps
 

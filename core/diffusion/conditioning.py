@@ -24,21 +24,26 @@ from typing import Any
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-
-from .diffusion_call import is_flux
-from .errors import SfumatoError, error_detail
-from .guide_inputs import ControlRequest, Guides, ImagePromptRequest
-from .imaging import Box, from_float, resize_rgb, rgb_over_grey, to_float
-from .models.guide_loader import (
+from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides, ImagePromptRequest
+from sfumato.core.diffusion.pipeline_call import is_flux
+from sfumato.core.errors import SfumatoError, error_detail
+from sfumato.core.models.guide_loader import (
     IPAdapterFacts,
     flux_controlnet,
     guide_family_fits,
     ip_adapter_facts,
     read_config,
 )
-from .models.registry import ModelEntry, ModelFormat, ModelKind
-from .preprocessors import CONTROL_KINDS, NEEDS_MODEL, missing_model_message, preprocess
-from .task_api import ModelProvider
+from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind
+from sfumato.core.pixels.compose import from_float, resize_rgb, rgb_over_grey, to_float
+from sfumato.core.pixels.geometry import Box
+from sfumato.core.preprocessors.catalogue import (
+    CONTROL_KINDS,
+    NEEDS_MODEL,
+    missing_model_message,
+    preprocess,
+)
+from sfumato.core.task_api import ModelProvider
 
 CONTROL_MODEL_KINDS = frozenset({ModelKind.CONTROLNET.value, ModelKind.T2I_ADAPTER.value})
 IP_KINDS = frozenset({ModelKind.IP_ADAPTER.value})

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from .task_api import CancelToken
+from sfumato.core.task_api import CancelToken
 
 PREVIEW_MAX_PX = 256
 

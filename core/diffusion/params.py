@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
-
-from .errors import SfumatoError
-from .guide_inputs import guide_indices
-from .raster_arrays import raster_to_array
-from .task_api import TaskContext
+from sfumato.core.diffusion.guide_inputs import guide_indices
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.arrays import raster_to_array
+from sfumato.core.task_api import TaskContext
 
 MAX_STEPS = 150
 MAX_VARIANTS = 8

@@ -1,4 +1,4 @@
-"""Install a plug-in (Krita's side lives in krita_install.py). The GIMP 3 plug-in: its files,
+"""The GIMP 3 plug-in installer (Krita's is krita.py): its files,
 the bridge vendored beside them, and a check that GIMP's Python can import pyzmq (the
 plug-in's one dependency beyond the standard library).
 
@@ -8,33 +8,20 @@ a folder named like its file), the other plug-in modules, and DEST/sfumato_gimp/
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from sfumato.bridge.protocol import ErrorCode
-
-from .errors import SfumatoError
-from .host_python import pyzmq_version
+from sfumato.core.install.host_python import pyzmq_version
+from sfumato.core.install.plugin_folder import bridge_source, copy_plugin_folder, plugins_folder
 
 PLUGIN_NAME = "sfumato_gimp"
 GIMP_VERSION_DIR = "3.0"
 
 
-def install_plugin(host: str, dest: str | None, enable: bool = False,
-                   kritarc: str | None = None) -> str:
-    """Install the plug-in for `host` into `dest` (default: the editor's user plug-ins
-    folder) and return a short report for the terminal. `enable` and `kritarc`: Krita only
-    (GIMP enables every plug-in it finds)."""
-    if host == "krita":
-        from .krita_install import install_krita
-
-        return install_krita(dest, enable, kritarc)
-    if host != "gimp":
-        raise SfumatoError(ErrorCode.BAD_PARAMS,
-                           f"no plug-in installer for {host!r}; use gimp or krita")
+def install_gimp(dest: str | None) -> str:
+    """Install the GIMP plug-in into `dest` (default: GIMP's user plug-ins folder); a report."""
     plugins_dir = Path(dest).expanduser() if dest else gimp_plugins_dir()
     target = plugins_dir / PLUGIN_NAME
     _copy_plugin(plugin_source(), bridge_source(), target)
@@ -68,51 +55,9 @@ def plugin_source() -> Path:
     return plugins_folder("gimp", f"{PLUGIN_NAME}/{PLUGIN_NAME}.py") / PLUGIN_NAME
 
 
-def plugins_folder(host: str, marker: str) -> Path:
-    """`plugins/<host>`: package data of an installed wheel (`sfumato.plugins`), else the
-    checkout beside core/ (editable installs); the one holding `marker`."""
-    try:
-        spec = importlib.util.find_spec("sfumato.plugins")
-    except ImportError:
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    candidates = [Path(p) / host for p in locations]
-    candidates.append(Path(__file__).resolve().parent.parent / "plugins" / host)
-    for folder in candidates:
-        if (folder / marker).is_file():
-            return folder
-    raise SfumatoError(ErrorCode.NOT_FOUND,
-                       f"the {host} plug-in's files are not in this sfumato install; reinstall it")
-
-
-def bridge_source() -> Path:
-    spec = importlib.util.find_spec("sfumato.bridge")
-    if spec is None or spec.origin is None:
-        raise SfumatoError(ErrorCode.NOT_FOUND, "sfumato.bridge is not importable; reinstall")
-    return Path(spec.origin).parent
-
-
 def _copy_plugin(source: Path, bridge: Path, target: Path) -> None:
     copy_plugin_folder(source, bridge, target)
     (target / f"{PLUGIN_NAME}.py").chmod(0o755)
-
-
-def copy_plugin_folder(source: Path, bridge: Path, target: Path) -> None:
-    """`source`'s .py files into `target`, with the bridge vendored beside them. Built beside
-    the target, then swapped in, so a failed copy never leaves half a plug-in."""
-    staging = target.with_name(target.name + ".installing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for path in sorted(source.glob("*.py")):
-        shutil.copy2(path, staging / path.name)
-    # no sfumato/__init__.py: `sfumato` stays a namespace package, as in the wheel
-    vendored = staging / "sfumato" / "bridge"
-    vendored.mkdir(parents=True)
-    for path in sorted(bridge.glob("*.py")):
-        shutil.copy2(path, vendored / path.name)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
 
 
 # --- does GIMP's Python have pyzmq? -------------------------------------------------------

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-
-from .errors import SfumatoError
-from .models.registry import ModelKind
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.registry import ModelKind
 
 # Every control kind a request may name; the aliases let a ControlNet be found by its id.
 CONTROL_KINDS: dict[str, tuple[str, ...]] = {
@@ -165,7 +164,7 @@ def _depth(rgb: np.ndarray, estimator: Any) -> np.ndarray:
 def _pose(rgb: np.ndarray, estimator: Any) -> np.ndarray:
     """The OpenPose skeleton of the figure a ViTPose model finds, on black, at the input's
     size (the whole picture is read as one person's box: core/pose.py)."""
-    from .pose import draw_skeleton, estimate_keypoints
+    from sfumato.core.preprocessors.pose import draw_skeleton, estimate_keypoints
 
     keypoints = estimate_keypoints(rgb, estimator.model, estimator.processor)
     return draw_skeleton(keypoints, rgb.shape[:2])

@@ -18,8 +18,7 @@ from pathlib import Path
 import zmq.auth
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.transport import SERVER_PUBLIC_FILE
-
-from .errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HOW_TO = (

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
-
-from .errors import SfumatoError
-from .raster_arrays import array_to_raster, raster_to_array, rgba_layout_for
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array, rgba_layout_for
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 

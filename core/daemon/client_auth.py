@@ -9,10 +9,9 @@ from pathlib import Path
 
 import zmq
 from sfumato.bridge.protocol import ErrorCode
+from sfumato.core.daemon.keys import HOW_TO, allowed_clients, allowed_dir, is_loopback, server_keys
+from sfumato.core.errors import SfumatoError
 from zmq.auth.thread import ThreadAuthenticator
-
-from .errors import SfumatoError
-from .keys import HOW_TO, allowed_clients, allowed_dir, is_loopback, server_keys
 
 log = logging.getLogger("sfumato.auth")
 

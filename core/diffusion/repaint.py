@@ -11,23 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sfumato.bridge.raster import Layout, Raster
-
-from .diffusion_call import Geometry, expected_steps, generate
-from .imaging import (
+from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, generate
+from sfumato.core.diffusion.step_callback import StepProgress
+from sfumato.core.pixels.arrays import array_to_raster
+from sfumato.core.pixels.compose import (
     compose_result_layer,
     match_colours,
-    native_size,
-    resize_mask,
     resize_rgb,
     rgb_over_grey,
     to_float,
 )
-from .progress import StepProgress
-from .raster_arrays import array_to_raster
-from .task_api import CancelToken
+from sfumato.core.pixels.geometry import native_size
+from sfumato.core.pixels.masks import resize_mask
+from sfumato.core.task_api import CancelToken
 
 if TYPE_CHECKING:
-    from .guidance import CropGuidance
+    from sfumato.core.diffusion.conditioning import CropGuidance
 
 PREVIEW_EVERY = 4
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode, JobState
 from sfumato.bridge.raster import Raster
-
-from .errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 
 @dataclass

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
-
-from .errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 _DTYPES: dict[int, np.dtype] = {1: np.dtype(np.uint8), 2: np.dtype("<u2"), 4: np.dtype("<f4")}
 

@@ -18,10 +18,9 @@ import numpy as np
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
-
-from .errors import SfumatoError
-from .preprocessors import check_kind
-from .raster_arrays import raster_to_array
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.arrays import raster_to_array
+from sfumato.core.preprocessors.catalogue import check_kind
 
 AUTO = "auto"
 MAX_CONTROLS = 4

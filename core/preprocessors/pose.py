@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
-
-from .errors import SfumatoError
+from sfumato.core.errors import SfumatoError
 
 # Keypoints whose heatmap peak is below this are left out, with the limbs touching them.
 SCORE_THRESHOLD = 0.3

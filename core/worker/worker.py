@@ -16,12 +16,11 @@ from sfumato.bridge.protocol import Cancelled as CancelledMessage
 from sfumato.bridge.protocol import ErrorCode, Failed, Message, Progress, Result, Submit
 from sfumato.bridge.protocol import Preview as PreviewMessage
 from sfumato.bridge.raster import Raster
-
-from .config import Settings
-from .errors import JobCancelled, SfumatoError
-from .models.provider import WorkerModels
-from .task_api import CancelFlag, CancelToken, Limits, TaskContext, TaskOutput
-from .tasks import task_module, task_spec
+from sfumato.core.config import Settings
+from sfumato.core.errors import JobCancelled, SfumatoError
+from sfumato.core.models.provider import WorkerModels
+from sfumato.core.task_api import CancelFlag, CancelToken, Limits, TaskContext, TaskOutput
+from sfumato.core.tasks import task_module, task_spec
 
 log = logging.getLogger("sfumato.worker")
 
@@ -42,7 +41,7 @@ def pick_device(preference: str = "auto") -> str:
 
 class Worker:
     def __init__(self, settings: Settings) -> None:
-        from .models.torchvision_guard import guard_torchvision
+        from sfumato.core.models.torchvision_guard import guard_torchvision
 
         guard_torchvision()  # before any model library looks for torchvision
         self.settings = settings
@@ -156,7 +155,7 @@ RESOURCE_HINT = (
 def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, SfumatoError):  # a task that already shrank its tiles to the minimum
         return exc.code is ErrorCode.RESOURCE_EXHAUSTED
-    from .device_memory import is_out_of_memory
+    from sfumato.core.device.memory import is_out_of_memory
 
     return is_out_of_memory(exc)
 

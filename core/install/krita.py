@@ -15,8 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .host_python import pyzmq_version
-from .plugin_install import bridge_source, copy_plugin_folder, plugins_folder
+from sfumato.core.install.host_python import pyzmq_version
+from sfumato.core.install.plugin_folder import bridge_source, copy_plugin_folder, plugins_folder
 
 PLUGIN_NAME = "sfumato_krita"
 FLATPAK_ID = "org.kde.krita"

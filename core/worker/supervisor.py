@@ -24,9 +24,8 @@ from typing import Any
 from sfumato.bridge import codec
 from sfumato.bridge.protocol import TERMINAL_TYPES, Message, Ping, StatusReport, Submit
 from sfumato.bridge.raster import Buffer, Raster
-
-from .config import Settings
-from .worker_pixels import link_pixels
+from sfumato.core.config import Settings
+from sfumato.core.worker.pixel_link import link_pixels
 
 log = logging.getLogger("sfumato.supervisor")
 
@@ -54,8 +53,8 @@ def recv_frames(conn: multiprocessing.connection.Connection) -> list[bytes]:
 
 def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settings: dict) -> None:
     """Entry point of the child process."""
-    from .daemon_logging import configure_logging
-    from .worker import Worker
+    from sfumato.core.logs import configure_logging
+    from sfumato.core.worker.worker import Worker
 
     _die_with_parent()
     # Ctrl-C or a SIGTERM to the daemon's process group reaches the worker too: the daemon

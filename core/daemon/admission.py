@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from sfumato.bridge.protocol import ErrorCode, Submit
 from sfumato.bridge.raster import Layout, Raster
-
-from .config import Settings
-from .errors import SfumatoError
-from .guide_inputs import guide_indices
-from .models.registry import ModelKind, Registry, require_kind
-from .preprocessors import check_kind
-from .tasks import task_spec
+from sfumato.core.config import Settings
+from sfumato.core.diffusion.guide_inputs import guide_indices
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.registry import ModelKind, Registry, require_kind
+from sfumato.core.preprocessors.catalogue import check_kind
+from sfumato.core.tasks import task_spec
 
 # What a control's or an image prompt's `model` id may name (core/guidance.py loads them).
 GUIDE_MODEL_KINDS = {

@@ -47,18 +47,17 @@ from sfumato.bridge.protocol import (
 )
 from sfumato.bridge.raster import Raster
 from sfumato.bridge.shared_pixels import daemon_pixels
-
-from . import __version__
-from .client_auth import ClientAuth
-from .config import Settings
-from .errors import SfumatoError
-from .job_queue import Job, JobQueue
-from .models.registry import Registry
-from .result_receipts import ResultReceipts
-from .result_store import ResultStore
-from .submit_checks import check_submit
-from .supervisor import WorkerGone, WorkerSupervisor
-from .tasks import CATALOGUE
+from sfumato.core import __version__
+from sfumato.core.config import Settings
+from sfumato.core.daemon.admission import check_submit
+from sfumato.core.daemon.client_auth import ClientAuth
+from sfumato.core.daemon.job_queue import Job, JobQueue
+from sfumato.core.daemon.result_receipts import ResultReceipts
+from sfumato.core.daemon.result_store import ResultStore
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.registry import Registry
+from sfumato.core.tasks import CATALOGUE
+from sfumato.core.worker.supervisor import WorkerGone, WorkerSupervisor
 
 log = logging.getLogger("sfumato.server")
 
