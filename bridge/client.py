@@ -12,10 +12,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from . import codec
 from .codec import ProtocolError
+from .endpoints import CurveKeys, KeyFileError, key_from_env, resolve_endpoint
 from .protocol import (
     TERMINAL_TYPES,
     Accepted,
@@ -36,16 +37,35 @@ from .protocol import (
     Submit,
     Welcome,
 )
-from .raster import Layout, Raster
+from .raster import Buffer, Layout, Raster
 from .shared_pixels import ClientPixels, client_pixels
-from .transport import (
-    CurveKeys,
-    DealerTransport,
-    KeyFileError,
-    curve_from_env,
-    key_from_env,
-    resolve_endpoint,
-)
+
+
+class DaemonConnection(Protocol):
+    """What the client needs of a socket to the daemon (bridge/transport.DealerTransport)."""
+
+    def send(self, frames: Sequence[Buffer], timeout_s: float) -> bool: ...
+    def recv(self, timeout_s: float) -> list[memoryview] | None: ...
+    def reopen(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> DaemonConnection:
+    """The socket (with the CURVE keys named by SFUMATO_CURVE unless `curve` is given),
+    imported only now: without pyzmq the rest of the bridge still loads, so a plug-in can say
+    what is missing instead of failing to load at all."""
+    try:
+        from .transport import DealerTransport, curve_from_env
+    except ImportError as exc:
+        raise ClientError(ErrorCode.MISSING_DEPENDENCY.value,
+                          f"this Python cannot import pyzmq ({exc}); install pyzmq for the "
+                          "Python your editor runs (`sfumato plugins install gimp` or `krita` "
+                          "says how)") from None
+    try:
+        keys = curve if curve is not None else curve_from_env()
+    except KeyFileError as exc:
+        raise ClientError(ErrorCode.AUTH_FAILED.value, str(exc)) from None
+    return DealerTransport(endpoint, routing_id=routing_id, curve=keys)
 
 
 class ClientError(Exception):
@@ -125,11 +145,7 @@ class Client:
         if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
             raise ClientError(ErrorCode.BAD_PARAMS.value,
                               "client_id must be 1 to 255 bytes and not start with a NUL")
-        try:
-            keys = curve if curve is not None else curve_from_env()
-        except KeyFileError as exc:
-            raise ClientError(ErrorCode.AUTH_FAILED.value, str(exc)) from None
-        self._transport = DealerTransport(self.endpoint, routing_id=routing_id, curve=keys)
+        self._transport = _dealer(self.endpoint, routing_id, curve)
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self._inbox: dict[str, deque[Event]] = {}

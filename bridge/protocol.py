@@ -65,6 +65,7 @@ class ErrorCode(str, Enum):
     DAEMON_UNAVAILABLE = "daemon_unavailable"
     TIMEOUT = "timeout"
     INTERNAL = "internal"
+    MISSING_DEPENDENCY = "missing_dependency"  # e.g. the editor's Python has no pyzmq
 
 
 class JobState(str, Enum):

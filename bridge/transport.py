@@ -4,48 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.auth
 
+from .endpoints import CLIENT_SECRET_FILE, SERVER_PUBLIC_FILE, CurveKeys, KeyFileError
 from .raster import Buffer
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5655"
 LINGER_MS = 100  # unsent messages (a last cancel) get this long; a dead daemon never blocks
-SERVER_PUBLIC_FILE = "server.key"  # in a client key folder: the daemon's public key
-CLIENT_SECRET_FILE = "client.key_secret"  # in a client key folder: this client's key pair
-
-
-def resolve_endpoint(endpoint: str | None = None) -> str:
-    """The endpoint to use: the argument, else SFUMATO_ENDPOINT, else loopback TCP."""
-    return endpoint or os.environ.get("SFUMATO_ENDPOINT") or DEFAULT_ENDPOINT
-
-
-def key_from_env() -> bytes | None:
-    """The shared signing key from SFUMATO_KEY, or None when frames go unsigned."""
-    key = os.environ.get("SFUMATO_KEY")
-    return key.encode() if key else None
-
-
-class KeyFileError(Exception):
-    """A CURVE key folder that is missing a file or holds an unreadable one."""
-
-
-@dataclass(frozen=True)
-class CurveKeys:
-    """What a client needs to reach a daemon that requires CURVE (Z85-encoded keys)."""
-
-    server_public: bytes
-    client_public: bytes
-    client_secret: bytes
 
 
 def load_client_keys(folder: str | Path) -> CurveKeys:
     """Read a folder made by `sfumato keys client NAME`: the daemon's public key and this
     client's key pair."""
-    import zmq.auth  # only clients of a remote daemon need it
-
     folder = Path(folder).expanduser()
     try:
         server_public, _ = zmq.auth.load_certificate(folder / SERVER_PUBLIC_FILE)

@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfumato.bridge.transport import resolve_endpoint
+from sfumato.bridge.endpoints import resolve_endpoint
 
 DEFAULT_UPSCALER = "realesrgan-x4plus"
 

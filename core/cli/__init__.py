@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from sfumato.bridge.client import ClientError
+from sfumato.bridge.endpoints import DEFAULT_ENDPOINT
 from sfumato.core.errors import SfumatoError
 
 EPILOG = """
@@ -19,7 +20,7 @@ examples:
   sfumato keys --help                        serving other machines: CURVE keys
 
 A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
-(default tcp://127.0.0.1:5655). Models, config and logs live in SFUMATO_HOME
+(default tcp://127.0.0.1:5655, on loopback). Models, config and logs live in SFUMATO_HOME
 (default ~/.local/share/sfumato).
 """
 
@@ -42,13 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
         "work from the shell, served by one local daemon.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--endpoint", help="daemon address (default: $SFUMATO_ENDPOINT or "
-                        "tcp://127.0.0.1:5655)")
+    _add_common_options(parser, default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, preprocess_cmd, models_cmd,
                    plugins_cmd, doctor_cmd, keys_cmd):
         module.register(verbs)
+    _common_options_after_verbs(verbs)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--endpoint", default=default, help="daemon address (default: "
+                        f"$SFUMATO_ENDPOINT or {DEFAULT_ENDPOINT})")
+
+
+def _common_options_after_verbs(verbs: argparse._SubParsersAction) -> None:
+    """`sfumato serve --endpoint E` as well as `sfumato --endpoint E serve`: every verb (and
+    sub-verb) takes the common options too; SUPPRESS keeps a value given before the verb."""
+    for sub in verbs.choices.values():
+        _add_common_options(sub, default=argparse.SUPPRESS)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _common_options_after_verbs(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

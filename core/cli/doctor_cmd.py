@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sfumato.bridge.client import Client, DaemonUnavailable
@@ -19,46 +22,82 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The checks below report what they find; a library's own log line would say it twice.
+    logging.getLogger("sfumato").addHandler(logging.NullHandler())
     settings = load_settings(args.endpoint)
-    problems = 0
     print(f"home         {settings.home}")
     print(f"endpoint     {settings.endpoint}")
+    problems = 0
     for package in ("torch", "diffusers", "transformers", "spandrel", "zmq"):
-        found = importlib.util.find_spec(package) is not None
-        problems += not found
-        print(f"{package:13}{'ok' if found else 'missing: pip install sfumato[daemon]'}")
+        problems += not _report(package, functools.partial(_package, package))
     if importlib.util.find_spec("torch") is not None:
-        from sfumato.core.models.torchvision_guard import prepare_spandrel_import
-        from sfumato.core.worker.worker import pick_device
+        problems += not _report("device", lambda: _device(settings.device))
+        problems += not _report("upscalers", _upscalers)
+    problems += not _report("network", lambda: _network_access(settings.home, settings.endpoint))
+    problems += not _report("models", lambda: _models(settings.home))
+    problems += not _report("daemon", lambda: _daemon(settings.endpoint))
+    return 1 if problems else 0
 
-        print(f"device       {pick_device(settings.device)}")
-        warning = prepare_spandrel_import()
-        print(f"upscalers    {warning or 'all architectures available'}")
-    print(f"network      {_network_access(settings.home, settings.endpoint)}")
-    entries = Registry(settings.home).entries()
-    print(f"models       {len(entries)} registered" + ("" if entries else
-          " (the default upscaler is imported on first use)"))
-    with Client(settings.endpoint, timeout_s=2.0) as client:
+
+def _report(label: str, check: Callable[[], tuple[bool, str]]) -> bool:
+    """Run one check and print its line; a check that fails is reported, never a traceback."""
+    try:
+        ok, line = check()
+    except Exception as exc:  # each check's own failure is its finding, not the command's
+        ok, line = False, f"check failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    print(f"{label:13}{line}")
+    return ok
+
+
+def _package(name: str) -> tuple[bool, str]:
+    found = importlib.util.find_spec(name) is not None
+    return found, "ok" if found else "missing: pip install sfumato[daemon]"
+
+
+def _device(wanted: str) -> tuple[bool, str]:
+    from sfumato.core.worker.worker import pick_device
+
+    return True, str(pick_device(wanted))
+
+
+def _upscalers() -> tuple[bool, str]:
+    from sfumato.core.models.torchvision_guard import prepare_spandrel_import
+
+    warning = prepare_spandrel_import()
+    importlib.import_module("spandrel")  # the guard leaves an absent spandrel to this line
+    return True, warning or "all architectures available"
+
+
+def _models(home: Path) -> tuple[bool, str]:
+    entries = Registry(home).entries()
+    return True, f"{len(entries)} registered" + (
+        "" if entries else " (the default upscaler is imported on first use)")
+
+
+def _daemon(endpoint: str) -> tuple[bool, str]:
+    with Client(endpoint, timeout_s=2.0) as client:
         try:
             layer = Raster(3840, 2160, Layout.RGBA8, bytes(3840 * 2160 * 4))
             start = time.perf_counter()
             client.ping([layer])
             elapsed = time.perf_counter() - start
-            print(f"daemon       answers; a 4K layer round trip took {elapsed * 1e3:.0f} ms")
         except DaemonUnavailable:
-            print("daemon    not running (any command that needs it starts one)")
-    return 1 if problems else 0
+            return True, "not running (any command that needs it starts one)"
+    return True, f"answers; a 4K layer round trip took {elapsed * 1e3:.0f} ms"
 
 
-def _network_access(home: Path, endpoint: str) -> str:
+def _network_access(home: Path, endpoint: str) -> tuple[bool, str]:
     import zmq
     from sfumato.core.daemon.keys import allowed_clients, is_loopback, keys_dir
 
     if not zmq.has("curve"):
-        return "loopback only: this pyzmq lacks CURVE (libsodium); reinstall pyzmq from PyPI"
+        return True, ("loopback only: this pyzmq lacks CURVE (libsodium); reinstall pyzmq "
+                      "from PyPI")
     if is_loopback(endpoint):
-        return "loopback only (no keys needed); `sfumato keys --help` to serve other machines"
+        return True, ("loopback only (no keys needed); `sfumato keys --help` to serve other "
+                      "machines")
     if not (keys_dir(home) / "server.key").exists():
-        return "this endpoint needs CURVE keys: run `sfumato keys server`"
-    return f"CURVE, {len(allowed_clients(home))} client key(s) allowed (`sfumato keys list`)"
+        return False, "this endpoint needs CURVE keys: run `sfumato keys server`"
+    return True, (f"CURVE, {len(allowed_clients(home))} client key(s) allowed "
+                  "(`sfumato keys list`)")
 

@@ -7,7 +7,7 @@ import dataclasses
 import signal
 import sys
 
-from sfumato.bridge.transport import key_from_env
+from sfumato.bridge.endpoints import key_from_env
 from sfumato.core.config import load_settings
 
 

@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 import zmq.auth
+from sfumato.bridge.endpoints import SERVER_PUBLIC_FILE
 from sfumato.bridge.protocol import ErrorCode
-from sfumato.bridge.transport import SERVER_PUBLIC_FILE
 from sfumato.core.errors import SfumatoError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

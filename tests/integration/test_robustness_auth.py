@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import zmq.auth
 from sfumato.bridge.client import Client, ClientError, DaemonUnavailable
+from sfumato.bridge.endpoints import CurveKeys
 from sfumato.bridge.protocol import ErrorCode
-from sfumato.bridge.transport import CurveKeys, load_client_keys
+from sfumato.bridge.transport import load_client_keys
 
 from tests.daemon_process import free_endpoint, start_daemon
 

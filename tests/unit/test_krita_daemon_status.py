@@ -38,13 +38,23 @@ def test_no_model_says_how_to_add_one() -> None:
 
 
 def test_no_daemon_says_how_to_start_one() -> None:
-    state = from_error("no sfumato daemon answers at tcp://127.0.0.1:5655: start one with "
-                       "`sfumato serve`", "tcp://127.0.0.1:5655")
+    state = from_error("daemon_unavailable", "no sfumato daemon answers at "
+                       "tcp://127.0.0.1:5655: start one with `sfumato serve`",
+                       "tcp://127.0.0.1:5655")
     assert state.state == ERROR
     assert state.text == ("error: no daemon at tcp://127.0.0.1:5655. Start one with "
                           "`sfumato serve` (or fix the address below)")
 
 
 def test_missing_pyzmq_says_how_to_get_it() -> None:
-    state = from_error("ModuleNotFoundError: No module named 'zmq'", "tcp://127.0.0.1:5655")
+    state = from_error("missing_dependency", "this Python cannot import pyzmq (No module "
+                       "named 'zmq')", "tcp://127.0.0.1:5655")
     assert state.state == ERROR and "pyzmq" in state.text and "plugins install krita" in state.text
+
+
+def test_the_status_line_follows_the_code_not_the_words() -> None:
+    """A daemon's own message that happens to mention pyzmq is not a missing pyzmq."""
+    state = from_error("bad_params", "No module named 'zmq' is not a model id",
+                       "tcp://127.0.0.1:5655")
+    assert "Krita's Python has no pyzmq" not in state.text
+    assert "Check `sfumato status`" in state.text

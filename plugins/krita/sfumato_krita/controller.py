@@ -3,7 +3,6 @@ the daemon's status. Dockers are views of it; actions call `start`."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -13,6 +12,7 @@ from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 from PyQt5.QtGui import QImage
 from sfumato.bridge import actions
 from sfumato.bridge.actions import ActionOutcome
+from sfumato.bridge.endpoints import resolve_endpoint
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
 
 from .daemon_status import CHECKING, DaemonState, from_error, from_report
@@ -20,7 +20,6 @@ from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, Th
 from .krita_host import KritaHost, refusal
 
 SETTINGS_GROUP = "sfumato"
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5655"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
 TASKS = ("inpaint", "refine", "generate", "upscale")
@@ -104,7 +103,7 @@ class Controller(QObject):
 
     @property
     def endpoint(self) -> str:
-        return self.settings.endpoint or os.environ.get("SFUMATO_ENDPOINT") or DEFAULT_ENDPOINT
+        return resolve_endpoint(self.settings.endpoint or None)
 
     def update(self, **changes: Any) -> None:
         old = self.settings
@@ -213,8 +212,8 @@ class Controller(QObject):
     def _on_report(self, report: Any) -> None:
         self._set_status(from_report(report))
 
-    def _on_status_error(self, text: str) -> None:
-        self._set_status(from_error(text, self.endpoint))
+    def _on_status_error(self, code: str, text: str) -> None:
+        self._set_status(from_error(code, text, self.endpoint))
 
     def _set_status(self, state: DaemonState) -> None:
         self.status = state

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sfumato.bridge.protocol import StatusReport
+from sfumato.bridge.protocol import ErrorCode, StatusReport
 
 # Model kinds the generate list offers (inpaint and refine use them); upscalers apart.
 DIFFUSION_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux"})
@@ -41,11 +41,13 @@ def from_report(report: StatusReport) -> DaemonState:
                        diffusion, upscalers)
 
 
-def from_error(message: str, endpoint: str) -> DaemonState:
-    if "No module named 'zmq'" in message:
+def from_error(code: str, message: str, endpoint: str) -> DaemonState:
+    """What to show for a failed status request, decided by its ErrorCode value, never by
+    the message's words."""
+    if code == ErrorCode.MISSING_DEPENDENCY.value:
         return DaemonState(ERROR, "error: Krita's Python has no pyzmq; `sfumato plugins install "
                            "krita` says how to add it")
-    if "no sfumato daemon answers" in message:
+    if code == ErrorCode.DAEMON_UNAVAILABLE.value:
         return DaemonState(ERROR, f"error: no daemon at {endpoint}. Start one with "
                            "`sfumato serve` (or fix the address below)")
     return DaemonState(ERROR, f"error: {message.rstrip('. ')}. Check `sfumato status`")

@@ -17,6 +17,7 @@ from typing import Any
 from PyQt5.QtCore import QObject, Qt, QThread, pyqtSignal
 from PyQt5.QtGui import QImage
 from sfumato.bridge.actions import ActionOutcome
+from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect
 
@@ -154,10 +155,10 @@ class JobThread(QThread):
 
 
 class StatusThread(QThread):
-    """One status request; emits `answered(report)` or `failed(message)`."""
+    """One status request; emits `answered(report)` or `failed(code, message)`."""
 
     answered = pyqtSignal(object)
-    failed = pyqtSignal(str)
+    failed = pyqtSignal(str, str)
 
     def __init__(self, endpoint: str | None) -> None:
         super().__init__()
@@ -171,9 +172,9 @@ class StatusThread(QThread):
                         name="krita-status") as client:
                 report = client.status()
         except ClientError as exc:
-            self.failed.emit(exc.message)
+            self.failed.emit(exc.code, exc.message)
             return
-        except Exception as exc:  # e.g. pyzmq missing from Krita's Python
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug, not the daemon's answer: show what it was
+            self.failed.emit(ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
             return
         self.answered.emit(report)
