@@ -7,6 +7,8 @@ Standard library + the transport module only: this runs inside GIMP's and Krita'
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import time
 import uuid
 from collections import deque
@@ -26,6 +28,7 @@ from .protocol import (
     ErrorCode,
     Failed,
     Fetch,
+    Goodbye,
     Hello,
     Message,
     Ping,
@@ -119,6 +122,9 @@ class Client:
     same id again after a restart to be told which results were missed (`missed()`). Whoever
     knows an id can act as that client, so make a persistent one random (e.g. uuid4, kept in
     the plug-in's settings), not a guessable name.
+    An id of the form FAMILY/UNIQUE shares its jobs with the ids of the same FAMILY (the
+    command line's processes of one user: `sfumato cancel` stops another's job).
+    `name` and this process's id make the label logs and `sfumato status` show.
     `curve` holds the keys for a daemon on another machine (default: $SFUMATO_CURVE).
     """
 
@@ -130,7 +136,7 @@ class Client:
         heartbeat_s: float = 2.0,
         reconnects: int = 3,
         key: bytes | None = None,
-        name: str = "sfumato",
+        name: str | None = None,
         client_id: str | None = None,
         curve: CurveKeys | None = None,
     ) -> None:
@@ -139,7 +145,8 @@ class Client:
         self.heartbeat_s = heartbeat_s
         self.reconnects = reconnects
         self.key = key if key is not None else key_from_env()
-        self.name = name
+        self.name = name or _program_name()
+        self.label = f"{self.name}[{os.getpid()}]"
         self.client_id = client_id or f"c-{uuid.uuid4().hex}"
         routing_id = self.client_id.encode()
         if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
@@ -156,7 +163,7 @@ class Client:
     # --- simple requests ----------------------------------------------------------------
 
     def hello(self) -> Welcome:
-        reply, _ = self._request(Hello(id=self._next_id(), client=self.name))
+        reply, _ = self._request(Hello(id=self._next_id(), client=self.label))
         return _expect(reply, Welcome)
 
     def missed(self) -> list[str]:
@@ -185,7 +192,8 @@ class Client:
         rasters: Sequence[Raster] = (),
         model: str | None = None,
     ) -> Job:
-        request = Submit(id=self._next_id(), task=task, model=model, params=dict(params or {}))
+        request = Submit(id=self._next_id(), task=task, model=model, params=dict(params or {}),
+                         client=self.label)
         reply, _ = self._request(request, rasters)
         if isinstance(reply, Accepted):
             return Job(job_id=reply.job_id, request_id=request.id, position=reply.position)
@@ -271,6 +279,14 @@ class Client:
             if isinstance(message, Cancelled):
                 raise JobCancelledError("cancelled", f"job {job.job_id} was cancelled")
         raise JobFailed(ErrorCode.INTERNAL.value, "the job ended without a result")
+
+    def goodbye(self) -> None:
+        """Tell the daemon this client leaves on purpose: its queued and running jobs are
+        cancelled. Best effort: a daemon that is gone or not reading is not waited for."""
+        try:
+            self._send(Goodbye(id=self._next_id()), timeout_s=0.5)
+        except DaemonUnavailable:
+            pass
 
     def close(self) -> None:
         if self._pixels is not None:
@@ -392,6 +408,12 @@ class Client:
             f"no sfumato daemon answers at {self.endpoint}: start one with `sfumato serve` "
             "(or set SFUMATO_ENDPOINT to where it listens)"
         )
+
+
+def _program_name() -> str:
+    """This program's name, e.g. "sfumato_gimp" for a plug-in run as sfumato_gimp.py."""
+    argv = getattr(sys, "argv", None) or [""]
+    return os.path.splitext(os.path.basename(argv[0] or ""))[0] or "python"
 
 
 def _expect(reply: Message, cls: type[M]) -> M:

@@ -34,6 +34,7 @@ class MessageType(str, Enum):
     STATUS = "status"
     STATUS_REPORT = "status_report"
     FETCH = "fetch"
+    GOODBYE = "goodbye"
 
 
 class ErrorCode(str, Enum):
@@ -112,6 +113,7 @@ class Submit(Message):
     task: str = ""
     model: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    client: str = ""  # a readable label for logs and status, e.g. "sfumato upscale[4242]"
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,14 @@ class Fetch(Message):
 
     TYPE = MessageType.FETCH
     job_id: str = ""
+
+
+@dataclass(frozen=True)
+class Goodbye(Message):
+    """The client is leaving on purpose: its queued and running jobs are cancelled (no reply).
+    A client that vanishes without it keeps its running job (a crashed plug-in reconnects)."""
+
+    TYPE = MessageType.GOODBYE
 
 
 # --- daemon -> client -------------------------------------------------------------------
@@ -239,8 +249,8 @@ class StatusReport(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE.value: cls
     for cls in (
-        Hello, Submit, Cancel, Ping, Status, Fetch, Welcome, Accepted, Rejected, Progress,
-        Preview, Result, Failed, Cancelled, Ack, Pong, StatusReport,
+        Hello, Submit, Cancel, Ping, Status, Fetch, Goodbye, Welcome, Accepted, Rejected,
+        Progress, Preview, Result, Failed, Cancelled, Ack, Pong, StatusReport,
     )
 }
 
