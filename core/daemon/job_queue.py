@@ -27,9 +27,12 @@ class Job:
     attempts: int = 0
     started_at: float | None = None
     progress: tuple[int, int] = (0, 0)
+    stage: str = ""  # what the last progress event said it was doing
+    label: str = ""  # who submitted it, readable (program name + pid)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, now: float | None = None) -> dict[str, Any]:
         step, total = self.progress
+        since = self.started_at if self.started_at is not None else self.submitted_at
         return {
             "job_id": self.job_id,
             "task": self.task,
@@ -37,6 +40,9 @@ class Job:
             "state": self.state.value,
             "step": step,
             "total": total,
+            "stage": self.stage,
+            "client": self.label,
+            "seconds": round((time.monotonic() if now is None else now) - since, 1),
             "pixels": sum(r.width * r.height for r in self.rasters),
         }
 

@@ -33,6 +33,7 @@ from sfumato.bridge.protocol import (
     ErrorCode,
     Failed,
     Fetch,
+    Goodbye,
     Hello,
     JobState,
     Message,
@@ -51,6 +52,8 @@ from sfumato.core import __version__
 from sfumato.core.config import Settings
 from sfumato.core.daemon.admission import check_submit
 from sfumato.core.daemon.client_auth import ClientAuth
+from sfumato.core.daemon.client_names import ClientNames, same_owner
+from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
 from sfumato.core.daemon.result_receipts import ResultReceipts
 from sfumato.core.daemon.result_store import ResultStore
@@ -95,6 +98,7 @@ class Daemon:
         # pixels through shared memory for clients on this machine that ask for it
         self._pixels = daemon_pixels(self.settings.shared_memory)
         self._receipts = ResultReceipts()
+        self._names = ClientNames()  # readable client labels for logs and status
         self._session = uuid.uuid4().hex[:6]
         self._last_activity = time.monotonic()
 
@@ -246,7 +250,10 @@ class Daemon:
         if isinstance(message, Ping):
             self._reply(identity, Pong(id=message.id), rasters)  # echo: a transport probe
         elif isinstance(message, Hello):
+            self._names.note(identity, message.client)
             self._reply(identity, self._welcome(message.id, identity))
+        elif isinstance(message, Goodbye):
+            self._goodbye(identity)
         elif isinstance(message, Status):
             self._reply(identity, self._status(message.id, identity))
         elif isinstance(message, Submit):
@@ -274,7 +281,7 @@ class Daemon:
 
     def _status(self, request_id: str, identity: bytes) -> StatusReport:
         def describe(job: Job) -> dict:
-            return {**job.describe(), "mine": job.client == identity}
+            return {**job.describe(), "mine": same_owner(job.client, identity)}
 
         return StatusReport(
             id=request_id,
@@ -299,6 +306,7 @@ class Daemon:
             model=message.model,
             params=message.params,
             rasters=rasters,  # zero-copy views; each keeps its zmq frame alive
+            label=self._names.note(identity, message.client),
         )
         position = self._queue.push(job)
         if self._running is not None:
@@ -322,6 +330,16 @@ class Daemon:
         state = stored[0].TYPE.value if stored else "unknown"
         self._reply(identity, Ack(id=message.id, job_id=message.job_id, state=state))
 
+    def _goodbye(self, identity: bytes) -> None:
+        """A client leaving on purpose: its waiting jobs end, its running one is cancelled."""
+        for job in self._queue.drop_client(identity):
+            self._finish(job, Cancelled(id=job.request_id, job_id=job.job_id), [])
+        if self._running is not None and self._running.client == identity:
+            log.info("%s said goodbye: cancelling job %s", self._names.name(identity),
+                     self._running.job_id)
+            self._worker.cancel_flag.set()
+        self._names.forget(identity)
+
     def _fetch(self, identity: bytes, message: Fetch) -> None:
         """Re-attach a (re)connected client to its job: live events or the kept result."""
         self._check_owner(identity, message.job_id, "fetch")
@@ -341,9 +359,9 @@ class Daemon:
 
     def _check_owner(self, identity: bytes, job_id: str, what: str) -> None:
         owner = self._owner(job_id)
-        if owner is not None and owner != identity:
-            log.warning("client %s tried to %s job %s of another client", identity.hex(), what,
-                        job_id)
+        if owner is not None and not same_owner(owner, identity):
+            log.warning("client %s tried to %s job %s of another client",
+                        self._names.name(identity), what, job_id)
             raise SfumatoError(ErrorCode.FORBIDDEN, f"job {job_id} belongs to another client; "
                                f"only the program that submitted it can {what} it")
 
@@ -389,6 +407,7 @@ class Daemon:
                 continue  # the ready report, or a stray event after a cancel race
             if isinstance(message, Progress):
                 job.progress = (message.step, message.total)
+                job.stage = message.stage
             if message.TYPE in TERMINAL_TYPES:
                 self._running = None
                 if isinstance(message, Cancelled) and self._stop_cancelled:
@@ -438,6 +457,7 @@ class Daemon:
         job.state = {
             "result": JobState.DONE, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED
         }[terminal.TYPE.value]
+        log.info(job_line(job, terminal))
         self._results.put(job.job_id, terminal, rasters, owner=job.client)
         if self._reply(job.client, terminal, rasters):
             self._results.mark_delivered(job.job_id)
@@ -467,7 +487,9 @@ class Daemon:
                         message.TYPE.value)
             return False
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer disconnected
-            log.info("client %s unreachable (%s): dropping its jobs", identity.hex(), exc)
+            if identity in self._last_seen:  # said once, not once per event of its job
+                log.info("client %s unreachable (%s): dropping its queued jobs",
+                         self._names.name(identity), exc)
             self._client_gone(identity)
             return False
         return True
