@@ -8,6 +8,12 @@ import torch
 
 _FALLBACK_BYTES = 2 << 30  # when nothing can be read: assume a small machine
 
+# Peak memory of one fp32 forward pass per window (input) pixel, by (architecture, scale),
+# measured on the CPU with bench/upscale_memory.py (2026-12-07: RRDBNet x4 8.0-9.2 KB, the
+# compact net 0.5-0.8 KB; the larger figure, rounded up). Most of it is the ~64 feature maps
+# at output resolution, so it grows with scale².
+UPSCALER_BYTES_PER_PIXEL = {("ESRGAN", 4): 9600, ("Compact", 4): 1024}
+
 
 def free_bytes(device: torch.device) -> int:
     """Free memory on `device`: CUDA's own count for a GPU, MemAvailable for the CPU."""
@@ -15,6 +21,16 @@ def free_bytes(device: torch.device) -> int:
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
     return _available_ram()
+
+
+def upscaler_bytes_per_pixel(architecture: str, scale: int, element_bytes: int) -> float:
+    """Peak bytes one forward pass of an upscaler takes per window pixel: measured where the
+    table has the architecture, else a cautious estimate (64 float maps at output size plus
+    what the input-size blocks hold). Half precision halves it."""
+    measured = UPSCALER_BYTES_PER_PIXEL.get((architecture, scale))
+    if measured is not None:
+        return measured * element_bytes / 4
+    return element_bytes * (512 + 256 * scale * scale)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -69,8 +69,75 @@ def plan_tiles(
 ) -> list[Tile]:
     """Tiles in row-major order whose cores cover `core` (x, y, w, h; default: everything)."""
     x, y, w, h = core if core is not None else (0, 0, width, height)
-    rows = plan_axis(height, tile, overlap, pad, y, y + h)
-    cols = plan_axis(width, tile, overlap, pad, x, x + w)
+    return _grid(plan_axis(height, tile, overlap, pad, y, y + h),
+                 plan_axis(width, tile, overlap, pad, x, x + w))
+
+
+def plan_least_work(
+    height: int,
+    width: int,
+    overlap: int,
+    pad: int,
+    max_window: int,
+    max_side: int,
+    core: tuple[int, int, int, int] | None = None,
+) -> list[Tile]:
+    """The grid of tiles covering `core` (x, y, w, h; default: everything) whose windows
+    add up to the fewest pixels while each window holds at most `max_window` pixels and
+    `max_side` pixels along either axis: one tile whenever the region fits, otherwise as
+    few and as large as memory allows, since every cut adds context the model runs twice.
+    Ties go to fewer tiles; when nothing fits, the finest grid (MIN_CORE cores)."""
+    x, y, w, h = core if core is not None else (0, 0, width, height)
+    best: tuple[tuple[int, int], list[Span], list[Span]] | None = None
+    for rows in range(1, _most_tiles(h, overlap) + 1):
+        row_spans = _spans_for_count(height, rows, overlap, pad, y, y + h)
+        tall = max(span.hi - span.lo for span in row_spans)
+        if tall > max_side or tall > max_window:
+            continue
+        for cols in range(1, _most_tiles(w, overlap) + 1):
+            col_spans = _spans_for_count(width, cols, overlap, pad, x, x + w)
+            wide = max(span.hi - span.lo for span in col_spans)
+            if wide <= max_side and tall * wide <= max_window:
+                # more columns only add context: the first that fits is this row count's best
+                area = _covered(row_spans) * _covered(col_spans)
+                key = (area, rows * cols)
+                if best is None or key < best[0]:
+                    best = (key, row_spans, col_spans)
+                break
+    if best is None:
+        return _grid(_spans_for_count(height, _most_tiles(h, overlap), overlap, pad, y, y + h),
+                     _spans_for_count(width, _most_tiles(w, overlap), overlap, pad, x, x + w))
+    _, row_spans, col_spans = best
+    return _grid(row_spans, col_spans)
+
+
+def work_ratio(tiles: list[Tile], core_pixels: int) -> float:
+    """Pixels the model runs over (every window) per pixel of the region asked for."""
+    return sum((t.y.hi - t.y.lo) * (t.x.hi - t.x.lo) for t in tiles) / max(1, core_pixels)
+
+
+MIN_CORE = 32  # the smallest core plan_least_work cuts an axis into
+
+
+def _most_tiles(length: int, overlap: int) -> int:
+    return max(1, math.ceil((length - overlap) / max(1, MIN_CORE - overlap)))
+
+
+def _spans_for_count(length: int, count: int, overlap: int, pad: int, start: int, end: int
+                     ) -> list[Span]:
+    """`count` evenly spaced cores over [start, end) (plan_axis with the tile size that
+    count needs)."""
+    if count == 1:
+        return plan_axis(length, end - start, overlap, pad, start, end)
+    tile = math.ceil((end - start + (count - 1) * overlap) / count)
+    return plan_axis(length, max(tile, overlap + 1), overlap, pad, start, end)
+
+
+def _covered(spans: list[Span]) -> int:
+    return sum(span.hi - span.lo for span in spans)
+
+
+def _grid(rows: list[Span], cols: list[Span]) -> list[Tile]:
     row_ramps = _neighbour_overlaps(rows)
     col_ramps = _neighbour_overlaps(cols)
     return [
@@ -78,16 +145,6 @@ def plan_tiles(
         for i, ys in enumerate(rows)
         for j, xs in enumerate(cols)
     ]
-
-
-def tile_for_budget(
-    budget_bytes: float, bytes_per_pixel: float, pad: int, minimum: int, maximum: int
-) -> int:
-    """The largest core size (a multiple of 8, within [minimum, maximum]) whose window of
-    (tile + 2*pad)^2 input pixels fits in `budget_bytes`."""
-    side = math.isqrt(max(0, int(budget_bytes / max(bytes_per_pixel, 1e-9)))) - 2 * pad
-    side -= side % 8
-    return max(minimum, min(maximum, side))
 
 
 def crossfade(length: int, before: int, after: int) -> np.ndarray:

@@ -7,22 +7,28 @@ then put alpha back and pack the result in the input's layout family.
 Params: `scale` (float > 0; default the model's), `tile` (core size in input px; 0 = from
 free memory), `region` ([x, y, w, h]; only that part is upscaled, seen in its surroundings),
 `batch` (tiles per forward pass; default the daemon's `upscale_batch`, by device).
-Info: scale, model, width, height, and `offset` (where the region lands) when region is given.
+Info: scale, model, width, height, `tiles` and `work_ratio` (window pixels the network ran
+over, all passes, per region pixel: 1.0 is no wasted work), and `offset` (where the region
+lands) when region is given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.schema import UPSCALE
 from sfumato.core.config import DEFAULT_UPSCALER
-from sfumato.core.device.memory import free_bytes, is_out_of_memory
+from sfumato.core.device.memory import free_bytes, is_out_of_memory, upscaler_bytes_per_pixel
 from sfumato.core.device.speed_options import speed_of, tiles_per_batch
 from sfumato.core.errors import SfumatoError
+from sfumato.core.models.layer_progress import LayerHooks, PieceProgress, hookable
 from sfumato.core.models.upscaler_loader import input_memory_format, output_scale
 from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.pixels.tensors import (
@@ -32,13 +38,18 @@ from sfumato.core.pixels.tensors import (
     srgb_to_linear,
     to_unit_tensor,
 )
-from sfumato.core.pixels.tiling import Blender, Tile, plan_tiles, tile_for_budget
+from sfumato.core.pixels.tiling import (
+    Blender,
+    Tile,
+    plan_least_work,
+    plan_tiles,
+    work_ratio,
+)
 from sfumato.core.task_api import TaskContext, TaskOutput
 
 NAME = "upscale"
-MODEL_KINDS = frozenset({"upscaler"})
-
-LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32, Layout.GRAY8)
+MODEL_KINDS = UPSCALE.model_kinds
+LAYOUTS = UPSCALE.layouts
 PRE_PAD = 10  # reflected border the model sees around the image, as Real-ESRGAN's tools do
 OVERLAP = 16  # input px over which neighbouring tiles cross-fade
 MIN_TILE = 32
@@ -46,26 +57,29 @@ MIN_TILE = 32
 # some kernels index with 32 bits: this bounds a tile's whole window, not just its core.
 MAX_WINDOW_ELEMENTS = 2**31 - 1
 OUTPUT_FEATURES = 64
-# On the CPU mid-size tiles run faster per pixel than huge ones (caches): a 2048 px layer
-# through the compact x2 net took 0.7 s in 700 px tiles and 1.0 s in 1042 px ones.
-CPU_MAX_TILE = 1024
-# Real neighbouring pixels each tile sees beyond its core. RRDBNet's influence reaches far:
-# 96 px keeps tiled output within 1/255 of a whole-image pass; the compact net needs less.
-CONTEXT = {"Compact": 24}
+# The longest window side on the CPU, past which a pass gets slower per pixel (caches).
+CPU_MAX_WINDOW_SIDE = 1 << 30
+# Real neighbouring pixels each tile sees beyond its core, measured with
+# bench/upscale_context.py on the test photo: the fewest that keep 2x2 tiles within 1/255
+# of a whole-image pass (Compact: 12 px gives 1/255 on 427 values, 16 px on 9; RRDBNet: see
+# the bench). Unknown architectures get a wide margin.
+CONTEXT = {"Compact": 16, "ESRGAN": 96}
 DEFAULT_CONTEXT = 96
-MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.35}  # of free memory one tile may take
+MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.35}  # of free memory one window may take
+REPORT_S = 0.5  # the longest a running tile goes without a progress event (on the CPU)
 BLEND_SHARE = 0.25  # of free device memory the stitched output may take there
 
 
 def run(ctx: TaskContext) -> TaskOutput:
+    values = UPSCALE.read(ctx.params)  # the task contract: types, ranges, defaults
     raster = _input_raster(ctx)
-    x, y, w, h = _region(ctx.params.get("region"), raster)
+    x, y, w, h = _region(values["region"], raster)
 
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=DEFAULT_UPSCALER)
     model = ctx.models.load(entry)
-    scale = _scale(ctx.params.get("scale"), output_scale(model))
-    tile = _tile(ctx.params.get("tile"))
-    batch = tiles_per_batch(speed_of(ctx.models), str(model.device.type), ctx.params.get("batch"))
+    scale = _scale(values["scale"], output_scale(model))
+    tile = _tile(values["tile"])
+    batch = tiles_per_batch(speed_of(ctx.models), str(model.device.type), values["batch"])
     out_h, out_w = round(h * scale), round(w * scale)
     passes = _pass_count(scale, model.scale)
     _check_size(ctx, out_h, out_w, h * model.scale**passes, w * model.scale**passes)
@@ -80,17 +94,22 @@ def run(ctx: TaskContext) -> TaskOutput:
     at_edge = (y0 == 0, y1 == raster.height, x0 == 0, x1 == raster.width)
 
     # The first pass sees the region's real surroundings; later passes see only its output.
-    image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context, batch)
+    work = Work()
+    image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context, batch,
+                        work)
     for _ in range(passes - 1):
         whole = (0, 0, image.shape[2], image.shape[1])
-        image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context, batch)
+        image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context, batch, work)
     image = _resize(image, out_h, out_w)
     if alpha is not None:
         alpha = _snap(_resize(alpha[:, y - y0 : y - y0 + h, x - x0 : x - x0 + w], out_h, out_w))
 
     layout = raster.layout
     result = array_to_raster(_from_model_space(image, alpha, layout), layout)
-    info: dict[str, Any] = {"scale": scale, "model": entry.name, "width": out_w, "height": out_h}
+    info: dict[str, Any] = {
+        "scale": scale, "model": entry.name, "width": out_w, "height": out_h,
+        "tiles": work.tiles, "work_ratio": round(work.window_pixels / (w * h), 3),
+    }
     if ctx.params.get("region") is not None:
         info["offset"] = [round(x * scale), round(y * scale)]
     return TaskOutput([result], info=info)
@@ -214,6 +233,14 @@ def _from_model_space(rgb: torch.Tensor, alpha: torch.Tensor | None, layout: Lay
 # --- the model, tile by tile -------------------------------------------------------------
 
 
+@dataclass
+class Work:
+    """What the network ran over, summed over passes: tiles and window pixels."""
+
+    tiles: int = 0
+    window_pixels: int = 0
+
+
 def _model_pass(
     ctx: TaskContext,
     model: Any,
@@ -223,19 +250,31 @@ def _model_pass(
     tile: int | None,
     context: int,
     batch: int = 1,
+    work: Work | None = None,
 ) -> torch.Tensor:
     """The model's output for `core` (x, y, w, h) of `image` (3, H, W), shape (3, h*s, w*s).
     Sides of `image` that are the picture's own edges (top, bottom, left, right) get a
-    reflected border; elsewhere `image` holds real neighbouring pixels."""
+    reflected border; elsewhere `image` holds real neighbouring pixels. A given `tile` caps
+    each core's side; without one, windows are sized from free memory (`_window_limit`)."""
     top, bottom, left, right = (PRE_PAD * edge for edge in at_edge)
-    work = reflect_pad(image, top, bottom, left, right)
+    padded = reflect_pad(image, top, bottom, left, right)
     x, y, w, h = core
     padded_core = (x + left, y + top, w, h)
+    height, width = padded.shape[1:]
 
-    tile = tile or _auto_tile(model, context)
+    limit = None if tile else _window_limit(model, context, batch)
     while True:
         try:
-            return _run_tiles(ctx, model, work, padded_core, tile, context, batch)
+            if tile:
+                tiles = plan_tiles(height, width, tile, OVERLAP, context, padded_core)
+            else:
+                tiles = plan_least_work(height, width, OVERLAP, context, limit or 0,
+                                        _max_window_side(model), padded_core)
+            output = _run_tiles(ctx, model, padded, padded_core, tiles, batch)
+            if work is not None:
+                work.tiles += len(tiles)
+                work.window_pixels += round(work_ratio(tiles, 1))
+            return output
         except Exception as exc:  # only allocation failures are retried
             if not is_out_of_memory(exc):
                 raise
@@ -244,13 +283,18 @@ def _model_pass(
             if batch > 1:  # fewer tiles at once before smaller tiles
                 batch = 1
                 continue
-            if tile <= MIN_TILE:
+            smallest = (MIN_TILE + 2 * context) ** 2
+            if (tile or 0) <= MIN_TILE and (limit is None or limit <= smallest):
                 raise SfumatoError(
                     ErrorCode.OUT_OF_MEMORY,
                     f"not even {MIN_TILE}px tiles fit in free memory; close other GPU programs "
                     "or use a smaller model",
                 ) from None
-            tile = max(MIN_TILE, min(tile, max(w, h)) // 2)
+            if tile:
+                tile = max(MIN_TILE, min(tile, max(w, h)) // 2)
+            else:  # half the largest window that was tried
+                largest = max((t.y.hi - t.y.lo) * (t.x.hi - t.x.lo) for t in tiles)
+                limit = max(smallest, min(limit or largest, largest) // 2)
 
 
 def _run_tiles(
@@ -258,20 +302,23 @@ def _run_tiles(
     model: Any,
     work: torch.Tensor,
     core: tuple[int, int, int, int],
-    tile: int,
-    context: int,
+    tiles: list[Tile],
     batch: int = 1,
 ) -> torch.Tensor:
-    tiles = plan_tiles(work.shape[1], work.shape[2], tile, OVERLAP, context, core)
     blender = Blender(core, channels=3, scale=model.scale, device=_blend_device(model, core))
-    done = 0
-    for group in _same_shape_batches(tiles, batch):
-        ctx.cancel.raise_if_cancelled()
-        windows = [work[:, p.y.lo : p.y.hi, p.x.lo : p.x.hi] for p in group]
-        for piece, output in zip(group, _infer(model, windows), strict=True):
-            blender.add(piece, output)
-        done += len(group)
-        ctx.progress(done, len(tiles), "upscale")
+    # progress (and cancel) inside a tile where a tile can take minutes: the CPU
+    module = getattr(model, "model", None)
+    progress = PieceProgress(len(tiles), lambda step, total: ctx.progress(step, total, NAME),
+                             ctx.cancel.raise_if_cancelled, REPORT_S)
+    hooks = LayerHooks(module, progress.layer) if hookable(module, model.device) else None
+    progress.layers = hooks.layers if hooks is not None and hooks.layers else 1
+    with hooks or contextlib.nullcontext():
+        for group in _same_shape_batches(tiles, batch):
+            ctx.cancel.raise_if_cancelled()
+            windows = [work[:, p.y.lo : p.y.hi, p.x.lo : p.x.hi] for p in group]
+            for piece, output in zip(group, _infer(model, windows), strict=True):
+                blender.add(piece, output)
+            progress.pieces_done(len(group))
     return blender.result()
 
 
@@ -306,24 +353,20 @@ def _infer(model: Any, windows: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(output)
 
 
-def _auto_tile(model: Any, context: int) -> int:
-    # Peak activations grow with the output: ~64 float channels live at output resolution.
+def _window_limit(model: Any, context: int, batch: int) -> int:
+    """The most input pixels one window may hold: a share of free memory over the
+    architecture's measured peak per pixel (`batch` windows run at once), and never so many
+    that an output-size feature map passes 2**31 elements."""
     element = torch.finfo(model.dtype).bits // 8
-    bytes_per_pixel = element * (512 + 256 * model.scale**2)
+    per_pixel = upscaler_bytes_per_pixel(str(model.architecture.id), model.scale, element)
     budget = free_bytes(model.device) * MEMORY_SHARE.get(model.device.type, 0.35)
-    largest = max_tile(model.scale, context)
-    if model.device.type == "cpu":
-        largest = min(largest, CPU_MAX_TILE)
-    return tile_for_budget(budget, bytes_per_pixel, context, MIN_TILE, largest)
+    by_memory = int(budget / (per_pixel * max(1, batch)))
+    by_index = MAX_WINDOW_ELEMENTS // (OUTPUT_FEATURES * model.scale * model.scale)
+    return max((MIN_TILE + 2 * context) ** 2, min(by_memory, by_index))
 
 
-def max_tile(scale: int, context: int) -> int:
-    """The largest core whose window (core + context each side) keeps the output-resolution
-    feature maps within MAX_WINDOW_ELEMENTS: 1256 px for an x4 model with 96 px of context,
-    so on a GPU a 1024 px layer is one tile."""
-    window = math.isqrt(MAX_WINDOW_ELEMENTS // (OUTPUT_FEATURES * scale * scale))
-    core = window - 2 * context
-    return max(MIN_TILE, core - core % 8)
+def _max_window_side(model: Any) -> int:
+    return CPU_MAX_WINDOW_SIDE if model.device.type == "cpu" else 1 << 30
 
 
 # --- resizing ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from sfumato.bridge.raster import Layout, Raster
 from sfumato.core.errors import JobCancelled, SfumatoError
 from sfumato.core.models.registry import ModelEntry
 from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
-from sfumato.core.task_api import CancelToken, TaskContext
+from sfumato.core.task_api import CancelToken, Limits, TaskContext
 from sfumato.core.tasks import upscale
 
 from tests.tiny_upscaler import build_tiny_upscaler
@@ -80,8 +81,9 @@ def _run(model: Any, raster: Raster, **params: Any) -> tuple[Raster, dict[str, A
 def test_layout_family_and_alpha_are_kept(tiny: Any, layout: Layout) -> None:
     raster, info, steps = _run(tiny, _raster(_image(20, 30), layout))
     assert (raster.layout, raster.width, raster.height) == (layout, 60, 40)
-    assert info == {"scale": 2.0, "model": "realesrgan-x4plus", "width": 60, "height": 40}
-    assert steps[-1] == (1, 1, "upscale")
+    assert info == {"scale": 2.0, "model": "realesrgan-x4plus", "width": 60, "height": 40,
+                    "tiles": 1, "work_ratio": round(40 * 50 / (20 * 30), 3)}  # 10 px borders
+    assert steps[-1][0] == steps[-1][1] > 1 and steps[-1][2] == "upscale"  # counted in layers
     alpha = raster_to_array(raster)[:, :, 3].astype(np.float64)
     top = {1: 255, 2: 65535, 4: 1}[layout.bytes_per_channel]
     assert alpha[:, :25].max() == 0 and alpha[:, 35:].min() == top
@@ -125,10 +127,12 @@ def test_region_upscales_only_the_region_and_says_where(tiny: Any) -> None:
 
 def test_tiled_and_whole_agree(tiny: Any) -> None:
     image = _raster(_image(90, 120, seed=3), Layout.RGBA8)
-    whole, _, one = _run(tiny, image)
-    tiled, _, steps = _run(tiny, image, tile=32)
-    assert one[-1][:2] == (1, 1) and steps[-1][1] > 4
-    assert [s[0] for s in steps] == list(range(1, steps[-1][1] + 1))
+    whole, one_info, one = _run(tiny, image)
+    tiled, info, steps = _run(tiny, image, tile=32)
+    assert one_info["tiles"] == 1 and info["tiles"] > 4
+    layers = one[-1][1]
+    assert steps[-1][:2] == (info["tiles"] * layers,) * 2
+    assert all(b[0] > a[0] for a, b in zip(steps, steps[1:], strict=False))
     difference = raster_to_array(tiled).astype(int) - raster_to_array(whole).astype(int)
     assert np.abs(difference).max() <= 1
 
@@ -215,7 +219,8 @@ def test_cancel_stops_between_tiles(tiny: Any) -> None:
     [
         (Raster(0, 5, Layout.RGBA8, b""), {}, ErrorCode.EMPTY_IMAGE),
         (Raster(2, 2, Layout.GRAY16, bytes(8)), {}, ErrorCode.UNSUPPORTED_LAYOUT),
-        (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scale": 0}, ErrorCode.BAD_PARAMS),
+        (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scale": -1}, ErrorCode.BAD_PARAMS),
+        (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scael": 2}, ErrorCode.BAD_PARAMS),
         (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scale": "2"}, ErrorCode.BAD_PARAMS),
         (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scale": 0.01}, ErrorCode.BAD_PARAMS),
         (Raster(4, 4, Layout.RGBA8, bytes(64)), {"tile": -1}, ErrorCode.BAD_PARAMS),
@@ -225,7 +230,7 @@ def test_cancel_stops_between_tiles(tiny: Any) -> None:
             ErrorCode.EMPTY_SELECTION,
         ),
         (Raster(4, 4, Layout.RGBA8, bytes(64)), {"region": [0, 0, 2]}, ErrorCode.BAD_PARAMS),
-        (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scale": 1e9}, ErrorCode.IMAGE_TOO_LARGE),
+        (Raster(4, 4, Layout.RGBA8, bytes(64)), {"scale": 1e9}, ErrorCode.BAD_PARAMS),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(
@@ -235,6 +240,15 @@ def test_bad_input_is_refused_with_a_reason(
         _run(tiny, raster, **params)
     assert caught.value.code is code
     assert caught.value.message
+
+
+def test_an_output_over_the_daemons_limit_is_refused_before_any_tile(tiny: Any) -> None:
+    ctx = TaskContext(params={"scale": 16.0}, rasters=[Raster(4, 4, Layout.RGBA8, bytes(64))],
+                      model_id=None, models=FakeModels(tiny),
+                      limits=Limits(max_output_pixels=32 * 32))
+    with pytest.raises(SfumatoError) as caught:
+        upscale.run(ctx)
+    assert caught.value.code is ErrorCode.IMAGE_TOO_LARGE
 
 
 def test_model_is_asked_for_by_kind_with_the_default(tiny: Any) -> None:
@@ -247,10 +261,12 @@ def test_model_is_asked_for_by_kind_with_the_default(tiny: Any) -> None:
     assert upscale.NAME == "upscale" and upscale.MODEL_KINDS == frozenset({"upscaler"})
 
 
-@pytest.mark.parametrize(("scale", "context"), [(1, 96), (2, 24), (4, 96), (8, 96)])
-def test_the_largest_tile_keeps_feature_maps_indexable(scale: int, context: int) -> None:
-    side = upscale.max_tile(scale, context) + 2 * context
-    assert side**2 * upscale.OUTPUT_FEATURES * scale**2 < 2**31
-    assert (side + 8) ** 2 * upscale.OUTPUT_FEATURES * scale**2 >= 2**31 - 1 or side <= 64
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_windows_keep_feature_maps_indexable(scale: int) -> None:
+    model = SimpleNamespace(scale=scale, dtype=torch.float16, device=torch.device("cpu"),
+                            architecture=SimpleNamespace(id="Compact"))
+    with mock.patch.object(upscale, "free_bytes", return_value=1 << 50):  # memory no limit
+        window = upscale._window_limit(model, context=16, batch=1)
+    assert window * upscale.OUTPUT_FEATURES * scale**2 < 2**31
     if scale == 4:  # a 1024 px layer and its reflected border upscale in one piece
-        assert upscale.max_tile(scale, context) >= 1024 + 2 * upscale.PRE_PAD
+        assert window >= (1024 + 2 * upscale.PRE_PAD) ** 2

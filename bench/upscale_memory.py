@@ -1,0 +1,82 @@
+"""Peak CPU memory and time per window pixel of each upscaler architecture, the figures the
+upscale task's tile planner uses (core/device/memory.py: UPSCALER_BYTES_PER_PIXEL).
+
+Each (model, window) runs in a fresh child process: the model is loaded and warmed on a
+small window, then one forward pass over a side x side window; the growth of the process's
+peak resident set over that pass, divided by the window's pixels, is the cost per pixel
+(fp32, channels-last, as the task runs it). The slope between the two largest windows
+leaves out fixed costs.
+
+    .venv/bin/python bench/upscale_memory.py [--models realesrgan-x4plus,...]
+        [--sides 128,256,384]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import rounds  # noqa: E402
+from sfumato.core.models.ncnn_import import ensure_default_upscaler  # noqa: E402
+from sfumato.core.models.registry import Registry  # noqa: E402
+
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import torch
+    from sfumato.core.models.upscaler_loader import input_memory_format, load_upscaler
+    model = load_upscaler(__import__("pathlib").Path(sys.argv[1]))
+    side = int(sys.argv[2])
+    def forward(n):
+        x = torch.rand(1, 3, n, n).contiguous(memory_format=input_memory_format(model))
+        with torch.inference_mode():
+            model(x)
+    forward(32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start = time.perf_counter()
+    forward(side)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"arch": str(model.architecture.id), "grown": peak - before,
+                      "seconds": seconds}))
+    """
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="realesrgan-x4plus,realesr-animevideov3-x4")
+    parser.add_argument("--sides", default="128,256,384", help="window sides, px")
+    args = parser.parse_args()
+    sides = [int(s) for s in args.sides.split(",")]
+    print(f"load average {rounds.load_average()}")
+    with tempfile.TemporaryDirectory() as home:
+        for name in args.models.split(","):
+            path = ensure_default_upscaler(Registry(Path(home)), name).path
+            figures = []
+            for side in sides:
+                done = subprocess.run([sys.executable, "-c", CHILD, path, str(side)],
+                                      capture_output=True, text=True, check=True)
+                figure = json.loads(done.stdout.strip().splitlines()[-1])
+                figures.append((side, figure))
+                print(f"{name} ({figure['arch']}) {side}² window: peak grew "
+                      f"{figure['grown'] / 2**20:.0f} MiB = {figure['grown'] / side**2:.0f} B/px, "
+                      f"{figure['seconds']:.2f} s = {figure['seconds'] / side**2 * 1e6:.1f} µs/px",
+                      flush=True)
+            (a, fa), (b, fb) = figures[-2], figures[-1]
+            slope = (fb["grown"] - fa["grown"]) / (b * b - a * a)
+            print(f"{name}: {slope:.0f} bytes per window pixel (slope {a}²-{b}²)")
+    print(f"load average {rounds.load_average()}")
+
+
+if __name__ == "__main__":
+    main()
