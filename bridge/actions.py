@@ -17,26 +17,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .client import Client, ClientError, JobCancelledError, JobOutcome
+from .client import Client, JobCancelledError, JobOutcome
+from .errors import SfumatoError
+from .geometry import Rect
 from .guides import Control, ImagePrompt
 from .host import HostDocument
-from .protocol import Message, Preview, Progress
-from .raster import Layout, Raster
-from .selection import Rect, crop, mask_bounds
+from .protocol import ErrorCode, Message, Preview, Progress
+from .raster import Raster
+from .schema import DIFFUSION_LAYOUTS, TASKS, UPSCALE, UPSCALE_LAYOUTS, ResultInfo, TaskSchema
+from .selection import crop, mask_bounds
 
 PING_TIMEOUT_S = 2.0  # "no daemon" must reach the artist within seconds, not a job timeout
 UPSCALE_CONTEXT = 96  # layer pixels around a selection: Real-ESRGAN sees that far, so its
 # result matches a whole-layer upscale at the selection's edges too
 
-# What the daemon's tasks assume when a request leaves these out (core/tasks/*.py); sent
-# explicitly so that the crop made here and the daemon's own use the same numbers.
-DIFFUSION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "inpaint": {"grow": 4, "feather": 16, "context": 64},
-    "refine": {"grow": 0, "feather": 16, "context": 32},
-}
-# Layouts each task reads; a float image goes to the diffusion tasks as 16-bit.
-DIFFUSION_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16)
-UPSCALE_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16, Layout.RGBAF32)
 
 NOTHING_SELECTED = "Nothing is selected: select the area to {verb} first. The image is unchanged."
 SELECTION_MISSES_LAYER = (
@@ -45,8 +39,11 @@ SELECTION_MISSES_LAYER = (
 )
 
 
-class ActionError(Exception):
+class ActionError(SfumatoError):
     """Something the artist can fix; the message says what."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_PARAMS) -> None:
+        super().__init__(code, message)
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,7 @@ class ActionOutcome:
     ok: bool
     message: str = ""
     layers: tuple[str, ...] = ()  # names of the layers added, in order (the first ends on top)
+    code: ErrorCode | None = None  # why it failed: hosts choose what to show from this
 
 
 def inpaint_selection(host: HostDocument, client: Client, params: Mapping[str, Any],
@@ -102,24 +100,23 @@ def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str,
     client.ping(timeout_s=PING_TIMEOUT_S)
     layer = host.layer_bounds()
     whole = _whole(layer)
-    given = {key: value for key, value in params.items() if value is not None}
-    full = {**DIFFUSION_DEFAULTS[task], **given}
+    schema = TASKS[task]
+    given = _given(schema, params)
     host.progress(0.0, f"sfumato {task}: reading the selection")
-    # Only the selection's box plus room for grow, feather and context goes over the wire.
-    margin = 2 * (int(full["grow"]) + int(full["feather"])) + int(full["context"])
-    selected = _selection(host, whole, margin)
+    # Only the selection's box plus what the task reaches around it goes over the wire; the
+    # daemon plans with the same reach (bridge/geometry.py) inside what it gets.
+    selected = _selection(host, whole, schema.reach(given))
     if selected is None:
         if need_selection:
-            raise ActionError(NOTHING_SELECTED.format(verb=task))
+            raise ActionError(NOTHING_SELECTED.format(verb=task), ErrorCode.EMPTY_SELECTION)
         area, rasters = whole, [host.read_pixels(whole, DIFFUSION_LAYOUTS)]
     else:
-        area = selected.box.grown(margin).clamped(whole)
+        area = selected.box.grown(schema.reach(given)).clamped(whole)
         rasters = [host.read_pixels(area, DIFFUSION_LAYOUTS), selected.mask_over(area)]
     wire = _guide_params(host, guides, area, rasters)
-    outcome = _run(host, client, task, {**full, **wire, "origin": [area.x, area.y]}, rasters,
-                   model)
-    info = outcome.result.info
-    dx, dy = _offset(info, (area.x, area.y))
+    outcome = _run(host, client, task, {**given, **wire}, rasters, model)
+    info = ResultInfo.from_wire(outcome.result.info)
+    dx, dy = area.x + info.offset[0], area.y + info.offset[1]  # the crop's place is ours
     names = _layer_names(task, info, len(outcome.rasters))
     with host.undo_group(f"sfumato {task}"):
         for raster, name in zip(outcome.rasters, names, strict=True):
@@ -174,8 +171,8 @@ def _preprocess(host: HostDocument, client: Client, kind: str,
     layer = host.layer_bounds()
     raster = host.read_pixels(_whole(layer), DIFFUSION_LAYOUTS)
     outcome = _run(host, client, "preprocess", {"kind": kind}, [raster], model)
-    name = outcome.result.info.get("name")
-    name = name if isinstance(name, str) and name else f"Control: {kind}"
+    names = ResultInfo.from_wire(outcome.result.info).names
+    name = names[0] if names else f"Control: {kind}"
     with host.undo_group(f"sfumato {name}"):
         host.add_layer(outcome.rasters[0], layer.x, layer.y, name)
     return ActionOutcome(True, "", (name,))
@@ -186,16 +183,18 @@ def _upscale(host: HostDocument, client: Client, scale: float | None, model: str
     client.ping(timeout_s=PING_TIMEOUT_S)
     layer = host.layer_bounds()
     whole = _whole(layer)
-    params: dict[str, Any] = {"tile": int(tile)}
-    if scale:
-        params["scale"] = float(scale)
+    params: dict[str, Any] = {}
+    for key, value in (("tile", tile), ("scale", scale)):
+        if not UPSCALE.param(key).means_absent(value):
+            params[key] = value
     if selection_only:
         return _upscale_selection(host, client, params, model, layer)
     outcome = _run(host, client, "upscale", params, [host.read_pixels(whole, UPSCALE_LAYOUTS)],
                    model)
     raster = outcome.rasters[0]
-    factor = _factor(outcome.result.info, raster, whole)
-    name = _upscale_name(outcome.result.info, factor, "")
+    info = ResultInfo.from_wire(outcome.result.info)
+    factor = _factor(info, raster, whole)
+    name = _upscale_name(info, factor, "")
     with host.undo_group(name):
         host.scale_image(factor)
         scaled = host.layer_bounds()  # the host moved and scaled the source with the image
@@ -207,7 +206,7 @@ def _upscale_selection(host: HostDocument, client: Client, params: dict[str, Any
                        model: str | None, layer: Rect) -> ActionOutcome:
     selected = _selection(host, _whole(layer), 0)
     if selected is None:
-        raise ActionError(NOTHING_SELECTED.format(verb="upscale"))
+        raise ActionError(NOTHING_SELECTED.format(verb="upscale"), ErrorCode.EMPTY_SELECTION)
     bounds = selected.box
     area = bounds.grown(UPSCALE_CONTEXT).clamped(_whole(layer))
     params = {**params, "region": [bounds.x - area.x, bounds.y - area.y, bounds.width,
@@ -215,7 +214,8 @@ def _upscale_selection(host: HostDocument, client: Client, params: dict[str, Any
     outcome = _run(host, client, "upscale", params, [host.read_pixels(area, UPSCALE_LAYOUTS)],
                    model)
     raster = outcome.rasters[0]
-    factor = _factor(outcome.result.info, raster, bounds)
+    info = ResultInfo.from_wire(outcome.result.info)
+    factor = _factor(info, raster, bounds)
     if not _about(raster.width, bounds.width * factor) or \
             not _about(raster.height, bounds.height * factor):
         raise ActionError(
@@ -223,7 +223,7 @@ def _upscale_selection(host: HostDocument, client: Client, params: dict[str, Any
             f"{bounds.width}x{bounds.height} selection at x{factor:g}; update the daemon "
             "(`sfumato serve`) to one that upscales regions. The image is unchanged."
         )
-    name = _upscale_name(outcome.result.info, factor, " (selection)")
+    name = _upscale_name(info, factor, " (selection)")
     with host.undo_group(name):
         host.add_layer(raster, layer.x + bounds.x, layer.y + bounds.y, name)
     return ActionOutcome(True, "", (name,))
@@ -289,13 +289,14 @@ def _guarded(host: HostDocument, work: Callable[[], ActionOutcome]) -> ActionOut
     try:
         return work()
     except ActionError as exc:
-        message = str(exc)
-    except JobCancelledError:
-        message = "sfumato: cancelled. The image is unchanged."
-    except ClientError as exc:
+        code, message = exc.code, exc.message
+    except JobCancelledError as exc:
+        code, message = exc.code, "sfumato: cancelled. The image is unchanged."
+    except SfumatoError as exc:
+        code = exc.code
         message = f"sfumato: {exc.message.rstrip('. ')}. The image is unchanged."
     host.show_message(message)
-    return ActionOutcome(False, message)
+    return ActionOutcome(False, message, code=code)
 
 
 # --- small pieces ---------------------------------------------------------------------
@@ -307,44 +308,33 @@ def _whole(layer: Rect) -> Rect:
     return Rect(0, 0, layer.width, layer.height)
 
 
-def _offset(info: Mapping[str, Any], default: tuple[int, int]) -> tuple[int, int]:
-    """Where the result goes, in layer coordinates (the task adds the `origin` we sent)."""
-    offset = info.get("offset")
-    if isinstance(offset, (list, tuple)) and len(offset) == 2:
-        return int(offset[0]), int(offset[1])
-    return default
+def _given(schema: TaskSchema, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params a front end set, without the placeholders that mean "absent" (seed -1 ...);
+    names the task does not know go on, for the daemon to refuse by name."""
+    known = set(schema.names)
+    return {key: value for key, value in params.items()
+            if key not in known or not schema.param(key).means_absent(value)}
 
 
-def _layer_names(task: str, info: Mapping[str, Any], count: int) -> list[str]:
+def _layer_names(task: str, info: ResultInfo, count: int) -> list[str]:
     """The task's own names when it sent them, else "sfumato <task> (seed N)"."""
-    names = info.get("names")
-    if isinstance(names, list) and len(names) == count and all(
-            isinstance(n, str) and n for n in names):
-        return names
-    name = info.get("name")
-    if count == 1 and isinstance(name, str) and name:
-        return [name]
-    seeds = info.get("seeds")
-    if not isinstance(seeds, list) or len(seeds) != count:
-        seeds = [info.get("seed") if count == 1 else None] * count
+    if len(info.names) == count:
+        return list(info.names)
+    seeds: list[int | None] = list(info.seeds) if len(info.seeds) == count else [None] * count
     if count == 1 and seeds[0] is None:
         return [f"sfumato {task}"]
     return [f"sfumato {task} ({f'seed {seed}' if seed is not None else f'{i + 1} of {count}'})"
             for i, seed in enumerate(seeds)]
 
 
-def _factor(info: Mapping[str, Any], raster: Raster, source: Rect) -> float:
-    scale = info.get("scale")
-    if isinstance(scale, (int, float)) and scale > 0:
-        return float(scale)
-    return raster.width / source.width
+def _factor(info: ResultInfo, raster: Raster, source: Rect) -> float:
+    return info.scale if info.scale is not None else raster.width / source.width
 
 
 def _about(size: int, expected: float) -> bool:
     return abs(size - expected) <= 1
 
 
-def _upscale_name(info: Mapping[str, Any], factor: float, suffix: str) -> str:
-    model = info.get("model")
-    via = f" {model}" if isinstance(model, str) and model else ""
+def _upscale_name(info: ResultInfo, factor: float, suffix: str) -> str:
+    via = f" {info.model}" if info.model else ""
     return f"sfumato upscale x{factor:g}{via}{suffix}"

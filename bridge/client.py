@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from . import codec
 from .codec import ProtocolError
 from .endpoints import CurveKeys, KeyFileError, key_from_env, resolve_endpoint
+from .errors import SfumatoError
 from .protocol import (
     TERMINAL_TYPES,
     Accepted,
@@ -60,24 +61,20 @@ def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> Daemon
     try:
         from .transport import DealerTransport, curve_from_env
     except ImportError as exc:
-        raise ClientError(ErrorCode.MISSING_DEPENDENCY.value,
+        raise ClientError(ErrorCode.MISSING_DEPENDENCY,
                           f"this Python cannot import pyzmq ({exc}); install pyzmq for the "
                           "Python your editor runs (`sfumato plugins install gimp` or `krita` "
                           "says how)") from None
     try:
         keys = curve if curve is not None else curve_from_env()
     except KeyFileError as exc:
-        raise ClientError(ErrorCode.AUTH_FAILED.value, str(exc)) from None
+        raise ClientError(ErrorCode.AUTH_FAILED, str(exc)) from None
     return DealerTransport(endpoint, routing_id=routing_id, curve=keys)
 
 
-class ClientError(Exception):
-    """Base of everything the client raises; `code` is an ErrorCode value."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class ClientError(SfumatoError):
+    """Base of everything the client raises; `code` is an ErrorCode (a wire code this
+    version does not know becomes INTERNAL)."""
 
 
 class DaemonUnavailable(ClientError):
@@ -150,7 +147,7 @@ class Client:
         self.client_id = client_id or f"c-{uuid.uuid4().hex}"
         routing_id = self.client_id.encode()
         if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
-            raise ClientError(ErrorCode.BAD_PARAMS.value,
+            raise ClientError(ErrorCode.BAD_PARAMS,
                               "client_id must be 1 to 255 bytes and not start with a NUL")
         self._transport = _dealer(self.endpoint, routing_id, curve)
         self._ids = itertools.count(1)
@@ -356,9 +353,9 @@ class Client:
             return codec.decode(frames, self.key, self._pixels)
         except ProtocolError as exc:
             if exc.code is ErrorCode.AUTH_FAILED:
-                raise ClientError(exc.code.value, "the daemon signs its messages with another "
+                raise ClientError(exc.code, "the daemon signs its messages with another "
                                   "key: set SFUMATO_KEY to the daemon's key") from None
-            raise ClientError(exc.code.value, f"the daemon sent a bad message: {exc}") from None
+            raise ClientError(exc.code, f"the daemon sent a bad message: {exc}") from None
 
     def _reattach(self, job: Job, attempt: int) -> None:
         time.sleep(min(0.2 * 2**attempt, 2.0))  # back off: a restarting daemon needs a moment
@@ -425,5 +422,5 @@ def _expect(reply: Message, cls: type[M]) -> M:
 def _unexpected(reply: Message) -> ClientError:
     if isinstance(reply, Rejected):
         return RequestRejected(reply.code, reply.message)
-    return ClientError(ErrorCode.BAD_MESSAGE.value, f"unexpected reply {reply.TYPE.value}")
+    return ClientError(ErrorCode.BAD_MESSAGE, f"unexpected reply {reply.TYPE.value}")
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import SfumatoError
+from .protocol import ErrorCode
+
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5655"
 SERVER_PUBLIC_FILE = "server.key"  # in a client key folder: the daemon's public key
 CLIENT_SECRET_FILE = "client.key_secret"  # in a client key folder: this client's key pair
@@ -23,8 +26,11 @@ def key_from_env() -> bytes | None:
     return key.encode() if key else None
 
 
-class KeyFileError(Exception):
+class KeyFileError(SfumatoError):
     """A CURVE key folder that is missing a file or holds an unreadable one."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.AUTH_FAILED) -> None:
+        super().__init__(code, message)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What the daemon knows (core/preprocessors.py); "auto" works for all, depth and pose need a
-# depth or pose (ViTPose) model in the daemon's model store.
-CONTROL_KINDS = ("canny", "lineart", "scribble", "softedge", "depth", "pose", "tile")
-DEFAULT_SCALE = 0.6
-DEFAULT_WEIGHT = 0.6
+from .schema import CONTROL_END, CONTROL_KINDS, CONTROL_SCALE, CONTROL_START, IMAGE_PROMPT_WEIGHT
+
+__all__ = ["CONTROL_KINDS", "DEFAULT_SCALE", "DEFAULT_WEIGHT", "Control", "ImagePrompt"]
+
+DEFAULT_SCALE = float(CONTROL_SCALE.default or 0.0)
+DEFAULT_WEIGHT = float(IMAGE_PROMPT_WEIGHT.default or 0.0)
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,8 @@ class Control:
     layer: str | None = None  # the host's id or name of the layer holding the control image;
     # None: the daemon makes it from the source ("auto")
     scale: float = DEFAULT_SCALE  # conditioning scale, 0 to 2
-    start: float = 0.0  # the fraction of the steps where the control starts ...
-    end: float = 1.0  # ... and ends
+    start: float = float(CONTROL_START.default or 0.0)  # the fraction of the steps where
+    end: float = float(CONTROL_END.default or 0.0)  # the control starts, and where it ends
     model: str | None = None  # ControlNet or T2I-Adapter id; None: the daemon picks one
 
     def wire(self, image: int | str) -> dict[str, object]:

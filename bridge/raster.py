@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .errors import SfumatoError
+from .protocol import ErrorCode
+
 
 class Layout(str, Enum):
     RGBA8 = "rgba8"
@@ -35,8 +38,11 @@ class Layout(str, Enum):
         return self.channels * self.bytes_per_channel
 
 
-class RasterError(ValueError):
+class RasterError(SfumatoError, ValueError):
     """A raster whose description does not match its bytes."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_MESSAGE) -> None:
+        super().__init__(code, message)
 
 
 Buffer = bytes | bytearray | memoryview

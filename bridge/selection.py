@@ -1,4 +1,4 @@
-"""Rectangles in layer coordinates, the bounding box of a selection mask, and crops.
+"""The bounding box of a selection mask, and crops.
 
 Pure Python on bytes: it runs inside GIMP's and Krita's Python, where numpy may be absent,
 and it must stay fast on a 4K mask, so scanning is done by `bytes` methods in C.
@@ -7,44 +7,13 @@ and it must stay fast on a 4K mask, so scanning is done by `bytes` methods in C.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from .geometry import Rect
 from .raster import Layout, Raster
 
+__all__ = ["Rect", "crop", "mask_bounds"]
+
 _NONZERO = re.compile(rb"[^\x00]")
-
-
-@dataclass(frozen=True)
-class Rect:
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @property
-    def right(self) -> int:
-        return self.x + self.width
-
-    @property
-    def bottom(self) -> int:
-        return self.y + self.height
-
-    @property
-    def is_empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    def grown(self, margin: int) -> Rect:
-        return Rect(self.x - margin, self.y - margin, self.width + 2 * margin,
-                    self.height + 2 * margin)
-
-    def clamped(self, bounds: Rect) -> Rect:
-        """The part of this rectangle inside `bounds` (empty when they do not meet)."""
-        x0, y0 = max(self.x, bounds.x), max(self.y, bounds.y)
-        x1, y1 = min(self.right, bounds.right), min(self.bottom, bounds.bottom)
-        return Rect(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
-
-    def moved(self, dx: int, dy: int) -> Rect:
-        return Rect(self.x + dx, self.y + dy, self.width, self.height)
 
 
 def mask_bounds(mask: Raster) -> Rect | None:

@@ -1,19 +1,12 @@
-"""Typed failures a job can end with. Each carries a wire ErrorCode and a message saying what
-the artist or admin should do; the daemon turns them into `rejected`/`failed` events."""
+"""Typed failures a job can end with. `SfumatoError` (the one root, bridge/errors.py) carries
+a wire ErrorCode and a message saying what the artist or admin should do; the daemon turns it
+into `rejected`/`failed` events."""
 
 from __future__ import annotations
 
-from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.errors import SfumatoError
 
-
-class SfumatoError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code.value}: {self.message}"
+__all__ = ["JobCancelled", "SfumatoError", "error_detail"]
 
 
 class JobCancelled(Exception):

@@ -24,6 +24,7 @@ MASK_LAYOUTS = {Layout.GRAY8, Layout.GRAY16}
 def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
                  registry: Registry) -> None:
     spec = task_spec(message.task)
+    spec.schema.read(message.params)  # every parameter's type and range, before the queue
     required = [name for name in spec.inputs if not name.endswith("?")]
     if not len(required) <= len(rasters) <= len(spec.inputs) + spec.guide_rasters:
         names = ", ".join(n.rstrip("?") for n in spec.inputs)

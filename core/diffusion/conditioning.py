@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sfumato.bridge.geometry import Rect
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides, ImagePromptRequest
 from sfumato.core.diffusion.pipeline_call import is_flux
@@ -36,7 +37,6 @@ from sfumato.core.models.guide_loader import (
 )
 from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind
 from sfumato.core.pixels.compose import from_float, resize_rgb, rgb_over_grey, to_float
-from sfumato.core.pixels.geometry import Box
 from sfumato.core.preprocessors.catalogue import (
     CONTROL_KINDS,
     NEEDS_MODEL,
@@ -76,7 +76,7 @@ class LoadedGuides:
     warnings: list[str] = field(default_factory=list)
     flux_pipeline: str | None = None  # FLUX: the diffusers ControlNet pipeline class to use
 
-    def over(self, crop: Box, layer_size: tuple[int, int]) -> CropGuidance:
+    def over(self, crop: Rect, layer_size: tuple[int, int]) -> CropGuidance:
         """These guides for one crop of a layer of `layer_size` (height, width)."""
         return CropGuidance(self, crop, layer_size)
 
@@ -229,7 +229,7 @@ def _encoder_entry(models: ModelProvider, prompt: _ImagePrompt) -> ModelEntry:
 @dataclass
 class CropGuidance:
     guides: LoadedGuides
-    crop: Box
+    crop: Rect
     layer_size: tuple[int, int]
 
     @property

@@ -15,17 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.schema import (
+    CONTROL_END,
+    CONTROL_SCALE,
+    CONTROL_START,
+    IMAGE_PROMPT_WEIGHT,
+    MAX_GUIDES,
+    Param,
+)
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import raster_to_array
 from sfumato.core.preprocessors.catalogue import check_kind
 
 AUTO = "auto"
-MAX_CONTROLS = 4
-MAX_IMAGE_PROMPTS = 4
-MAX_SCALE = 2.0
+MAX_CONTROLS = MAX_GUIDES
+MAX_IMAGE_PROMPTS = MAX_GUIDES
 GUIDE_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16)
 
 
@@ -77,9 +83,9 @@ def read_guides(params: dict[str, Any], rasters: list[Raster]) -> Guides:
         kind = check_kind(item.get("kind"))
         image_ref = item.get("image", AUTO)
         image = None if image_ref == AUTO else _raster(rasters, image_ref, f"control {number}")
-        scale = _number(item, "scale", DEFAULT_SCALE, 0.0, MAX_SCALE, f"control {number}")
-        start = _number(item, "start", 0.0, 0.0, 1.0, f"control {number}")
-        end = _number(item, "end", 1.0, 0.0, 1.0, f"control {number}")
+        scale = _number(item, CONTROL_SCALE, f"control {number}")
+        start = _number(item, CONTROL_START, f"control {number}")
+        end = _number(item, CONTROL_END, f"control {number}")
         if start >= end:
             raise SfumatoError(ErrorCode.BAD_PARAMS,
                                f"control {number}: start ({start:g}) must be before end "
@@ -97,7 +103,7 @@ def read_guides(params: dict[str, Any], rasters: list[Raster]) -> Guides:
                                "as image")
         prompts.append(ImagePromptRequest(
             _raster(rasters, item["image"], what),
-            _number(item, "weight", DEFAULT_WEIGHT, 0.0, MAX_SCALE, what),
+            _number(item, IMAGE_PROMPT_WEIGHT, what),
             _model(item, what)))
     return Guides(tuple(controls), tuple(prompts), tuple(warnings))
 
@@ -130,16 +136,15 @@ def _raster(rasters: list[Raster], index: Any, what: str) -> np.ndarray:
     return raster_to_array(raster)
 
 
-def _number(item: dict[str, Any], key: str, default: float, low: float, high: float,
-            what: str) -> float:
-    value = item.get(key)
+def _number(item: dict[str, Any], param: Param, what: str) -> float:
+    """`item[param.name]` checked against the task contract (bridge/schema.py)."""
+    value = item.get(param.name)
     if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise SfumatoError(ErrorCode.BAD_PARAMS,
-                           f"{what}: {key} must be a number from {low:g} to {high:g}, "
-                           f"got {value!r}")
-    return float(value)
+        return float(param.default or 0.0)
+    try:
+        return float(param.check(value))
+    except SfumatoError as exc:
+        raise SfumatoError(exc.code, f"{what}: {exc.message}") from None
 
 
 def _model(item: dict[str, Any], what: str) -> str | None:

@@ -12,16 +12,13 @@ from typing import Any
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.schema import INPAINT, SEED_LIMIT, TaskSchema
 from sfumato.core.diffusion.guide_inputs import guide_indices
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import raster_to_array
 from sfumato.core.task_api import TaskContext
 
-MAX_STEPS = 150
-MAX_VARIANTS = 8
-MAX_EDGE_PX = 1024  # grow, feather and context
-SEED_LIMIT = 2**32  # seeds any host can show and type back
-LAYER_LAYOUTS = (Layout.RGBA8, Layout.BGRA8, Layout.RGBA16)
+LAYER_LAYOUTS = INPAINT.layouts
 
 
 @dataclass(frozen=True)
@@ -35,42 +32,26 @@ class DiffusionParams:
     grow: int
     feather: int
     context: int
-    origin: tuple[int, int]
     resolution: int | None  # side of the square the model works at; None: its native size
 
 
-@dataclass(frozen=True)
-class Defaults:
-    steps: int
-    strength: float | None  # None: the caller must send it
-    grow: int
-    feather: int
-    context: int
-
-
-def read_params(params: dict[str, Any], defaults: Defaults) -> DiffusionParams:
-    """The request's params, checked, with `defaults` for what it leaves out."""
-    if defaults.strength is None and params.get("strength") is None:
-        raise SfumatoError(
-            ErrorCode.BAD_PARAMS,
-            "strength is required: how much to change, from 0 (nothing) to 1 (repaint fully)",
-        )
-    variants = _int(params, "variants", 1, 1, MAX_VARIANTS)
-    seed = params.get("seed")
-    first = secrets.randbelow(SEED_LIMIT) if seed is None else _int(params, "seed", 0, 0,
-                                                                      SEED_LIMIT - 1)
+def read_params(params: dict[str, Any], schema: TaskSchema) -> DiffusionParams:
+    """The request's params, checked against the task's contract, defaults filled in."""
+    values = schema.read(params)
+    variants = int(values["variants"])
+    seed = values["seed"]
+    first = secrets.randbelow(SEED_LIMIT) if seed is None else int(seed)
     return DiffusionParams(
-        prompt=_text(params, "prompt"),
-        negative_prompt=_text(params, "negative_prompt"),
-        steps=_int(params, "steps", defaults.steps, 1, MAX_STEPS),
-        guidance=_float(params, "guidance", None, 0.0, 100.0),
-        strength=_float(params, "strength", defaults.strength, 0.0, 1.0) or 0.0,
+        prompt=values["prompt"].strip(),
+        negative_prompt=values["negative_prompt"].strip(),
+        steps=values["steps"],
+        guidance=values["guidance"],
+        strength=float(values["strength"]),
         seeds=tuple((first + i) % SEED_LIMIT for i in range(variants)),
-        grow=_int(params, "grow", defaults.grow, 0, MAX_EDGE_PX),
-        feather=_int(params, "feather", defaults.feather, 0, MAX_EDGE_PX),
-        context=_int(params, "context", defaults.context, 0, MAX_EDGE_PX),
-        origin=_origin(params.get("origin")),
-        resolution=_int(params, "resolution", None, 64, 4096),
+        grow=values["grow"],
+        feather=values["feather"],
+        context=values["context"],
+        resolution=values["resolution"],
     )
 
 
@@ -133,51 +114,3 @@ def _check_size(raster: Raster, ctx: TaskContext, name: str) -> None:
             f"the {name} is {raster.width}x{raster.height}, over this daemon's limit of "
             f"{ctx.limits.max_pixels} pixels; crop it to the area around the selection",
         )
-
-
-def _text(params: dict[str, Any], key: str) -> str:
-    value = params.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise SfumatoError(ErrorCode.BAD_PARAMS, f"{key} must be text, got {value!r}")
-    return value.strip()
-
-
-def _int(params: dict[str, Any], key: str, default: int | None, low: int, high: int) -> Any:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SfumatoError(
-            ErrorCode.BAD_PARAMS,
-            f"{key} must be a whole number from {low} to {high}, got {value!r}",
-        )
-    return value
-
-
-def _float(
-    params: dict[str, Any], key: str, default: float | None, low: float, high: float
-) -> float | None:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise SfumatoError(
-            ErrorCode.BAD_PARAMS, f"{key} must be a number from {low:g} to {high:g}, got {value!r}"
-        )
-    return float(value)
-
-
-def _origin(value: Any) -> tuple[int, int]:
-    if value is None:
-        return 0, 0
-    ok = isinstance(value, list | tuple) and len(value) == 2
-    if not ok or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-        raise SfumatoError(
-            ErrorCode.BAD_PARAMS,
-            f"origin must be [x, y], the crop's offset in layer pixels, got {value!r}",
-        )
-    return int(value[0]), int(value[1])

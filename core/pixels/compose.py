@@ -5,7 +5,7 @@ colour matching to the known surround, the result layer and "over" compositing. 
 from __future__ import annotations
 
 import numpy as np
-from sfumato.core.pixels.geometry import Box
+from sfumato.bridge.geometry import Rect
 
 _INT_MAX = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 _STATS_SAMPLE = 1 << 16
@@ -142,10 +142,10 @@ def composite_over(
     result = source_rgba.copy()
     x, y = offset
     height, width = source_rgba.shape[:2]
-    target = Box(x, y, x + layer_rgba.shape[1], y + layer_rgba.shape[0]).clamp(width, height)
+    target = Rect(x, y, layer_rgba.shape[1], layer_rgba.shape[0]).within(width, height)
     if target.width <= 0 or target.height <= 0:
         return result
-    layer = layer_rgba[target.y0 - y : target.y1 - y, target.x0 - x : target.x1 - x]
+    layer = layer_rgba[target.y - y : target.bottom - y, target.x - x : target.right - x]
     under = source_rgba[target.slices]
     layer_a = layer[..., 3:4].astype(np.float64) / limit
     under_a = under[..., 3:4].astype(np.float64) / limit

@@ -1,52 +1,24 @@
-"""Where a diffusion task works: pixel boxes, the crop around a selection (plus context,
+"""Where a diffusion task works: the crop around a selection (plus context,
 widened to the model's multiple) and the model's native size for it."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from sfumato.bridge.geometry import Rect
 
 
-@dataclass(frozen=True)
-class Box:
-    """A pixel rectangle [x0, x1) x [y0, y1)."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        """Index an (H, W, ...) array with this box: `array[box.slices]`."""
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    def expand(self, px: int) -> Box:
-        return Box(self.x0 - px, self.y0 - px, self.x1 + px, self.y1 + px)
-
-    def clamp(self, width: int, height: int) -> Box:
-        return Box(max(self.x0, 0), max(self.y0, 0), min(self.x1, width), min(self.y1, height))
-
-
-def plan_crop(bbox: Box, layer_w: int, layer_h: int, context_px: int, multiple: int) -> Box:
+def plan_crop(bbox: Rect, layer_w: int, layer_h: int, context_px: int, multiple: int) -> Rect:
     """The region to hand the model: `bbox` (the soft mask's extent, so grow and feather are
     already in it) plus `context_px` on every side, clamped to the layer, then widened where the
     layer has room so each side is a multiple of `multiple`. When the layer is too small the
     size stays off the multiple and the resize to the model's native size absorbs it."""
     if context_px < 0 or multiple < 1:
         raise ValueError("context cannot be negative and the multiple must be at least 1")
-    box = bbox.expand(context_px).clamp(layer_w, layer_h)
-    x0, x1 = _widen_to_multiple(box.x0, box.x1, layer_w, multiple)
-    y0, y1 = _widen_to_multiple(box.y0, box.y1, layer_h, multiple)
-    return Box(x0, y0, x1, y1)
+    box = bbox.grown(context_px).within(layer_w, layer_h)
+    x0, x1 = _widen_to_multiple(box.x, box.right, layer_w, multiple)
+    y0, y1 = _widen_to_multiple(box.y, box.bottom, layer_h, multiple)
+    return Rect.from_edges(x0, y0, x1, y1)
 
 
 def _widen_to_multiple(start: int, end: int, limit: int, multiple: int) -> tuple[int, int]:

@@ -1,16 +1,13 @@
-"""Selection masks: the soft mask (grow, then feather outward), its reach, the filters it is
+"""Selection masks: the soft mask (grow, then feather outward; its reach is
+bridge.geometry.mask_reach), the filters it is
 made of, the selection's bounding box, and mask resizing. Masks are (H, W) uint8 with
 0 = keep, 255 = selected, grey = partly selected; soft masks are float32 weights in [0, 1]."""
 
 from __future__ import annotations
 
 import numpy as np
-from sfumato.core.pixels.geometry import Box, plan_crop
-
-
-def mask_reach(grow_px: int, feather_px: int) -> int:
-    """How far (Chebyshev pixels) `soft_mask` can spread a selection outward."""
-    return grow_px + 2 * _feather_spread(feather_px)
+from sfumato.bridge.geometry import Rect, feather_spread, mask_reach
+from sfumato.core.pixels.geometry import plan_crop
 
 
 def soft_mask(mask: np.ndarray, grow_px: int, feather_px: int) -> np.ndarray:
@@ -36,7 +33,7 @@ def soft_mask(mask: np.ndarray, grow_px: int, feather_px: int) -> np.ndarray:
     padded = np.pad(mask, reach, mode="edge")
     grown = max_filter(padded, grow_px)
     weights = grown.astype(np.float32) / np.float32(255.0)
-    spread = _feather_spread(feather_px)
+    spread = feather_spread(feather_px)
     if spread > 0:
         widened = max_filter(grown, spread).astype(np.float32)
         first, second = (spread + 1) // 2, spread // 2
@@ -45,10 +42,6 @@ def soft_mask(mask: np.ndarray, grow_px: int, feather_px: int) -> np.ndarray:
         np.clip(ramp, 0.0, 1.0, out=ramp)
         weights = np.maximum(weights, ramp)
     return np.ascontiguousarray(weights[reach:-reach, reach:-reach])
-
-
-def _feather_spread(feather_px: int) -> int:
-    return (feather_px + 1) // 2
 
 
 def max_filter(array: np.ndarray, radius: int) -> np.ndarray:
@@ -94,27 +87,27 @@ def _box_blur_1d(array: np.ndarray, radius: int, axis: int) -> np.ndarray:
     return np.moveaxis(result, -1, axis)
 
 
-def selection_bbox(mask: np.ndarray) -> Box | None:
+def selection_bbox(mask: np.ndarray) -> Rect | None:
     """The smallest box holding every non-zero mask pixel; None for an empty selection."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     cols = np.flatnonzero(mask[y0:y1].any(axis=0))
-    return Box(int(cols[0]), y0, int(cols[-1]) + 1, y1)
+    return Rect.from_edges(int(cols[0]), y0, int(cols[-1]) + 1, y1)
 
 
 def selection_crop(
-    mask: np.ndarray, selected: Box, grow_px: int, feather_px: int, context_px: int,
+    mask: np.ndarray, selected: Rect, grow_px: int, feather_px: int, context_px: int,
     multiple: int,
-) -> tuple[Box, np.ndarray]:
+) -> tuple[Rect, np.ndarray]:
     """Where to work for a selection whose bounding box (`selection_bbox`) is `selected`: the
     crop box (see `plan_crop`) and the soft mask over exactly that box.
 
     Only the crop is ever filtered, so the cost follows the selection, not the layer: a small
     selection on a huge layer costs one scan for its bounding box and little more."""
     height, width = mask.shape
-    extent = selected.expand(mask_reach(grow_px, feather_px)).clamp(width, height)
+    extent = selected.grown(mask_reach(grow_px, feather_px)).within(width, height)
     crop = plan_crop(extent, width, height, context_px, multiple)
     # The crop reaches past the selection by the filters' reach (or to the layer edge), so
     # filtering the crop alone gives the same weights as filtering the whole mask.

@@ -13,20 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sfumato.bridge import schema
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.registry import ModelKind
 
 # Every control kind a request may name; the aliases let a ControlNet be found by its id.
+_ALIASES = {"lineart": ("lineart", "line"), "scribble": ("scribble", "sketch"),
+            "softedge": ("softedge", "hed", "pidi"), "pose": ("openpose", "pose")}
+# Every kind of the task contract, with the words a matching model id may contain.
 CONTROL_KINDS: dict[str, tuple[str, ...]] = {
-    "canny": ("canny",),
-    "lineart": ("lineart", "line"),
-    "scribble": ("scribble", "sketch"),
-    "softedge": ("softedge", "hed", "pidi"),
-    "depth": ("depth",),
-    "pose": ("openpose", "pose"),
-    "tile": ("tile",),
-}
+    kind: _ALIASES.get(kind, (kind,)) for kind in schema.CONTROL_KINDS}
 NEEDS_MODEL = {"depth": ModelKind.DEPTH_ESTIMATOR.value, "pose": ModelKind.POSE_ESTIMATOR.value}
 
 

@@ -1,4 +1,5 @@
-"""The task catalogue: names, the model kinds each accepts, and where its code lives.
+"""The task catalogue: each task's contract (bridge/schema.py), its default model and where
+its code lives.
 
 Pure data, so the server can validate a request without importing torch.
 """
@@ -9,46 +10,45 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.schema import MAX_GUIDE_RASTERS, TASKS, TaskSchema, task_schema
 from sfumato.core.config import DEFAULT_UPSCALER
-from sfumato.core.errors import SfumatoError
 
-_DIFFUSION_INPAINT = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
-_DIFFUSION_REFINE = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
-_PREPROCESSOR_MODELS = frozenset({"depth-estimator", "pose-estimator"})
-_GUIDE_RASTERS = 8  # core/guide_inputs.py: up to 4 control images and 4 image prompts
+# The default model a task runs when a request names none (None: the request must name one).
+_DEFAULT_MODELS = {"upscale": DEFAULT_UPSCALER}
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    name: str
+    schema: TaskSchema
     module: str
-    model_kinds: frozenset[str]
     default_model: str | None
-    inputs: tuple[str, ...]  # what each attached raster is, in order
-    guide_rasters: int = 0  # how many more may follow: control images, image prompts
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    @property
+    def model_kinds(self) -> frozenset[str]:
+        return self.schema.model_kinds
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """What each attached raster is, in order ("mask?": optional)."""
+        return self.schema.inputs
+
+    @property
+    def guide_rasters(self) -> int:
+        """How many more rasters may follow: control images, image prompts."""
+        return MAX_GUIDE_RASTERS if self.schema.guided else 0
 
 
 CATALOGUE: dict[str, TaskSpec] = {
-    spec.name: spec
-    for spec in (
-        TaskSpec("upscale", "upscale", frozenset({"upscaler"}), DEFAULT_UPSCALER, ("image",)),
-        TaskSpec("inpaint", "inpaint", _DIFFUSION_INPAINT, None, ("image", "mask"),
-                 _GUIDE_RASTERS),
-        TaskSpec("refine", "refine", _DIFFUSION_REFINE, None, ("image", "mask?"),
-                 _GUIDE_RASTERS),
-        TaskSpec("preprocess", "preprocess", _PREPROCESSOR_MODELS, None, ("image",)),
-    )
+    name: TaskSpec(schema, name, _DEFAULT_MODELS.get(name)) for name, schema in TASKS.items()
 }
 
 
 def task_spec(name: str) -> TaskSpec:
-    spec = CATALOGUE.get(name)
-    if spec is None:
-        known = ", ".join(sorted(CATALOGUE))
-        raise SfumatoError(ErrorCode.UNKNOWN_TASK,
-                           f"unknown task {name!r}; this daemon runs {known}")
-    return spec
+    return CATALOGUE[task_schema(name).name]  # task_schema: UNKNOWN_TASK, naming the tasks
 
 
 def task_module(name: str) -> ModuleType:

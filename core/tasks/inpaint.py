@@ -1,23 +1,22 @@
 """Inpaint: repaint the selected part of a layer from a prompt, as a new layer above it.
 
-Inputs: rasters[0] the layer (or a crop of it: pass its offset in layer pixels as `origin`),
-rgba8/bgra8/rgba16; rasters[1] the selection as gray8 of the same size.
-Params: prompt, negative_prompt, steps (30), guidance (the model's usual), strength (1.0),
-seed (random), variants (1), grow (4), feather (16), context (64), origin ([0, 0]),
-resolution (the model's native side); controls and image_prompts (SD 1.5 and SDXL
-models: ControlNet, T2I-Adapter, IP-Adapter; core/guide_inputs.py has the wire form,
-their rasters follow the layer and mask).
+Inputs: rasters[0] the layer (or a crop of it around the selection), rgba8/bgra8/rgba16;
+rasters[1] the selection as gray8 of the same size.
+Params: bridge/schema.py INPAINT (prompt, strength, steps, seed, grow, feather, context...);
+controls and image_prompts (SD 1.5 and SDXL models: ControlNet, T2I-Adapter, IP-Adapter;
+core/diffusion/guide_inputs.py has the wire form, their rasters follow the layer and mask).
 Output: one RGBA layer per variant, covering the selection plus context; its alpha is the
-feathered selection, so everything outside it stays as it was. info: offset, seed, seeds,
-name, names, warnings.
+feathered selection, so everything outside it stays as it was. info: a ResultInfo, its
+offset in the sent raster's pixels.
 """
 
 from __future__ import annotations
 
 from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.schema import INPAINT, ResultInfo
 from sfumato.core.diffusion.conditioning import load_guides
 from sfumato.core.diffusion.guide_inputs import read_guides
-from sfumato.core.diffusion.params import Defaults, read_layer, read_mask, read_params
+from sfumato.core.diffusion.params import read_layer, read_mask, read_params
 from sfumato.core.diffusion.pipeline_call import fit_prompts, geometry
 from sfumato.core.diffusion.repaint import Prompting, layer_name, repaint
 from sfumato.core.errors import SfumatoError
@@ -25,14 +24,13 @@ from sfumato.core.pixels.arrays import array_to_raster
 from sfumato.core.pixels.masks import selection_bbox, selection_crop
 from sfumato.core.task_api import TaskContext, TaskOutput
 
-NAME = "inpaint"
-MODEL_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
-DEFAULTS = Defaults(steps=30, strength=1.0, grow=4, feather=16, context=64)
+NAME = INPAINT.name
+MODEL_KINDS = INPAINT.model_kinds
 
 
 def run(ctx: TaskContext) -> TaskOutput:
     # 1. Check everything the request says before any model is loaded.
-    params = read_params(ctx.params, DEFAULTS)
+    params = read_params(ctx.params, INPAINT)
     layer, layout = read_layer(ctx)
     mask = read_mask(ctx, layer.shape[:2], required=True)
     guides = read_guides(ctx.params, ctx.rasters)
@@ -75,12 +73,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     names = [layer_name("Inpaint", params.prompt, seed) for seed in params.seeds]
     return TaskOutput(
         rasters=[array_to_raster(pixels, layout) for pixels in layers],
-        info={
-            "offset": [params.origin[0] + crop.x0, params.origin[1] + crop.y0],
-            "seed": params.seeds[0],
-            "seeds": list(params.seeds),
-            "name": names[0],
-            "names": names,
-            "warnings": warnings + list(guides.warnings),
-        },
+        info=ResultInfo(offset=(crop.x, crop.y), names=tuple(names), seeds=params.seeds,
+                        warnings=tuple(warnings) + guides.warnings,
+                        model=entry.name).to_wire(),
     )

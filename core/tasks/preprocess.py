@@ -3,10 +3,11 @@ scribble, soft edges, tile; depth and pose with a depth or ViTPose model from th
 new layer the artist can paint over and send back as a control's image.
 
 Inputs: rasters[0] the layer, rgba8/bgra8/rgba16. Transparent pixels count as black.
-Params: kind (required: canny, lineart, scribble, softedge, tile, depth, pose), origin ([0, 0]).
+Params: bridge/schema.py PREPROCESS: kind (required: canny, lineart, scribble, softedge, tile,
+depth, pose).
 Model: a depth-estimator id for depth, a pose-estimator id for pose (absent: the first
 registered one).
-Output: one opaque rgba8 layer the size of the input. info: offset, name ("Control: KIND").
+Output: one opaque rgba8 layer the size of the input. info: a ResultInfo named "Control: KIND".
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout
+from sfumato.bridge.schema import PREPROCESS, ResultInfo
 from sfumato.core.diffusion.params import read_layer
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import array_to_raster
@@ -28,19 +30,14 @@ from sfumato.core.preprocessors.catalogue import (
 )
 from sfumato.core.task_api import TaskContext, TaskOutput
 
-NAME = "preprocess"
+NAME = PREPROCESS.name
 MODEL_KINDS = frozenset(NEEDS_MODEL.values())
 
 
 def run(ctx: TaskContext) -> TaskOutput:
     # 1. Check the request before any model is loaded.
-    kind = check_kind(ctx.params.get("kind"))
+    kind = check_kind(PREPROCESS.read(ctx.params)["kind"])
     layer, _ = read_layer(ctx)
-    origin = ctx.params.get("origin") or [0, 0]
-    if not isinstance(origin, list | tuple) or len(origin) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in origin):
-        raise SfumatoError(ErrorCode.BAD_PARAMS,
-                           f"origin must be [x, y], the layer's offset, got {origin!r}")
 
     # 2. Over black, as control images are drawn: transparent means "nothing here".
     rgba = to_float(layer)
@@ -62,5 +59,5 @@ def run(ctx: TaskContext) -> TaskOutput:
     opaque = np.concatenate([control, np.full(control.shape[:2] + (1,), 255, np.uint8)], axis=2)
     return TaskOutput(
         rasters=[array_to_raster(opaque, Layout.RGBA8)],
-        info={"offset": [int(origin[0]), int(origin[1])], "name": f"Control: {kind}"},
+        info=ResultInfo(names=(f"Control: {kind}",)).to_wire(),
     )

@@ -1,42 +1,43 @@
 """Refine: redraw a layer (or the selected part of it) guided by a prompt, keeping as much of
 it as `strength` says, as a new layer above it.
 
-Inputs: rasters[0] the layer (or a crop of it: pass its offset in layer pixels as `origin`),
-rgba8/bgra8/rgba16; rasters[1], optional, the selection as gray8 of the same size (absent: the
-whole layer).
-Params: strength (required, 0 to 1; 0 returns the layer unchanged without running a model),
-prompt, negative_prompt, steps (30; the schedule, of which strength x steps run), guidance
-(the model's usual), seed (random), variants (1), grow (0), feather (16), context (32),
-origin ([0, 0]), resolution (the model's native side); controls and image_prompts (SD 1.5 and SDXL
-models: ControlNet, T2I-Adapter, IP-Adapter; core/guide_inputs.py has the wire form,
-their rasters follow the layer and mask).
+Inputs: rasters[0] the layer (or a crop of it around the selection), rgba8/bgra8/rgba16;
+rasters[1], optional, the selection as gray8 of the same size (absent: the whole layer).
+Params: bridge/schema.py REFINE: strength (required, 0 to 1; 0 returns the layer unchanged
+without running a model), steps (the schedule, of which strength x steps run), prompt, seed,
+grow, feather, context...; controls and image_prompts (SD 1.5 and SDXL models: ControlNet,
+T2I-Adapter, IP-Adapter; core/diffusion/guide_inputs.py has the wire form, their rasters
+follow the layer and mask).
 Output: one RGBA layer per variant; its alpha is the feathered selection times the layer's own
-alpha, so a refined cut-out keeps its shape. info: offset, seed, seeds, name, names, warnings.
+alpha, so a refined cut-out keeps its shape. info: a ResultInfo, its offset in the sent
+raster's pixels.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from sfumato.bridge.geometry import Rect
 from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.schema import REFINE, ResultInfo
 from sfumato.core.diffusion.conditioning import load_guides
 from sfumato.core.diffusion.guide_inputs import read_guides
-from sfumato.core.diffusion.params import Defaults, read_layer, read_mask, read_params
+from sfumato.core.diffusion.params import read_layer, read_mask, read_params
 from sfumato.core.diffusion.pipeline_call import fit_prompts, geometry
 from sfumato.core.diffusion.repaint import Prompting, layer_name, repaint
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import array_to_raster
-from sfumato.core.pixels.geometry import Box
 from sfumato.core.pixels.masks import selection_bbox, selection_crop
 from sfumato.core.task_api import TaskContext, TaskOutput
 
-NAME = "refine"
-MODEL_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
-DEFAULTS = Defaults(steps=30, strength=None, grow=0, feather=16, context=32)
+NAME = REFINE.name
+MODEL_KINDS = REFINE.model_kinds
 
 
 def run(ctx: TaskContext) -> TaskOutput:
     # 1. Check everything the request says before any model is loaded.
-    params = read_params(ctx.params, DEFAULTS)
+    params = read_params(ctx.params, REFINE)
     layer, layout = read_layer(ctx)
     mask = read_mask(ctx, layer.shape[:2], required=False)
     guides = read_guides(ctx.params, ctx.rasters)
@@ -48,14 +49,13 @@ def run(ctx: TaskContext) -> TaskOutput:
             "whole layer",
         )
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
-    names = [layer_name("Refine", params.prompt, seed) for seed in params.seeds]
-    info = {"seed": params.seeds[0], "seeds": list(params.seeds), "name": names[0],
-            "names": names, "warnings": []}
+    names = tuple(layer_name("Refine", params.prompt, seed) for seed in params.seeds)
+    info = ResultInfo(names=names, seeds=params.seeds, model=entry.name)
 
     # 2. Strength 0 changes nothing: hand the pixels back as they came, no model run.
     if params.strength == 0.0:
         unchanged = [array_to_raster(layer, layout) for _ in params.seeds]
-        return TaskOutput(rasters=unchanged, info={"offset": list(params.origin), **info})
+        return TaskOutput(rasters=unchanged, info=info.to_wire())
 
     # 3. The model, loaded (or found in the cache) as a refining pipeline.
     pipe = ctx.models.load_pipeline(entry, NAME)
@@ -65,7 +65,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     # 4. The selection's box plus context, or the whole layer when there is no selection.
     if mask is None or selected is None:
         height, width = layer.shape[:2]
-        crop, soft = Box(0, 0, width, height), np.ones((height, width), np.float32)
+        crop, soft = Rect(0, 0, width, height), np.ones((height, width), np.float32)
     else:
         crop, soft = selection_crop(
             mask, selected, params.grow, params.feather, params.context, model_size.multiple
@@ -73,7 +73,6 @@ def run(ctx: TaskContext) -> TaskOutput:
 
     # 5. Prompts as the model reads them; the artist is told what was cut or ignored.
     prompt, negative, warnings = fit_prompts(pipe, params.prompt, params.negative_prompt)
-    info["warnings"] = warnings + list(guides.warnings)
 
     # 6. One repaint per seed; each becomes a layer the crop's size.
     layers = repaint(
@@ -91,5 +90,6 @@ def run(ctx: TaskContext) -> TaskOutput:
     )
     return TaskOutput(
         rasters=[array_to_raster(pixels, layout) for pixels in layers],
-        info={"offset": [params.origin[0] + crop.x0, params.origin[1] + crop.y0], **info},
+        info=replace(info, offset=(crop.x, crop.y),
+                     warnings=tuple(warnings) + guides.warnings).to_wire(),
     )

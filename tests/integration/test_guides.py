@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout
+from sfumato.bridge.schema import ResultInfo
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.pixels.compose import composite_over, resize_rgb
@@ -185,12 +186,12 @@ def test_depth_comes_from_the_depth_model_in_the_store(guided_context: Callable[
                                                        make_context: Callable[..., Any]) -> None:
     layer = _layer()
     layer[:8, :8, 3] = 0  # transparent: counts as black
-    made = preprocess.run(guided_context({"kind": "depth", "origin": [3, 4]},
+    made = preprocess.run(guided_context({"kind": "depth"},
                                          [_raster(layer)], None))
     (raster,) = made.rasters
     depth = raster_to_array(raster)
     assert (raster.width, raster.height, raster.layout) == (WIDTH, HEIGHT, Layout.RGBA8)
-    assert made.info == {"offset": [3, 4], "name": "Control: depth"}
+    assert ResultInfo.from_wire(made.info) == ResultInfo(names=("Control: depth",))
     assert (depth[..., 3] == 255).all()
     assert np.array_equal(depth[..., 0], depth[..., 1])  # a grey map ...
     assert depth[..., 0].min() == 0 and depth[..., 0].max() == 255  # ... using the full range
@@ -211,12 +212,12 @@ def test_pose_comes_from_the_pose_model_in_the_store(guided_context: Callable[..
         LIMB_COLOURS,
     )
 
-    made = preprocess.run(guided_context({"kind": "pose", "origin": [3, 4]},
+    made = preprocess.run(guided_context({"kind": "pose"},
                                          [_raster(_layer())], None))
     (raster,) = made.rasters
     skeleton = raster_to_array(raster)
     assert (raster.width, raster.height, raster.layout) == (WIDTH, HEIGHT, Layout.RGBA8)
-    assert made.info == {"offset": [3, 4], "name": "Control: pose"}
+    assert ResultInfo.from_wire(made.info) == ResultInfo(names=("Control: pose",))
     assert (skeleton[..., 3] == 255).all()
     # an OpenPose drawing: black, limbs and joints in their colours, nothing else; where the
     # random-weight model puts the keypoints is arbitrary, but they score high enough to show

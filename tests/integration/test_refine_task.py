@@ -50,11 +50,11 @@ def test_refine_without_a_selection_redraws_the_whole_layer_keeping_its_outline(
     make_context: Callable[..., Any], model: str
 ) -> None:
     layer = _layer()
-    result = _run(make_context, {"seed": 2, "origin": [3, 4], "prompt": "oil paint"},
+    result = _run(make_context, {"seed": 2, "prompt": "oil paint"},
                   [array_to_raster(layer, Layout.RGBA8)], model)
     raster = result.rasters[0]
     assert (raster.width, raster.height) == (WIDTH, HEIGHT)
-    assert result.info["offset"] == [3, 4]
+    assert result.info["offset"] == [0, 0]
     assert result.info["name"] == "Refine: oil paint (seed 2)"
     pixels = raster_to_array(raster)
     assert np.all(pixels[:, :20, 3] == 0)  # the transparent strip stays transparent
@@ -92,10 +92,10 @@ def test_strength_zero_hands_the_pixels_back_without_running_a_model(
 
     layer = _layer()
     raster = array_to_raster(layer, Layout.RGBA8)
-    result = _run(make_context, {"strength": 0, "variants": 2, "origin": [5, 6]}, [raster],
+    result = _run(make_context, {"strength": 0, "variants": 2}, [raster],
                   "flux", models=NoLoading())
     assert [bytes(r.data) for r in result.rasters] == [bytes(raster.data)] * 2
-    assert result.info["offset"] == [5, 6] and len(result.info["seeds"]) == 2
+    assert result.info["offset"] == [0, 0] and len(result.info["seeds"]) == 2
 
 
 def test_low_strength_still_runs_a_step_and_seeds_repeat(

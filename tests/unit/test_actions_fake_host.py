@@ -12,8 +12,9 @@ import pytest
 from sfumato.bridge import actions
 from sfumato.bridge.client import DaemonUnavailable, JobCancelledError, JobFailed, JobOutcome
 from sfumato.bridge.protocol import Progress, Result
+from sfumato.bridge.geometry import Rect
 from sfumato.bridge.raster import Layout, Raster
-from sfumato.bridge.selection import Rect
+from sfumato.bridge.schema import INPAINT, TASKS
 
 from tests.fake_host import FakeHost, pixels
 
@@ -62,25 +63,26 @@ def _changes(host: FakeHost) -> list[tuple[Any, ...]]:
 def test_inpaint_sends_only_the_selection_crop_and_places_the_result() -> None:
     host = FakeHost((400, 300), offset=(20, 12), selection=Rect(200, 150, 30, 20))
     result = pixels(50, 40)
+    # the daemon says where its layer lies in the crop it was sent: (74, 74) there
     client = FakeClient(host, rasters=[result],
-                        info={"offset": [190, 140], "seed": 3, "seeds": [3],
+                        info={"offset": [74, 74], "seed": 3, "seeds": [3],
                               "name": "Inpaint: kite (seed 3)"})
     outcome = actions.inpaint_selection(host, client, {"prompt": "kite"}, "tiny")
 
     assert outcome == actions.ActionOutcome(True, "", ("Inpaint: kite (seed 3)",))
     (request,) = client.requests
-    # inpaint defaults: grow 4, feather 16, context 64 -> margin 2 * 20 + 64 = 104
-    area = Rect(96, 46, 238, 228)
+    # inpaint's contract: grow 4, feather 16 (reaching 2 * 8), context 64 -> 84 px around
+    assert INPAINT.reach({}) == 4 + 2 * 8 + 64
+    area = Rect(116, 66, 198, 188)
     image, mask = request["rasters"]
-    assert (image.width, image.height, image.layout) == (238, 228, Layout.RGBA8)
-    assert (mask.width, mask.height, mask.layout) == (238, 228, Layout.GRAY8)
+    assert (image.width, image.height, image.layout) == (198, 188, Layout.RGBA8)
+    assert (mask.width, mask.height, mask.layout) == (198, 188, Layout.GRAY8)
     assert bytes(mask.data).count(255) == 30 * 20
-    assert request["params"]["origin"] == [area.x, area.y]
-    assert request["params"] | {"grow": 4, "feather": 16, "context": 64} == request["params"]
-    assert request["params"]["prompt"] == "kite" and request["model"] == "tiny"
+    # only what the artist set goes: the daemon's defaults are the contract's
+    assert request["params"] == {"prompt": "kite"} and request["model"] == "tiny"
     assert ("read_pixels", area, Layout.RGBA8) in host.log
     assert not any(e[0] == "read_pixels" and e[1] == Rect(0, 0, 400, 300) for e in host.log)
-    # the result's offset is in layer coordinates: the layer's own offset is added
+    # the crop's place and the layer's own offset are added to the daemon's offset
     assert _changes(host) == [("undo_start", "sfumato inpaint"),
                               ("add_layer", 210, 152, "Inpaint: kite (seed 3)"),
                               ("undo_end", "sfumato inpaint")]
@@ -93,8 +95,9 @@ def test_inpaint_crop_margin_follows_the_params_and_the_layer_edge() -> None:
     client = FakeClient(host, rasters=[pixels(10, 10)], info={"offset": [0, 0]})
     actions.inpaint_selection(host, client, {"grow": 0, "feather": 2, "context": 6}, None)
     image, _ = client.requests[0]["rasters"]
-    assert (image.width, image.height) == (25, 30)  # margin 10, clamped at x 0 and y 80
-    assert client.requests[0]["params"]["origin"] == [0, 50]
+    # reach 0 + 2 * 1 + 6 = 8: box (5, 60)-(15, 70) grown to (-3, 52)-(23, 78), clamped at x 0
+    assert (image.width, image.height) == (23, 26)
+    assert ("read_pixels", Rect(0, 52, 23, 26), Layout.RGBA8) in host.log
     assert client.requests[0]["model"] is None
 
 
@@ -145,8 +148,7 @@ def test_refine_without_selection_sends_the_whole_layer() -> None:
     assert outcome.ok
     (image,) = client.requests[0]["rasters"]
     assert (image.width, image.height) == (64, 48)
-    assert client.requests[0]["params"]["origin"] == [0, 0]
-    assert client.requests[0]["params"]["strength"] == 0.4
+    assert client.requests[0]["params"] == {"strength": 0.4}
     assert ("add_layer", 5, 7, "sfumato refine (seed 1)") in host.log
 
 
@@ -180,8 +182,7 @@ def test_a_huge_canvas_costs_only_crop_sized_reads(action: str) -> None:
     else:
         run = actions.inpaint_selection if action == "inpaint" else actions.refine
         outcome = run(host, client, {}, "m")
-        defaults = actions.DIFFUSION_DEFAULTS[action]
-        margin = 2 * (defaults["grow"] + defaults["feather"]) + defaults["context"]
+        margin = TASKS[action].reach({})
     assert outcome.ok, outcome.message
     reads = _reads(host)
     assert reads and any(entry[0] == "read_selection" for entry in host.log)
@@ -200,7 +201,9 @@ def test_a_loose_host_box_is_tightened_from_the_mask() -> None:
         client = FakeClient(host, rasters=[pixels(8, 8)], info={"offset": [0, 0]})
         assert actions.inpaint_selection(host, client, {}, "m").ok
         sent.append(client.requests[0])
-    assert sent[0]["params"]["origin"] == sent[1]["params"]["origin"] == [96, 46]
+    crop_reads = [[e for e in host.log if e[0] == "read_pixels"] for host in (exact, loose)]
+    assert crop_reads[0] == crop_reads[1] == [("read_pixels", Rect(116, 66, 198, 188),
+                                               Layout.RGBA8)]
     assert [r.packed_bytes() for r in sent[0]["rasters"]] == \
         [r.packed_bytes() for r in sent[1]["rasters"]]
 
@@ -219,8 +222,9 @@ def test_a_selection_reaching_past_the_layer_is_clipped_to_it() -> None:
     assert actions.inpaint_selection(host, client, {"grow": 0, "feather": 2, "context": 6},
                                      "m").ok
     image, mask = client.requests[0]["rasters"]
-    assert client.requests[0]["params"]["origin"] == [0, 60]
-    assert (image.width, image.height) == (30, 20)  # box (0, 70, 20, 10) + margin 10, clipped
+    # box (0, 70, 20, 10) grown by the reach, 8, and clipped to the layer
+    assert ("read_pixels", Rect(0, 62, 28, 18), Layout.RGBA8) in host.log
+    assert (image.width, image.height) == (28, 18)
     assert bytes(mask.data).count(255) == 20 * 10
 
 
@@ -272,7 +276,7 @@ def test_upscale_whole_layer_scales_the_image_then_adds_the_layer() -> None:
     name = "sfumato upscale x2 realesrgan-x4plus"
     assert outcome == actions.ActionOutcome(True, "", (name,))
     request = client.requests[0]
-    assert request["params"] == {"scale": 2.0, "tile": 0} and request["model"] is None
+    assert request["params"] == {"scale": 2.0} and request["model"] is None  # tile: automatic
     assert request["rasters"][0].width == 40
     assert _changes(host) == [("undo_start", name), ("scale_image", 2.0),
                               ("add_layer", 20, 12, name), ("undo_end", name)]

@@ -21,10 +21,12 @@ def test_controls_and_image_prompts_become_params_and_rasters(tmp_path: Path) ->
     rasters: list = ["layer", "mask"]
     params = guide_params(["canny:auto", f"lineart@my-lineart:{odd}:0.9", f"scribble:{odd}"],
                           [f"{tmp_path / 'ref.png'}:0.4"], "ip-plus", rasters)
+    # the same wire form the plug-ins send (bridge.guides), the contract's defaults spelled out
+    span = {"start": 0.0, "end": 1.0}
     assert params["controls"] == [
-        {"kind": "canny", "image": "auto"},
-        {"kind": "lineart", "image": 2, "scale": 0.9, "model": "my-lineart"},
-        {"kind": "scribble", "image": 3},
+        {"kind": "canny", "image": "auto", "scale": 0.6, **span},
+        {"kind": "lineart", "image": 2, "scale": 0.9, "model": "my-lineart", **span},
+        {"kind": "scribble", "image": 3, "scale": 0.6, **span},
     ]
     assert params["image_prompts"] == [{"image": 4, "weight": 0.4, "model": "ip-plus"}]
     assert len(rasters) == 5 and (rasters[2].width, rasters[2].height) == (8, 6)

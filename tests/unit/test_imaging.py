@@ -14,7 +14,8 @@ from sfumato.core.pixels.compose import (
     resize_rgb,
     rgb_over_grey,
 )
-from sfumato.core.pixels.geometry import Box, native_size, plan_crop
+from sfumato.bridge.geometry import Rect
+from sfumato.core.pixels.geometry import native_size, plan_crop
 from sfumato.core.pixels.masks import (
     box_blur,
     mask_reach,
@@ -148,7 +149,7 @@ def test_selection_bbox_is_the_tightest_box(mask: np.ndarray) -> None:
     if ys.size == 0:
         assert box is None
         return
-    assert box == Box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert box == Rect.from_edges(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
 
 
 @FAST
@@ -162,11 +163,11 @@ def test_plan_crop_covers_context_stays_inside_and_rounds_when_it_can(
     x0 = data.draw(st.integers(0, width - 1))
     y0 = data.draw(st.integers(0, height - 1))
     x1 = data.draw(st.integers(x0 + 1, width))
-    bbox = Box(x0, y0, x1, data.draw(st.integers(y0 + 1, height)))
+    bbox = Rect.from_edges(x0, y0, x1, data.draw(st.integers(y0 + 1, height)))
     crop = plan_crop(bbox, width, height, context, multiple)
-    wanted = bbox.expand(context).clamp(width, height)
-    assert 0 <= crop.x0 <= wanted.x0 and wanted.x1 <= crop.x1 <= width
-    assert 0 <= crop.y0 <= wanted.y0 and wanted.y1 <= crop.y1 <= height
+    wanted = bbox.grown(context).within(width, height)
+    assert 0 <= crop.x <= wanted.x and wanted.right <= crop.right <= width
+    assert 0 <= crop.y <= wanted.y and wanted.bottom <= crop.bottom <= height
     if -(-wanted.width // multiple) * multiple <= width:
         assert crop.width % multiple == 0
     if -(-wanted.height // multiple) * multiple <= height:

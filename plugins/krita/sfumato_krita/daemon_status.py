@@ -8,10 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode, StatusReport
-
-# Model kinds the generate list offers (inpaint and refine use them); upscalers apart.
-DIFFUSION_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux"})
-UPSCALER_KINDS = frozenset({"upscaler"})
+from sfumato.bridge.schema import DIFFUSION_KINDS, UPSCALER_KINDS
 
 CONNECTED, BUSY, ERROR = "connected", "busy", "error"
 CHECKING = "checking"  # no answer yet (the first question is on its way)
