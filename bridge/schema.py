@@ -45,6 +45,7 @@ class Param:
     high: float | None = None
     required: bool = False
     absent: Scalar | None = None
+    absent_label: str = ""  # what a form shows at the `absent` value ("random")
     shown: Scalar | None = None
     label: str = ""  # the GIMP / Krita label, with its mnemonic
     choices: tuple[str, ...] = ()  # the only values a str parameter may take
@@ -86,13 +87,12 @@ class Param:
                                f"got {value!r}")
                 return value.lower()
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _bad(f"{self.name} must be a number{self._range()}, got {value!r}")
-        if self.kind is int and not isinstance(value, int):
-            raise _bad(f"{self.name} must be a whole number{self._range()}, got {value!r}")
-        if not math.isfinite(value) or (self.low is not None and value < self.low) or (
+        what = "a whole number" if self.kind is int else "a number"
+        wrong_type = isinstance(value, bool) or not isinstance(
+            value, int if self.kind is int else int | float)
+        if wrong_type or not math.isfinite(value) or (
+                self.low is not None and value < self.low) or (
                 self.high is not None and value > self.high):
-            what = "a whole number" if self.kind is int else "a number"
             raise _bad(f"{self.name} must be {what}{self._range()}, got {value!r}")
         return int(value) if self.kind is int else float(value)
 
@@ -206,9 +206,10 @@ def _diffusion_params(strength: float | None, grow: int, context: int) -> tuple[
               "it anew", 0.0, 1.0, required=strength is None, shown=0.4, label="S_trength"),
         Param("steps", int, 30, "denoising steps", 1, 150, label="_Steps"),
         Param("guidance", float, None, "how closely to follow the prompt (CFG scale); 0 or "
-              "absent: the model family's usual", 0.0, 100.0, absent=0.0, label="_Guidance"),
+              "absent: the model family's usual", 0.0, 100.0, absent=0.0,
+              absent_label="model's usual", label="_Guidance"),
         Param("seed", int, None, "random seed; -1 or absent: a new one (reported either way)",
-              0, SEED_LIMIT - 1, absent=-1, label="S_eed"),
+              0, SEED_LIMIT - 1, absent=-1, absent_label="random", label="S_eed"),
         Param("variants", int, 1, "how many results, one layer each", 1, 8, label="_Variants"),
         Param("grow", int, grow, "grow the selection by this many pixels", 0, MAX_EDGE_PX,
               label="_Grow"),
@@ -217,7 +218,8 @@ def _diffusion_params(strength: float | None, grow: int, context: int) -> tuple[
         Param("context", int, context, "pixels around the selection the model sees", 0,
               MAX_EDGE_PX, label="_Context"),
         Param("resolution", int, None, "side of the square the model works at; 0 or absent: "
-              "the model's native size", 64, 4096, absent=0, label="_Resolution"),
+              "the model's native size", 64, 4096, absent=0, absent_label="native",
+              label="_Resolution"),
     )
 
 
@@ -233,11 +235,11 @@ UPSCALE = TaskSchema(
     "upscale", "enlarge an image with a super-resolution model",
     (
         Param("scale", float, None, "scale factor; 0 or absent: the model's own", 0.01, 16.0,
-              absent=0.0, label="_Scale"),
+              absent=0.0, absent_label="model's own", label="_Scale"),
         Param("tile", int, None, "tile size in input pixels; 0 or absent: from free memory",
-              1, 8192, absent=0, label="_Tile"),
+              1, 8192, absent=0, absent_label="auto", label="_Tile"),
         Param("batch", int, None, "tiles per forward pass; 0 or absent: the daemon's "
-              "upscale_batch", 1, 64, absent=0, label="_Batch"),
+              "upscale_batch", 1, 64, absent=0, absent_label="auto", label="_Batch"),
     ),
     UPSCALE_LAYOUTS, UPSCALER_KINDS, ("image",), structured=("region",))
 PREPROCESS = TaskSchema(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sfumato.bridge import actions
 from sfumato.bridge.client import DaemonUnavailable, JobCancelledError, JobFailed, JobOutcome
-from sfumato.bridge.protocol import Progress, Result
 from sfumato.bridge.geometry import Rect
+from sfumato.bridge.protocol import Progress, Result
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import INPAINT, TASKS
 

@@ -18,7 +18,8 @@ HEAVY = ("numpy", "torch", "PIL", "diffusers", "transformers", "cv2", "spandrel"
 
 
 # The plug-ins' modules that need neither Qt, Krita nor GIMP (the rest are tested in the hosts).
-KRITA_HOST_FREE = ("daemon_status", "pixel_formats")
+KRITA_HOST_FREE = ("daemon_status", "pixel_formats", "task_fields")
+GIMP_HOST_FREE = ("gimp_procedures",)
 
 # In a fresh interpreter with zmq made unimportable, as in an editor's Python without pyzmq:
 # import everything the plug-ins load before their first request, then report what loaded.
@@ -26,11 +27,14 @@ _BLOCKED_ZMQ_PROBE = """
 import importlib, json, sys
 sys.modules["zmq"] = None  # `import zmq` now raises ImportError
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[5])
 bridge, krita = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 for name in bridge:
     importlib.import_module("sfumato.bridge." + name)
 for name in krita:
     importlib.import_module("sfumato_krita." + name)
+for name in json.loads(sys.argv[6]):
+    importlib.import_module(name)
 from sfumato.bridge.client import Client, ClientError
 try:
     Client("tcp://127.0.0.1:9")
@@ -39,7 +43,7 @@ except ClientError as exc:
     refusal = [exc.code, exc.message]
 heavy = json.loads(sys.argv[4])
 loaded = [m for m, module in sys.modules.items() if module is not None]  # None: the block
-print(json.dumps({"modules": sorted(m for m in loaded if m.startswith(("sfumato", "zmq"))
+print(json.dumps({"modules": sorted(m for m in loaded if m.startswith(("sfumato", "zmq", "gimp_"))
                                     or m.split(".")[0] in heavy),
                   "refusal": refusal}))
 """
@@ -51,13 +55,15 @@ def test_bridge_and_plugin_logic_load_without_pyzmq_or_heavy_packages() -> None:
     assert {"actions", "client", "codec", "endpoints", "selection"} <= set(bridge)
     out = subprocess.run(
         [sys.executable, "-c", _BLOCKED_ZMQ_PROBE, str(ROOT / "plugins" / "krita"),
-         json.dumps(bridge), json.dumps(KRITA_HOST_FREE), json.dumps(HEAVY)],
+         json.dumps(bridge), json.dumps(KRITA_HOST_FREE), json.dumps(HEAVY),
+         str(ROOT / "plugins" / "gimp" / "sfumato_gimp"), json.dumps(GIMP_HOST_FREE)],
         capture_output=True, text=True, check=True, cwd=ROOT)
     found = json.loads(out.stdout)
     loaded = set(found["modules"])
     # every module asked for really loaded, and nothing heavy, no zmq and no core came with it
     assert {f"sfumato.bridge.{name}" for name in bridge} <= loaded
     assert {f"sfumato_krita.{name}" for name in KRITA_HOST_FREE} <= loaded
+    assert set(GIMP_HOST_FREE) <= loaded
     assert "sfumato.bridge.transport" not in loaded
     assert not [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith("zmq")]
     assert not [m for m in loaded if m.startswith("sfumato.core")]

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sfumato.bridge.geometry import Rect
 from sfumato.core.pixels.compose import (
     compose_result_layer,
     composite_over,
@@ -14,7 +15,6 @@ from sfumato.core.pixels.compose import (
     resize_rgb,
     rgb_over_grey,
 )
-from sfumato.bridge.geometry import Rect
 from sfumato.core.pixels.geometry import native_size, plan_crop
 from sfumato.core.pixels.masks import (
     box_blur,

@@ -10,14 +10,16 @@ from typing import Any
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 from PyQt5.QtGui import QImage
-from sfumato.bridge import actions
+from sfumato.bridge import actions, schema
 from sfumato.bridge.actions import ActionOutcome
 from sfumato.bridge.endpoints import resolve_endpoint
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
+from sfumato.bridge.schema import INPAINT, UPSCALE
 
 from .daemon_status import CHECKING, DaemonState, from_error, from_report
 from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
 from .krita_host import KritaHost, refusal
+from .task_fields import request_params, stored
 
 SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
@@ -30,11 +32,11 @@ class Settings:
     prompt: str = ""
     negative_prompt: str = ""
     model: str = ""  # "" = the daemon's choice
-    strength: float = 1.0  # 1.0 generates (inpaint); less refines
-    steps: int = 30
-    seed: int = -1  # -1 = a new one each time
+    strength: float = float(INPAINT.param("strength").initial or 1.0)  # 1.0 generates
+    # (inpaint); less refines
+    generate_values: str = "{}"  # the task settings the artist changed (task_fields.py), JSON
     upscaler: str = ""
-    scale: float = 4.0
+    upscale_values: str = "{}"
     upscale_selection_only: bool = False
     endpoint: str = ""
     control_kind: str = ""  # "" = no control; else a bridge.guides.CONTROL_KINDS entry
@@ -55,13 +57,14 @@ class Settings:
         return guides
 
     def diffusion_params(self, task: str) -> dict[str, Any]:
-        params: dict[str, Any] = {"prompt": self.prompt, "negative_prompt": self.negative_prompt,
-                                  "steps": self.steps}
+        params: dict[str, Any] = {"prompt": self.prompt, "negative_prompt": self.negative_prompt}
         if task == "refine":
             params["strength"] = self.strength
-        if self.seed >= 0:
-            params["seed"] = self.seed
+        params.update(request_params(schema.TASKS[task], stored(self.generate_values)))
         return params
+
+    def upscale_params(self) -> dict[str, Any]:
+        return request_params(UPSCALE, stored(self.upscale_values))
 
 
 class Controller(QObject):
@@ -226,9 +229,10 @@ def _work(task: str, settings: Settings) -> Callable[[Any, Any], ActionOutcome]:
 
     def work(host: Any, client: Any) -> ActionOutcome:
         if task == "upscale":
-            return actions.upscale_layer(host, client, settings.scale or None,
+            params = settings.upscale_params()
+            return actions.upscale_layer(host, client, params.get("scale"),
                                          settings.upscaler or None,
-                                         settings.upscale_selection_only)
+                                         settings.upscale_selection_only, params.get("tile", 0))
         action = actions.inpaint_selection if task == "inpaint" else actions.refine
         return action(host, client, settings.diffusion_params(task), model,
                       **settings.guides())

@@ -4,6 +4,8 @@ every widget has an objectName (`sfumato_*`) so that tests and stylesheets can f
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from krita import DockWidget, Krita
@@ -30,6 +32,7 @@ from sfumato.bridge.guides import CONTROL_KINDS
 from .controller import Settings, shared_controller
 from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
 from .krita_host import layer_choices
+from .task_fields import GENERATE_FIELDS, UPSCALE_FIELDS, Field, stored
 
 DOCKER_ID = "sfumato_docker"
 DAEMON_DEFAULT = "(daemon's default)"
@@ -101,15 +104,8 @@ class SfumatoDocker(DockWidget):
         self.strength.setToolTip("100 %: paint the selection anew; less: refine what is there")
         self.strength.valueChanged.connect(lambda v: self._set(strength=v / 100.0))
         form.addRow("Strength", self.strength)
-        self.steps = _named(QSpinBox(root), "sfumato_steps")
-        self.steps.setRange(1, 150)
-        self.steps.valueChanged.connect(lambda v: self._set(steps=v))
-        form.addRow("Steps", self.steps)
-        self.seed = _named(QSpinBox(root), "sfumato_seed")
-        self.seed.setRange(-1, 2**31 - 1)
-        self.seed.setSpecialValueText("random")
-        self.seed.valueChanged.connect(lambda v: self._set(seed=v))
-        form.addRow("Seed", self.seed)
+        # every other setting of the task contract, one widget each (task_fields.py)
+        self.generate_fields = self._add_fields(root, form, GENERATE_FIELDS, "generate_values")
         layout.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -218,12 +214,7 @@ class SfumatoDocker(DockWidget):
         self.upscaler.currentIndexChanged.connect(
             lambda _: self._set(upscaler=self._combo_value(self.upscaler)))
         form.addRow("Model", self.upscaler)
-        self.scale = _named(QDoubleSpinBox(box), "sfumato_scale")
-        self.scale.setRange(0.0, 16.0)
-        self.scale.setSingleStep(0.5)
-        self.scale.setSpecialValueText("model's own")
-        self.scale.valueChanged.connect(lambda v: self._set(scale=v))
-        form.addRow("Scale", self.scale)
+        self.upscale_fields = self._add_fields(box, form, UPSCALE_FIELDS, "upscale_values")
         self.selection_only = _named(QCheckBox("Selection only (image keeps its size)", box),
                                      "sfumato_upscale_selection_only")
         self.selection_only.toggled.connect(lambda on: self._set(upscale_selection_only=on))
@@ -232,6 +223,24 @@ class SfumatoDocker(DockWidget):
         self.upscale.clicked.connect(lambda: self.controller.start("upscale"))
         form.addRow(self.upscale)
         return box
+
+    def _add_fields(self, parent: QWidget, form: QFormLayout, fields: Sequence[Field],
+                    setting: str) -> dict[str, tuple[Field, Any]]:
+        """A widget per contract field; a change is kept under `setting` (JSON), by name."""
+        made = {}
+        for spec in fields:
+            widget = _named(_field_widget(parent, spec), spec.object_name)
+            widget.setToolTip(spec.tip)
+            _on_change(widget, spec, lambda value, name=spec.name: self._set_value(
+                setting, name, value))
+            form.addRow(spec.label, widget)
+            made[spec.name] = (spec, widget)
+        return made
+
+    def _set_value(self, setting: str, name: str, value: Any) -> None:
+        values = stored(getattr(self.controller.settings, setting))
+        values[name] = value
+        self._set(**{setting: json.dumps(values, sort_keys=True)})
 
     # --- controller -> widgets ----------------------------------------------------------
 
@@ -243,9 +252,11 @@ class SfumatoDocker(DockWidget):
         self.prompt.setPlainText(s.prompt)
         self.negative.setText(s.negative_prompt)
         self.strength.setValue(round(s.strength * 100))
-        self.steps.setValue(s.steps)
-        self.seed.setValue(s.seed)
-        self.scale.setValue(s.scale)
+        for made, setting in ((self.generate_fields, s.generate_values),
+                              (self.upscale_fields, s.upscale_values)):
+            values = stored(setting)
+            for spec, widget in made.values():
+                _show_value(widget, spec, values.get(spec.name, spec.initial))
         self.selection_only.setChecked(s.upscale_selection_only)
         self.endpoint.setText(s.endpoint)
         self._fill(self.model, (), s.model)
@@ -316,3 +327,52 @@ class SfumatoDocker(DockWidget):
             combo.setCurrentIndex(max(0, combo.findData(current)))
         finally:
             combo.blockSignals(False)
+
+
+# --- contract fields as Qt widgets -------------------------------------------------------------
+
+
+def _field_widget(parent: QWidget, spec: Field) -> Any:
+    if spec.kind is bool:
+        return QCheckBox(parent)
+    if spec.choices:
+        combo = QComboBox(parent)
+        for choice in spec.choices:
+            combo.addItem(choice, choice)
+        return combo
+    if spec.kind is str:
+        return QLineEdit(parent)
+    box = QSpinBox(parent) if spec.kind is int else QDoubleSpinBox(parent)
+    if spec.kind is float:
+        box.setDecimals(2)
+        box.setSingleStep(0.5 if spec.high > 2 else 0.05)
+    box.setRange(spec.low, spec.high)
+    if spec.absent_text:
+        box.setSpecialValueText(spec.absent_text)  # shown at the minimum, which means absent
+    return box
+
+
+def _on_change(widget: Any, spec: Field, call: Callable[[Any], None]) -> None:
+    if spec.kind is bool:
+        widget.toggled.connect(call)
+    elif spec.choices:
+        widget.currentIndexChanged.connect(lambda _: call(widget.currentData()))
+    elif spec.kind is str:
+        widget.textChanged.connect(call)
+    else:
+        widget.valueChanged.connect(call)
+
+
+def _show_value(widget: Any, spec: Field, value: Any) -> None:
+    widget.blockSignals(True)
+    try:
+        if spec.kind is bool:
+            widget.setChecked(bool(value))
+        elif spec.choices:
+            widget.setCurrentIndex(max(0, widget.findData(value)))
+        elif spec.kind is str:
+            widget.setText(str(value or ""))
+        else:
+            widget.setValue(value if isinstance(value, int | float) else spec.initial)
+    finally:
+        widget.blockSignals(False)

@@ -1,0 +1,74 @@
+"""The docker's task settings, made from the task contract (bridge/schema.py). No Qt, no
+Krita: the contract test checks them against the daemon's defaults and ranges.
+
+A field the artist never touched is left out of the request, so each task gets its own
+default (inpaint grows the selection by 4 px, refine by 0) from the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sfumato.bridge.schema import INPAINT, UPSCALE, Param, TaskSchema
+
+# Parameters with widgets of their own in the docker: the prompt boxes, and strength, whose
+# dial also picks the task (100 % inpaints, less refines).
+OWN_WIDGETS = frozenset({"prompt", "negative_prompt", "strength"})
+QT_INT_MAX = 2**31 - 1  # QSpinBox holds a C int
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the wire name; the widget is `sfumato_<name>`
+    kind: type  # int, float, str or bool
+    label: str
+    tip: str
+    low: float
+    high: float
+    initial: Any
+    choices: tuple[str, ...] = ()
+    absent_text: str = ""  # what the spin box shows at the value that means "absent"
+
+    @property
+    def object_name(self) -> str:
+        return f"sfumato_{self.name}"
+
+
+def field(param: Param) -> Field:
+    low = param.low if param.low is not None else 0
+    if param.absent is not None and not isinstance(param.absent, str):
+        low = min(low, float(param.absent))
+    high = param.high if param.high is not None else QT_INT_MAX
+    if param.kind is int:
+        high = min(high, QT_INT_MAX)
+    absent = "" if param.absent is None else param.absent_label or "auto"
+    return Field(param.name, param.kind, param.label.replace("_", ""), param.help, low, high,
+                 param.initial, param.choices, absent)
+
+
+def fields(schema: TaskSchema, skip: frozenset[str] = frozenset()) -> tuple[Field, ...]:
+    return tuple(field(p) for p in schema.params if p.name not in skip)
+
+
+GENERATE_FIELDS = fields(INPAINT, OWN_WIDGETS)  # inpaint and refine take the same names
+UPSCALE_FIELDS = fields(UPSCALE)
+
+
+def stored(text: str) -> dict[str, Any]:
+    """The artist's changed values, as kept in Krita's settings (JSON; bad text: none)."""
+    try:
+        values = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def request_params(schema: TaskSchema, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values `schema` takes, without the ones that mean "absent" (seed -1 ...)."""
+    names = set(schema.names) - OWN_WIDGETS
+    return {name: value for name, value in values.items()
+            if name in names and not schema.param(name).means_absent(value)}
+
