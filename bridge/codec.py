@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,11 @@ SHARED_KEY = "shm"  # in a raster's description: where its pixels wait in shared
 PREFIX = f"{PROTOCOL_NAME}/{PROTOCOL_MAJOR}".encode()
 MAX_JSON_BYTES = 1 << 20
 MAX_RASTERS = 16
+MAX_ID_CHARS = 256
+# JSON integers beyond int64 are refused at decode: no field needs them, and a long digit
+# string would otherwise cost (or, past Python's 4,300-digit limit, raise) in int().
+MAX_INT_DIGITS = 19
+_INT_BOUND = 1 << 63
 
 
 class ProtocolError(Exception):
@@ -69,10 +75,15 @@ def encode(
 
 
 def decode(
-    frames: Sequence[Buffer], key: bytes | None = None, pixels: PixelCarrier | None = None
+    frames: Sequence[Buffer],
+    key: bytes | None = None,
+    pixels: PixelCarrier | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[Message, list[Raster]]:
     """Parse a frame set; every way it can be wrong raises ProtocolError, nothing else.
-    Shared-memory pixels are accepted only with `pixels` (the receiver's carrier)."""
+    Shared-memory pixels are accepted only with `pixels` (the receiver's carrier).
+    `max_bytes` bounds the message's rasters together, counted as stride x height, before
+    any shared memory is opened."""
     if len(frames) < 3:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"expected at least 3 frames, got {len(frames)}")
     prefix = bytes(frames[0])
@@ -86,11 +97,15 @@ def decode(
         raise ProtocolError(ErrorCode.BAD_FRAME, "not a sfumato message (bad first frame)")
     header = _load(frames[1], "header")
     request_id = header.get("id")
-    if not isinstance(request_id, str):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header has no string 'id'")
+    if not isinstance(request_id, str) or len(request_id) > MAX_ID_CHARS:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE,
+                            f"header has no string 'id' of at most {MAX_ID_CHARS} characters")
     descriptions = header.get("rasters", [])
     if not isinstance(descriptions, list) or len(descriptions) > MAX_RASTERS:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "header 'rasters' must be a short list",
+                            request_id)
+    if not isinstance(header.get("signed", False), bool):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header 'signed' must be true or false",
                             request_id)
     signed = header.get("signed") is True
     expected = 3 + len(descriptions) + (1 if signed else 0)
@@ -111,34 +126,61 @@ def decode(
                             f"unknown message type {header.get('type')!r}", request_id)
     content = _load(frames[2], "content", request_id)
     msg = _build(cls, request_id, content)
+    sizes = [_described_bytes(i, desc, request_id) for i, desc in enumerate(descriptions)]
+    if max_bytes is not None and sum(sizes) > max_bytes:
+        raise ProtocolError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"the message's rasters take {sum(sizes)} bytes (stride x height), over this "
+            f"daemon's {max_bytes} per message; send a smaller image or a selection",
+            request_id,
+        )
     rasters = []
     for i, desc in enumerate(descriptions):
-        if not isinstance(desc, dict):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"raster {i} description is not an object",
-                                request_id)
         try:
             data = frames[3 + i]
             if SHARED_KEY in desc:
-                data = _shared_data(desc, data, pixels)
+                data = _shared_data(desc, data, pixels, sizes[i])
             rasters.append(raster_from_description(desc, data))
-        except (RasterError, SharedPixelsError, ValueError, OverflowError) as exc:
+        except (RasterError, SharedPixelsError, ValueError, OverflowError, OSError) as exc:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"raster {i}: {exc}", request_id) from None
     if pixels is not None:
         pixels.note_header(header)
     return msg, rasters
 
 
-def _shared_data(desc: dict[str, Any], frame: Buffer, pixels: PixelCarrier | None) -> Buffer:
+_DESCRIPTION_INTS = ("width", "height", "stride")
+_DESCRIPTION_STRS = ("layout", "colorspace")
+
+
+def _described_bytes(index: int, desc: Any, request_id: str) -> int:
+    """The bytes a raster description claims (stride x height), after checking its fields
+    are of their JSON types: integers are integers (not "4", not 4.0, not true)."""
+    if not isinstance(desc, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"raster {index} description is not an "
+                            "object", request_id)
+    for name in _DESCRIPTION_INTS:
+        value = desc.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"raster {index}: {name} must be a "
+                                f"non-negative JSON integer, not {value!r:.40}", request_id)
+    for name in _DESCRIPTION_STRS:
+        if name in desc and not isinstance(desc[name], str):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"raster {index}: {name} must be a "
+                                "string", request_id)
+    try:
+        row = desc["width"] * parse_layout(desc["layout"]).bytes_per_pixel
+        height = desc["height"]
+    except (KeyError, RasterError) as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"raster {index}: {exc}", request_id) from None
+    return int(max(desc.get("stride", 0), row) * height)
+
+
+def _shared_data(desc: dict[str, Any], frame: Buffer, pixels: PixelCarrier | None,
+                 size: int) -> Buffer:
     if pixels is None:
         raise SharedPixelsError("shared-memory pixels are not accepted here; send them as frames")
     if memoryview(frame).nbytes:
         raise SharedPixelsError("a raster in shared memory must come with an empty frame")
-    try:
-        row = int(desc.get("stride") or 0) or int(desc["width"]) * parse_layout(
-            desc["layout"]).bytes_per_pixel
-        size = row * int(desc["height"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SharedPixelsError(f"raster description {desc!r} is incomplete: {exc}") from None
     return pixels.open(desc[SHARED_KEY], size)
 
 
@@ -183,14 +225,54 @@ def _load(frame: Buffer, what: str, request_id: str = "") -> dict[str, Any]:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} frame is over {MAX_JSON_BYTES} bytes",
                             request_id)
     try:
-        obj = json.loads(bytes(data))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        obj = json.loads(bytes(data), parse_constant=_OutOfRange, parse_int=_bounded_int,
+                         parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame is not JSON: {exc}",
                             request_id) from None
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame must be a JSON object",
                             request_id)
+    bad = _first_out_of_range(obj)
+    if bad is not None:  # refused after parsing, so that the reply can carry the header's id
+        own_id = obj.get("id") if what == "header" else request_id
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} frame: {bad.text:.40} is out of "
+                            "range; send finite numbers, integers within 64 bits",
+                            own_id if isinstance(own_id, str) else "")
     return obj
+
+
+class _OutOfRange:
+    """A number no field can hold (NaN, Infinity, past 64 bits), kept as its text: found
+    after parsing and refused, never turned into a value (int() of 5,000 digits raises)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _bounded_int(text: str) -> int | _OutOfRange:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return _OutOfRange(f"a {len(text)}-digit integer")
+    value = int(text)
+    return value if -_INT_BOUND <= value < _INT_BOUND else _OutOfRange(text)
+
+
+def _finite_float(text: str) -> float | _OutOfRange:
+    value = float(text)
+    return value if math.isfinite(value) else _OutOfRange(text)
+
+
+def _first_out_of_range(obj: Any) -> _OutOfRange | None:
+    pending = [obj]  # not recursive: json.loads already bounded the depth, this need not
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _OutOfRange):
+            return item
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def _mac(key: bytes, frames: Sequence[Buffer]) -> bytes:

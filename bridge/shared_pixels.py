@@ -4,10 +4,13 @@ Raw ZeroMQ frames copy a layer several times (into the socket, through the kerne
 it, into fresh memory); on one machine the floor is two memcpy (the layer there and back).
 Here each side keeps a small pool of anonymous memory files (Linux `memfd_create`), mapped
 once: the sender copies the pixels into a free one and sends only a reference in the
-raster's description (its pid, the fd number and a random token). The receiver opens
-`/proc/<pid>/fd/<fd>` read-only, checks that it opened a same-user sfumato memory file with
-exactly that token and size, sealed against shrinking (so a reader can never be hit by
-SIGBUS), and maps it.
+raster's description (its pid, the fd number and a random token). The receiver first reads
+the link `/proc/<pid>/fd/<fd>` and opens nothing but a sfumato memory file of that name (so
+a FIFO, socket, device or directory is refused before any open could block), opens it
+non-blocking, checks that what it opened is a same-user regular memory file with exactly
+that token and size, of ordinary pages (not hugetlb), sealed against resizing (so a reader
+can never be hit by SIGBUS), and maps it. Any OS error on the way is a refusal of that
+reference only.
 
 Nothing ever appears in /dev/shm: a memory file has no name in any filesystem, and the kernel
 frees it when the last fd and mapping go, so a crash of either side leaves nothing behind.
@@ -18,6 +21,8 @@ once the reply came (the daemon has read what it needed), except for `submit`, w
 read its input later: those files are retired (closed; the daemon's mapping keeps them alive
 until the job ends). A daemon reuses a reply's file once the client says, in a later
 message's header, that every view of it is gone; one not released within KEEP_S is retired.
+A reply file is released only by the client it was sent to, and reused only for replies to
+that same client, so no client can ever be handed a view of another's result.
 
 Where this cannot work (another machine, another pid namespace, no memfd), the first attempt
 fails cleanly and raw frames carry the pixels instead. With a signing key the reference is
@@ -49,6 +54,8 @@ KEEP_S = 60.0  # a reply's file not released by its client within this is retire
 FREE_KEEP_S = 10.0  # a daemon's free reply file not reused within this is closed
 POOL_BYTES = 1 << 30  # free files kept for reuse beyond this are closed, oldest first
 MAX_RELEASES = 256
+MAX_MAPPINGS = 256  # cached mappings of peers' files in all (each holds an fd)
+MAX_MAPPINGS_PER_PEER = 32  # ... and per sending process: a pool is a few files, not 1,000
 _NAME_PREFIX = "sfumato-"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _SEALS = ("F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW")  # fixed size: no SIGBUS for readers
@@ -94,8 +101,9 @@ def _seal_bits() -> int:
 class Segment:
     """A memory file this process made, of a fixed size, mapped read-write once."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, owner: bytes | None = None) -> None:
         self.size = size
+        self.owner = owner  # the only peer this file's pixels may go to (daemon side)
         self.token = secrets.token_hex(16)
         self.busy = False
         self.since = time.monotonic()
@@ -131,22 +139,24 @@ class SegmentPool:
         self._segments: dict[str, Segment] = {}
         self.retired: deque[str] = deque(maxlen=4 * MAX_RELEASES)  # for a peer to forget
 
-    def take(self, size: int) -> Segment:
+    def take(self, size: int, owner: bytes | None = None) -> Segment:
+        """A free file of `size` that went to `owner` before, or a new one (OSError when the
+        system has no memory file to give)."""
         for segment in self._segments.values():
-            if not segment.busy and segment.size == size:
+            if not segment.busy and segment.size == size and segment.owner == owner:
                 break
         else:
-            segment = Segment(size)
+            segment = Segment(size, owner)
             self._segments[segment.token] = segment
         segment.busy = True
         segment.since = time.monotonic()
         self._trim()
         return segment
 
-    def release(self, token: str) -> None:
-        """A peer is done with it: free for reuse."""
+    def release(self, token: str, owner: bytes | None = None) -> None:
+        """Its peer is done with it: free for reuse. Only the peer it went to can free it."""
         segment = self._segments.get(token)
-        if segment is not None:
+        if segment is not None and segment.owner == owner:
             segment.busy = False
             segment.since = time.monotonic()
             self._trim()
@@ -171,6 +181,13 @@ class SegmentPool:
     def busy_count(self) -> int:
         return sum(segment.busy for segment in self._segments.values())
 
+    def busy_bytes(self, owner: bytes | None) -> int:
+        return sum(s.size for s in self._segments.values() if s.busy and s.owner == owner)
+
+    def belongs_to(self, token: str, owner: bytes | None) -> bool:
+        segment = self._segments.get(token)
+        return segment is not None and segment.owner == owner
+
     def tokens(self) -> set[str]:
         return set(self._segments)
 
@@ -191,11 +208,16 @@ class SegmentPool:
 class MappingCache:
     """Read-only mappings of a peer's pooled files, kept for the next time they come (the
     pages stay mapped: no page faults on reuse). Mappings of processes that have ended are
-    dropped, and the oldest beyond `max_bytes`."""
+    dropped, and the oldest beyond `max_bytes`, `max_count`, or `max_per_pid` of one sender:
+    each mapping holds a file descriptor, so a sender of many tiny files cannot use up the
+    reader's."""
 
-    def __init__(self, max_bytes: int = POOL_BYTES, writable: bool = False) -> None:
+    def __init__(self, max_bytes: int = POOL_BYTES, writable: bool = False,
+                 max_count: int = MAX_MAPPINGS, max_per_pid: int = MAX_MAPPINGS_PER_PEER) -> None:
         self.max_bytes = max_bytes
         self.writable = writable
+        self.max_count = max_count
+        self.max_per_pid = max_per_pid
         self._maps: OrderedDict[tuple[int, str], mmap.mmap] = OrderedDict()
 
     def get(self, ref: Any, size: int) -> mmap.mmap:
@@ -204,11 +226,15 @@ class MappingCache:
         if found is not None and len(found) == size:
             self._maps.move_to_end((pid, token))
             return found
+        mine = [key for key in self._maps if key[0] == pid]
+        for key in mine[: max(0, len(mine) - self.max_per_pid + 1)]:
+            del self._maps[key]  # this sender's oldest (views still in use keep theirs)
         mapping = open_reference(ref, size, self.writable)
         self._maps[(pid, token)] = mapping
         total = sum(len(m) for m in self._maps.values())
-        while total > self.max_bytes and len(self._maps) > 1:
-            total -= len(self._maps.popitem(last=False)[1])  # views still in use keep theirs
+        while (total > self.max_bytes or len(self._maps) > self.max_count) and \
+                len(self._maps) > 1:
+            total -= len(self._maps.popitem(last=False)[1])
         return mapping
 
     def tokens(self) -> set[str]:
@@ -255,18 +281,30 @@ def open_reference(ref: Any, size: int, writable: bool = False) -> mmap.mmap:
     array, see ClientPixels.open). Every way the reference can be wrong raises
     SharedPixelsError. Pages are mapped as they are first read."""
     pid, fd, token = _parse_reference(ref, size)
+    link = f"/proc/{pid}/fd/{fd}"  # a link the kernel resolves to the open file itself
+    expected = f"/memfd:{memory_file_name(pid, token)} (deleted)"
+    try:
+        named = os.readlink(link)
+    except OSError as exc:
+        raise SharedPixelsError(f"cannot see the sender's shared memory ({exc.strerror})") \
+            from None
+    if named != expected:  # a FIFO, socket, device, directory, file: never opened
+        raise SharedPixelsError("the shared-memory reference does not name a sfumato memory file")
     mode = os.O_RDWR if writable else os.O_RDONLY
     try:
-        # /proc/PID/fd/N is a link the kernel resolves to the open file itself
-        handle = os.open(f"/proc/{pid}/fd/{fd}", mode | os.O_CLOEXEC)
+        # non-blocking: should the fd change into a FIFO after the check, open cannot hang
+        handle = os.open(link, mode | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise SharedPixelsError(
             f"cannot open the sender's shared memory ({exc.strerror})"
         ) from None
     try:
-        _check_opened(handle, pid, token, size)
+        _check_opened(handle, expected, size)
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
         return mmap.mmap(handle, size, flags=mmap.MAP_SHARED, prot=prot)
+    except OSError as exc:  # e.g. out of memory or of file descriptors: refuse this one
+        raise SharedPixelsError(f"cannot map the sender's shared memory ({exc.strerror})") \
+            from None
     finally:
         os.close(handle)  # the mapping keeps the file alive
 
@@ -287,14 +325,14 @@ def _parse_reference(ref: Any, size: int) -> tuple[int, int, str]:
     return int(pid), int(fd), token  # type: ignore[arg-type]
 
 
-def _check_opened(handle: int, pid: int, token: str, size: int) -> None:
-    # Check what was actually opened (not the path before opening): the fd number could have
-    # been reused for anything between a check and the open.
+def _check_opened(handle: int, expected: str, size: int) -> None:
+    # Check again what was actually opened: the fd number could have been reused for
+    # anything between the first check and the open.
     try:
         target = os.readlink(f"/proc/self/fd/{handle}")
     except OSError as exc:
         raise SharedPixelsError(f"shared memory cannot be inspected ({exc.strerror})") from None
-    if target != f"/memfd:{memory_file_name(pid, token)} (deleted)":
+    if target != expected:
         raise SharedPixelsError("the shared-memory reference does not name a sfumato memory file")
     try:
         info = os.fstat(handle)
@@ -305,6 +343,8 @@ def _check_opened(handle: int, pid: int, token: str, size: int) -> None:
         raise SharedPixelsError("shared memory belongs to another user")
     if info.st_size != size:
         raise SharedPixelsError(f"shared memory holds {info.st_size} bytes, expected {size}")
+    if info.st_blksize > mmap.PAGESIZE:  # hugetlb pages: mapping them may fail or pin RAM
+        raise SharedPixelsError("shared memory of huge pages is not accepted")
     needed = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
     if seals & needed != needed:
         raise SharedPixelsError("shared memory is not sealed against resizing")
@@ -358,7 +398,10 @@ class ClientPixels:
     def place(self, raster: Raster) -> dict[str, Any] | None:
         if raster.nbytes < self.min_bytes:
             return None
-        segment = self.pool.take(raster.nbytes)
+        try:
+            segment = self.pool.take(raster.nbytes)
+        except OSError:
+            return None  # no memory file to be had now: this raster goes as a frame
         self._sent.append(segment.token)
         return segment.fill(raster.data, pooled=self.reuse)
 
@@ -411,6 +454,7 @@ class DaemonPixels:
         # which client each reply file went to, and the closed ones each is yet to be told
         # of (so it can drop its mapping): replies to a client carry its list
         self._replying_to: bytes | None = None
+        self._receiving_from: bytes | None = None  # whose message is being decoded
         self._reader: dict[str, bytes] = {}
         self._retired_for: OrderedDict[bytes, list[str]] = OrderedDict()
 
@@ -420,7 +464,10 @@ class DaemonPixels:
         self.expire()
         if raster.nbytes < self.min_bytes:
             return None
-        segment = self.pool.take(raster.nbytes)
+        try:  # a reply file is only ever reused for the client it went to
+            segment = self.pool.take(raster.nbytes, self._replying_to)
+        except OSError:
+            return None  # no memory file to be had now: this reply goes as frames
         self.placed.append(segment.token)
         if self._replying_to is not None:
             self._reader[segment.token] = self._replying_to
@@ -444,13 +491,24 @@ class DaemonPixels:
 
     def note_header(self, header: dict[str, Any]) -> None:
         self._last_reads = header.get(HEADER_READS) is True
-        self.released = header_tokens(header, HEADER_RELEASE)
+        sender = self._receiving_from
+        # only the client a reply file went to can free it (another's release is ignored)
+        self.released = [token for token in header_tokens(header, HEADER_RELEASE)
+                         if self.pool.belongs_to(token, sender)]
         for token in self.released:
-            self.pool.release(token)
+            self.pool.release(token, sender)
         self.expire()
         self.mappings.sweep()
 
     # --- per client ---------------------------------------------------------------------
+
+    def receiving_from(self, identity: bytes) -> None:
+        """Whose message the codec decodes next: its releases count for its files only."""
+        self._receiving_from = identity
+
+    def backlog(self, identity: bytes) -> int:
+        """Bytes of reply files sent to this client that it has not let go of yet."""
+        return self.pool.busy_bytes(identity)
 
     def note_peer(self, identity: bytes) -> None:
         """Remember whether the client whose message was just decoded reads shared memory."""

@@ -33,6 +33,12 @@ class Settings:
     worker_memory_bytes: int = 0
     # a job's working memory (and CUDA's cache) goes back once no job followed for this long
     idle_release_s: float = 1.0
+    # a worker running a job that sends nothing (no progress, no heartbeat) for this long is
+    # hung: it is killed and replaced, its job retried once; 0 = never
+    worker_watchdog_s: float = 120.0
+    # replies a client has not read (queued frames, reply files it holds) past which a ping
+    # echo is refused: a client that never reads cannot make the daemon hold pixels without end
+    client_reply_bytes: int = 1 << 30
     # --- speed (issue 8) ---
     shared_memory: bool = True  # pixels through memory files for clients on this machine
     # auto | bf16 | fp16 | fp32; auto = bf16 on CUDA (fp16 where it lacks bf16), else fp32

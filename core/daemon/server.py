@@ -55,12 +55,13 @@ from sfumato.core.daemon.client_auth import ClientAuth
 from sfumato.core.daemon.client_names import ClientNames, same_owner
 from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
+from sfumato.core.daemon.reply_backlog import ReplyBacklog
 from sfumato.core.daemon.result_receipts import ResultReceipts
 from sfumato.core.daemon.result_store import ResultStore
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.registry import Registry
 from sfumato.core.tasks import CATALOGUE
-from sfumato.core.worker.supervisor import WorkerGone, WorkerSupervisor
+from sfumato.core.worker.supervisor import HEARTBEAT_ID, WorkerGone, WorkerSupervisor
 
 log = logging.getLogger("sfumato.server")
 
@@ -72,6 +73,8 @@ CANCEL_GRACE_S = 10.0  # after the stop timeout, how long a cancelled job may ta
 AUTH_REFRESH_S = 1.0
 AGAIN_TEXT = "run this again once a daemon is back (any sfumato command starts one)"
 STOPPING_TEXT = f"the daemon is shutting down; nothing was changed: {AGAIN_TEXT}"
+INTERNAL_TEXT = ("the daemon could not handle this request; its log in "
+                 "SFUMATO_HOME/logs/daemon.log has details")
 TOO_LONG_TEXT = f"the daemon was asked to stop and this job did not finish in time; {AGAIN_TEXT}"
 
 
@@ -99,6 +102,7 @@ class Daemon:
         self._pixels = daemon_pixels(self.settings.shared_memory)
         self._receipts = ResultReceipts()
         self._names = ClientNames()  # readable client labels for logs and status
+        self._backlog = ReplyBacklog()
         self._session = uuid.uuid4().hex[:6]
         self._last_activity = time.monotonic()
 
@@ -134,7 +138,6 @@ class Daemon:
         log.info("serving on %s", self.endpoint)
         try:
             while not self._stopping:
-                self._worker.start_if_due()
                 current = self._worker.fileno()
                 if current != worker_fd:  # a restarted worker has a new pipe
                     if worker_fd is not None:
@@ -143,20 +146,10 @@ class Daemon:
                     if current is not None:
                         poller.register(current, zmq.POLLIN)
                 events = dict(poller.poll(250))
-                if self._socket in events:
-                    self._drain_socket()
-                if self._worker.has_data():
-                    self._drain_worker()
-                self._expire_silent_clients()
-                self._refresh_auth()
-                if self._stop_at is not None:
-                    self._drain_for_stop()
-                else:
-                    self._start_next_job()
-                if self._running is None:
-                    self._worker.pass_on_releases()  # files an idle worker may now let go
-                if self._pixels is not None:
-                    self._pixels.expire()  # reply files nobody reads or reuses any more
+                try:
+                    self._turn(self._socket in events)
+                except Exception:  # last resort: a bug costs one turn, never the daemon
+                    log.exception("the serve loop hit an unexpected error; serving on")
                 if self._idle_too_long():
                     log.info("idle for %.0f s: exiting", self.settings.idle_exit_s)
                     break
@@ -167,6 +160,25 @@ class Daemon:
             if self._pixels is not None:
                 self._pixels.close()
             self._socket.close(linger=1000)
+
+    def _turn(self, socket_ready: bool) -> None:
+        """One round of the loop: client messages, worker events, timers."""
+        self._worker.start_if_due()
+        if socket_ready:
+            self._drain_socket()
+        if self._worker.has_data():
+            self._drain_worker()
+        self._check_watchdog()
+        self._expire_silent_clients()
+        self._refresh_auth()
+        if self._stop_at is not None:
+            self._drain_for_stop()
+        else:
+            self._start_next_job()
+        if self._running is None:
+            self._worker.pass_on_releases()  # files an idle worker may now let go
+        if self._pixels is not None:
+            self._pixels.expire()  # reply files nobody reads or reuses any more
 
     def stop(self) -> None:
         """Begin a graceful stop (SIGTERM): refuse new work, tell waiting clients, give the
@@ -220,34 +232,44 @@ class Daemon:
             self._last_activity = time.monotonic()
             identity = parts[0].bytes
             self._last_seen[identity] = time.monotonic()
-            frames = [p.buffer for p in parts[1:]]
-            if len(frames) > MAX_FRAMES:
-                self._reply(identity, Rejected(id="", code=ErrorCode.BAD_FRAME.value,
-                                               message=f"too many frames ({len(frames)})"))
-                continue
             try:
-                message, rasters = codec.decode(frames, self.key, self._pixels)
-                if self._pixels is not None:
-                    self._pixels.note_peer(identity)
-                    self._drop_read_results(identity, self._pixels.released)
-            except ProtocolError as exc:
-                self._reply(identity, Rejected(id=exc.request_id, code=exc.code.value,
-                                               message=exc.message))
-                continue
-            try:
-                self._handle(identity, message, rasters)
-            except SfumatoError as exc:
-                self._reply(identity, Rejected(id=message.id, code=exc.code.value,
-                                               message=exc.message))
-            except Exception:  # a bug must cost one request, never the daemon
-                log.exception("request %s from %s failed", message.TYPE.value, identity.hex())
-                self._reply(identity, Rejected(
-                    id=message.id, code=ErrorCode.INTERNAL.value,
-                    message="the daemon could not handle this request; its log in "
-                    "SFUMATO_HOME/logs/daemon.log has details"))
+                self._serve_message(identity, [p.buffer for p in parts[1:]])
+            except Exception:  # last resort: one bad message costs its answer, nothing else
+                log.exception("a message from %s could not be handled", identity.hex())
+                self._refuse(identity, "", ErrorCode.INTERNAL, INTERNAL_TEXT)
+
+    def _serve_message(self, identity: bytes, frames: list[memoryview]) -> None:
+        if len(frames) > MAX_FRAMES:
+            self._refuse(identity, "", ErrorCode.BAD_FRAME, f"too many frames ({len(frames)})")
+            return
+        try:
+            if self._pixels is not None:
+                self._pixels.receiving_from(identity)
+            message, rasters = codec.decode(frames, self.key, self._pixels,
+                                            max_bytes=max_frame_bytes(self.settings))
+            if self._pixels is not None:
+                self._pixels.note_peer(identity)
+                self._drop_read_results(identity, self._pixels.released)
+        except ProtocolError as exc:
+            self._refuse(identity, exc.request_id, exc.code, exc.message)
+            return
+        try:
+            self._handle(identity, message, rasters)
+        except SfumatoError as exc:
+            self._refuse(identity, message.id, exc.code, exc.message)
+        except Exception:  # a bug must cost one request, never the daemon
+            log.exception("request %s from %s failed", message.TYPE.value, identity.hex())
+            self._refuse(identity, message.id, ErrorCode.INTERNAL, INTERNAL_TEXT)
+
+    def _refuse(self, identity: bytes, request_id: str, code: ErrorCode, text: str) -> None:
+        try:
+            self._reply(identity, Rejected(id=request_id, code=code.value, message=text))
+        except Exception:  # even the refusal failed (e.g. out of memory): log, serve on
+            log.exception("could not refuse a message from %s", identity.hex())
 
     def _handle(self, identity: bytes, message: Message, rasters: list[Raster]) -> None:
         if isinstance(message, Ping):
+            self._check_backlog(identity, rasters)
             self._reply(identity, Pong(id=message.id), rasters)  # echo: a transport probe
         elif isinstance(message, Hello):
             self._names.note(identity, message.client)
@@ -265,6 +287,22 @@ class Daemon:
         else:
             raise SfumatoError(ErrorCode.UNKNOWN_TYPE,
                                f"{message.TYPE.value} is a daemon-to-client message")
+
+    def _check_backlog(self, identity: bytes, rasters: list[Raster]) -> None:
+        """An echo may not take a client's unread replies past `client_reply_bytes`."""
+        if not rasters:
+            return
+        held = self._backlog.queued_bytes(identity)
+        if self._pixels is not None:
+            held += self._pixels.backlog(identity)
+        wanted = sum(raster.nbytes for raster in rasters)
+        if held + wanted > self.settings.client_reply_bytes:
+            raise SfumatoError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"this client has {held} bytes of replies it has not read or let go of, and "
+                f"this echo adds {wanted}: over the daemon's {self.settings.client_reply_bytes}"
+                " per client; read (and drop) earlier replies first",
+            )
 
     def _welcome(self, request_id: str, identity: bytes) -> Welcome:
         return Welcome(
@@ -390,6 +428,25 @@ class Daemon:
             self._worker.send_job(job.job_id, job.task, job.model, job.params, job.rasters)
         except WorkerGone as exc:
             self._worker_died(str(exc))
+        except Exception:  # the job could not even be written to the worker: fail it alone
+            log.exception("job %s could not be sent to the worker", job.job_id)
+            self._running = None
+            self._finish(job, Failed(id=job.request_id, job_id=job.job_id,
+                                     code=ErrorCode.INTERNAL.value, message=INTERNAL_TEXT), [])
+
+    def _check_watchdog(self) -> None:
+        """A worker that sends nothing (no event, no heartbeat) for `worker_watchdog_s` while
+        it runs a job is hung (stopped, deadlocked): kill it, and retry or fail the job."""
+        limit = self.settings.worker_watchdog_s
+        if self._running is None or limit <= 0:
+            return
+        silent = self._worker.silent_for()
+        if silent > limit:
+            log.error("worker silent for %.0f s running job %s: killing it", silent,
+                      self._running.job_id)
+            self._worker.kill()
+            self._worker_died(f"the worker stopped answering for {silent:.0f} s "
+                              f"(worker_watchdog_s = {limit:g})")
 
     def _drain_worker(self) -> None:
         while self._worker.has_data():
@@ -401,6 +458,8 @@ class Daemon:
             except ProtocolError as exc:
                 log.error("bad frames from the worker: %s", exc)
                 continue
+            if message.id == HEARTBEAT_ID:
+                continue  # only the watchdog cares
             self._last_activity = time.monotonic()
             job = self._running
             if job is None or getattr(message, "job_id", None) != job.job_id:
@@ -480,8 +539,12 @@ class Daemon:
         if self._pixels is not None:
             self._pixels.placed.clear()
         frames = codec.encode(message, rasters, self.key, pixels)
+        framed = sum(memoryview(frame).nbytes for frame in frames[3:3 + len(rasters)])
         try:
-            self._socket.send_multipart([identity, *frames], copy=False, flags=zmq.NOBLOCK)
+            tracker = self._socket.send_multipart([identity, *frames], copy=False,
+                                                  flags=zmq.NOBLOCK, track=framed > 0)
+            if framed:
+                self._backlog.note(identity, tracker, framed)
         except zmq.Again:
             log.warning("client %s is not reading: dropped a %s", identity.hex(),
                         message.TYPE.value)
@@ -498,6 +561,7 @@ class Daemon:
         """Drop a gone client's queued jobs. Its running job finishes and its result is kept,
         so a plug-in that reconnects (or `Client.attach`) still gets the artist's work."""
         self._last_seen.pop(identity, None)
+        self._backlog.forget(identity)
         for job in self._queue.drop_client(identity):
             job.state = JobState.CANCELLED
             self._results.put(job.job_id, Cancelled(id=job.request_id, job_id=job.job_id), [],
@@ -515,6 +579,7 @@ class Daemon:
         for identity, seen in list(self._last_seen.items()):
             if now - seen > self.settings.client_timeout_s and identity not in busy:
                 del self._last_seen[identity]
+        self._backlog.sweep()
 
     def _idle_too_long(self) -> bool:
         if self.settings.idle_exit_s <= 0 or self._running is not None or len(self._queue):

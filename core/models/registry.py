@@ -2,14 +2,21 @@
 
 Requests name models by id only; paths live here, written by the admin's `sfumato models`
 commands. Re-read on every lookup, so models added while the daemon runs are seen at once.
+Every change (models add / scan / import-ncnn / pull, the worker's first-use import) reads,
+edits and writes the file under one exclusive lock, so concurrent writers never lose each
+other's entries.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -101,20 +108,59 @@ class Registry:
         return entry
 
     def add(self, entry: ModelEntry) -> None:
-        others = [e for e in self.entries() if e.name != entry.name]
-        self._write(others + [entry])
+        self._change(lambda entries: [e for e in entries if e.name != entry.name] + [entry])
 
     def remove(self, name: str) -> bool:
-        entries = self.entries()
-        kept = [e for e in entries if e.name != name]
-        self._write(kept)
-        return len(kept) != len(entries)
+        removed = []
+
+        def without(entries: list[ModelEntry]) -> list[ModelEntry]:
+            kept = [e for e in entries if e.name != name]
+            removed.append(len(kept) != len(entries))
+            return kept
+
+        self._change(without)
+        return removed[0]
+
+    def _change(self, edit: Callable[[list[ModelEntry]], list[ModelEntry]]) -> None:
+        with self._locked():
+            self._write(edit(self.entries()))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The registry's write lock (a lock file beside it; released if the holder dies)."""
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            handle = os.open(self.models_dir / ".registry.lock",
+                             os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _write_error(self.models_dir, exc) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # closing the descriptor releases the lock
 
     def _write(self, entries: list[ModelEntry]) -> None:
-        self.models_dir.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"models": [dataclasses.asdict(e) for e in entries]}, indent=2)
         # write-then-rename: a crash mid-write never leaves a half registry behind
-        fd, tmp = tempfile.mkstemp(dir=self.models_dir, prefix=".registry-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(body)
-        os.replace(tmp, self.file)
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.models_dir, prefix=".registry-")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.file)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise _write_error(self.file, exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> SfumatoError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return SfumatoError(ErrorCode.RESOURCE_EXHAUSTED,
+                            f"no room to write {path} ({exc.strerror}); nothing was "
+                            "changed: free some space and run the command again")
+    return SfumatoError(ErrorCode.INTERNAL, f"cannot write {path} ({exc.strerror}); nothing "
+                        "was changed: check that folder's owner and permissions")

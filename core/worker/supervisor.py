@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
@@ -34,6 +35,8 @@ MAX_RESTART_DELAY_S = 60.0
 PR_SET_PDEATHSIG = 1
 HEALTH_ID = "worker-health"  # sent after every job, so `status` shows what is loaded now
 LINK_NEWS_ID = "link-news"  # daemon -> idle worker: memory files let go of, nothing to run
+HEARTBEAT_ID = "worker-heartbeat"  # worker -> daemon, from a thread: the process still runs
+MAX_HEARTBEAT_S = 5.0
 
 
 class WorkerGone(Exception):
@@ -68,11 +71,16 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
         cap_memory(worker.device, config.worker_memory_bytes)
 
     link = link_pixels(config.shared_memory)
+    sending = threading.Lock()  # the heartbeat thread and the job share the pipe
 
     def send(message: Message, rasters: list[Raster]) -> None:
         # a result through memory files; step previews (many, small) through the pipe
         pixels = link if not rasters or message.TYPE in TERMINAL_TYPES else None
-        send_frames(conn, codec.encode(message, rasters, pixels=pixels))
+        frames = codec.encode(message, rasters, pixels=pixels)
+        with sending:
+            send_frames(conn, frames)
+
+    _start_heartbeat(conn, sending, config.worker_watchdog_s)
 
     def report_health(settled: bool) -> None:
         send(StatusReport(id=HEALTH_ID, device=worker.device,
@@ -106,6 +114,27 @@ def worker_main(conn: multiprocessing.connection.Connection, cancel: Any, settin
             unreleased = True
         elif link is not None and not unreleased:
             link.idle()  # news while idle: files the daemon just let go of go too
+
+
+def _start_heartbeat(conn: multiprocessing.connection.Connection, sending: threading.Lock,
+                     watchdog_s: float) -> None:
+    """Tell the daemon, a few times per watchdog period, that this process still runs: a
+    long model load or step is not a hang; a stopped or wedged process sends nothing."""
+    if watchdog_s <= 0:
+        return
+    interval = min(MAX_HEARTBEAT_S, watchdog_s / 4)
+    frames = codec.encode(Ping(id=HEARTBEAT_ID))
+
+    def beat() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                with sending:
+                    send_frames(conn, frames)
+            except (OSError, ValueError):
+                return  # the daemon went away
+
+    threading.Thread(target=beat, name="sfumato-heartbeat", daemon=True).start()
 
 
 def cap_memory(device: str, extra_bytes: int) -> None:
@@ -160,6 +189,7 @@ class WorkerSupervisor:
         self.restarts = 0
         self.start_failures = 0  # workers in a row that died before reporting ready
         self._start_at: float | None = None
+        self._heard_at = time.monotonic()  # the last frame from the worker, or the last job sent
         # pixels to and from the worker through memory files (not the pipe), as configured
         self.pixels = link_pixels(settings.shared_memory)
 
@@ -198,8 +228,10 @@ class WorkerSupervisor:
                  rasters: list[Raster]) -> None:
         self.cancel_flag.clear()
         message = Submit(id=job_id, task=task, model=model, params=params)
+        frames = codec.encode(message, rasters, pixels=self.pixels)
+        self._heard_at = time.monotonic()
         try:
-            send_frames(self._conn(), codec.encode(message, rasters, pixels=self.pixels))
+            send_frames(self._conn(), frames)
         except (BrokenPipeError, OSError) as exc:
             raise WorkerGone(str(exc)) from None
 
@@ -219,6 +251,7 @@ class WorkerSupervisor:
             frames = recv_frames(self._conn())
         except (EOFError, OSError) as exc:
             raise WorkerGone(f"worker exited ({self.exit_description()})") from exc
+        self._heard_at = time.monotonic()
         message, rasters = codec.decode(frames, pixels=self.pixels)
         if isinstance(message, StatusReport) and message.id in (READY_ID, HEALTH_ID):
             self.ready = True
@@ -227,6 +260,15 @@ class WorkerSupervisor:
             if message.worker.get("settled") and self.pixels is not None:
                 self.pixels.idle()  # the worker idles: so do the pixel files for it
         return message, rasters
+
+    def silent_for(self) -> float:
+        """Seconds since the worker last sent anything (or was last given a job)."""
+        return time.monotonic() - self._heard_at
+
+    def kill(self) -> None:
+        """End a hung worker at once (SIGKILL works on a stopped process too)."""
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
 
     def has_data(self) -> bool:
         return self.conn is not None and self.conn.poll(0)

@@ -251,6 +251,7 @@ def test_unused_free_reply_files_are_closed_and_only_their_client_is_told() -> N
         min_bytes=1)
 
     def hello(client: ClientPixels, identity: bytes) -> None:
+        daemon.receiving_from(identity)
         codec.decode(codec.encode(Ping(id="h"), [], pixels=client), pixels=daemon)
         daemon.note_peer(identity)
 
