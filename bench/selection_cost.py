@@ -4,8 +4,9 @@ Times what an artist waits for: `bridge.actions.inpaint_selection` from the host
 to the new layer, against a real daemon process on a loopback socket running a tiny
 random-weight inpainting pipeline (tests/tiny_models.py) registered with `sfumato models add`.
 The same 256x256 selection sits in the middle of a 1024x1024 canvas and of a 16384x16384
-canvas; the two alternate (so that load from elsewhere on the machine hits both alike) and
-the ratio of the best times is printed against the target: at most 1.1x.
+canvas; the two alternate round by round (bench/rounds.py: so that load from elsewhere on the
+machine hits both alike) and the median of the per-round ratios, with their range, is
+printed against the target: at most 1.1x.
 
 The host is tests/fake_host.py's FakeHost: like a real editor reading tiles, it makes pixels
 and the selection mask only for the rectangle asked, at a cost that grows with that
@@ -30,7 +31,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.* (daemon process, fake host, tiny models)
+sys.path.insert(0, str(ROOT / "bench"))
 
+import rounds  # noqa: E402
 from sfumato.bridge import actions  # noqa: E402
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.selection import Rect  # noqa: E402
@@ -83,11 +86,8 @@ def _measure(client: Client, sides: tuple[int, ...], repeats: int,
              ) -> tuple[dict[int, list[float]], dict[int, int]]:
     runs = {side: _runner(client, side) for side in sides}
     pixels_read = {side: run()[1] for side, run in runs.items()}  # warm: load, first kernels
-    timings: dict[int, list[float]] = {side: [] for side in sides}
-    for _ in range(repeats):  # interleaved, so drift on a shared machine hits both sides
-        for side, run in runs.items():
-            timings[side].append(run()[0])
-    return timings, pixels_read
+    race = rounds.alternate({str(side): run for side, run in runs.items()}, repeats)
+    return {side: race.times[str(side)] for side in sides}, pixels_read
 
 
 def _runner(client: Client, side: int) -> Callable[[], tuple[float, int]]:
@@ -118,15 +118,16 @@ def _report(args: argparse.Namespace, timings: dict[int, list[float]],
     best = {side: min(times) for side, times in timings.items()}
     print(f"{SELECTION}x{SELECTION} selection, bridge.actions.inpaint_selection -> real daemon "
           f"(tiny {args.kind}, {PARAMS['steps']} steps, {PARAMS['resolution']} px), "
-          f"best of {args.repeats}, alternating:")
+          f"{args.repeats} alternating rounds; load average {rounds.load_average()}:")
     for side, times in timings.items():
         canvas = f"{side}x{side}"
         print(f"  {canvas:>11} canvas: best {best[side] * 1000:7.1f} ms, median "
               f"{statistics.median(times) * 1000:7.1f} ms, read from host "
               f"{pixels_read[side]:,} px")
-    ratio = best[args.big] / best[args.small]
-    median_ratio = statistics.median(timings[args.big]) / statistics.median(timings[args.small])
-    print(f"  ratio {ratio:.3f}x best, {median_ratio:.3f}x median")
+    per_round = [big / small for big, small in zip(timings[args.big], timings[args.small],
+                                                   strict=True)]
+    ratio = statistics.median(per_round)
+    print(f"  {args.big}² / {args.small}² per round: {rounds.spread(per_round)}")
     print(f"verdict: the {args.big}² canvas costs {ratio:.3f}x the {args.small}² one for the "
           f"same selection (target <= {TARGET_RATIO}x): "
           f"{'ok' if ratio <= TARGET_RATIO else 'OVER'}")

@@ -6,7 +6,9 @@ All measured in this run; 4K and 8K, RGBA8 and RGBA16.
 
     .venv/bin/python bench/transport.py [--repeat 7] [--sizes 4k,8k] [--http-repeat 1]
 
-Target: shared memory <= 2x the memcpy floor.
+The contenders run in alternating rounds (bench/rounds.py), each ratio is taken within a
+round, and the table shows the median per-round ratio and its range, so one noisy sample
+cannot make a verdict. Target: shared memory <= 2x the memcpy floor.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import struct
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -35,7 +36,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import rounds  # noqa: E402
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.raster import Layout, Raster  # noqa: E402
 
@@ -62,14 +65,10 @@ def touch(pixels: object) -> None:
     bytes(memoryview(pixels).cast("B")[::4096])  # type: ignore[arg-type]
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm up: connections, page faults, the shared-memory probe
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def race(contenders: dict[str, Callable[[], object]], repeat: int) -> rounds.Rounds:
+    for fn in contenders.values():
+        fn()  # warm up: connections, page faults, the shared-memory probe
+    return rounds.alternate(contenders, repeat)
 
 
 # --- base64 PNG in JSON over HTTP -----------------------------------------------------------
@@ -133,7 +132,7 @@ def main() -> int:
     server = ThreadingHTTPServer(("127.0.0.1", 0), PngJsonHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    rows: list[tuple[str, float, float, float, float]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as home:
         daemon = start_daemon(Path(home))
         try:
@@ -153,8 +152,12 @@ def main() -> int:
     return 0
 
 
+# label; medians of memcpy, shm, frames, HTTP; per-round shm/floor, frames/floor, HTTP/shm
+Row = tuple[str, float, float, float, float, list[float], list[float], list[float]]
+
+
 def measure(size: str, layout: Layout, shared: Client, framed: Client, url: str,
-            args: argparse.Namespace) -> tuple[str, float, float, float, float]:
+            args: argparse.Namespace) -> Row:
     width, height = SIZES[size]
     pixels = layer_pixels(width, height, layout)
     buffer = pixels.tobytes()
@@ -183,26 +186,32 @@ def measure(size: str, layout: Layout, shared: Client, framed: Client, url: str,
             reply = json.loads(response.read())
         png_pixels(base64.b64decode(reply["image"]))
 
-    memcpy_s = timed(two_memcpy, args.repeat)
-    shared_s = timed(lambda: touch(shared.ping([raster])[0].data), args.repeat)
-    framed_s = timed(lambda: touch(framed.ping([raster])[0].data), args.repeat)
-    http_s = timed(http_png, args.http_repeat)
+    def shm() -> None:
+        touch(shared.ping([raster])[0].data)
+
+    fast = race({"memcpy": two_memcpy, "shm": shm,
+                 "frames": lambda: touch(framed.ping([raster])[0].data)}, args.repeat)
+    slow = race({"shm": shm, "http": http_png}, args.http_repeat)  # HTTP takes seconds
     label = f"{size.upper()} {layout.value} ({len(buffer) / 1e6:.0f} MB)"
-    return label, memcpy_s, shared_s, framed_s, http_s
+    return (label, fast.median("memcpy"), fast.median("shm"), fast.median("frames"),
+            slow.median("http"), fast.ratios("shm", "memcpy"), fast.ratios("frames", "memcpy"),
+            slow.ratios("http", "shm"))
 
 
-def report(rows: list[tuple[str, float, float, float, float]], args: argparse.Namespace) -> None:
-    print(f"Layer round trips, median of {args.repeat} (HTTP: {args.http_repeat}); "
-          f"{platform.node()} {os.cpu_count()} cpus, python {platform.python_version()}")
+def report(rows: list[Row], args: argparse.Namespace) -> None:
+    print(f"Layer round trips, {args.repeat} alternating rounds (HTTP: {args.http_repeat}), "
+          f"medians; ratios per round: median (range); {platform.node()} {os.cpu_count()} "
+          f"cpus, python {platform.python_version()}, load average {rounds.load_average()}")
     print(f"  {'layer':<22}{'2x memcpy':>11}{'shm':>11}{'frames':>11}{'HTTP+PNG':>11}"
-          f"{'shm/floor':>11}{'frames/floor':>14}{'HTTP/shm':>10}")
-    for label, memcpy_s, shared_s, framed_s, http_s in rows:
+          f"  {'shm/floor':<28}{'frames/floor':<28}HTTP/shm")
+    for label, memcpy_s, shared_s, framed_s, http_s, shm_r, frames_r, http_r in rows:
         print(f"  {label:<22}{memcpy_s * 1e3:9.1f}ms{shared_s * 1e3:9.1f}ms"
-              f"{framed_s * 1e3:9.1f}ms{http_s * 1e3:9.0f}ms{shared_s / memcpy_s:10.2f}x"
-              f"{framed_s / memcpy_s:13.2f}x{http_s / shared_s:9.0f}x")
-    worst = max(shared_s / memcpy_s for _, memcpy_s, shared_s, _, _ in rows)
+              f"{framed_s * 1e3:9.1f}ms{http_s * 1e3:9.0f}ms  {rounds.spread(shm_r):<28}"
+              f"{rounds.spread(frames_r):<28}{rounds.spread(http_r)}")
+    worst = max(statistics.median(row[5]) for row in rows)
     verdict = "ok" if worst <= TARGET else "OVER"
     print(f"verdict: same-machine round trip at most {worst:.2f}x the two-memcpy floor "
+          "(median per-round ratio) "
           f"(target <= {TARGET}x): {verdict}")
 
 

@@ -9,6 +9,8 @@ leaves out fixed costs.
 
     .venv/bin/python bench/upscale_memory.py [--models realesrgan-x4plus,...]
         [--sides 128,256,384]
+    .venv/bin/python bench/upscale_memory.py --speed [--sides 276,532] [--rounds 3]
+        # time per pixel by window size, in alternating rounds (in this process)
 """
 
 from __future__ import annotations
@@ -56,9 +58,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="realesrgan-x4plus,realesr-animevideov3-x4")
     parser.add_argument("--sides", default="128,256,384", help="window sides, px")
+    parser.add_argument("--speed", action="store_true",
+                        help="time per window pixel by size instead of memory")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     sides = [int(s) for s in args.sides.split(",")]
     print(f"load average {rounds.load_average()}")
+    if args.speed:
+        with tempfile.TemporaryDirectory() as home:
+            for name in args.models.split(","):
+                _speed(name, Path(ensure_default_upscaler(Registry(Path(home)), name).path),
+                       sides, args.rounds)
+        print(f"load average {rounds.load_average()}")
+        return
     with tempfile.TemporaryDirectory() as home:
         for name in args.models.split(","):
             path = ensure_default_upscaler(Registry(Path(home)), name).path
@@ -76,6 +88,30 @@ def main() -> None:
             slope = (fb["grown"] - fa["grown"]) / (b * b - a * a)
             print(f"{name}: {slope:.0f} bytes per window pixel (slope {a}²-{b}²)")
     print(f"load average {rounds.load_average()}")
+
+
+def _speed(name: str, path: Path, sides: list[int], count: int) -> None:
+    import torch
+    from sfumato.core.models.upscaler_loader import input_memory_format, load_upscaler
+
+    model = load_upscaler(path)
+
+    def forward(side: int) -> None:
+        x = torch.rand(1, 3, side, side).contiguous(memory_format=input_memory_format(model))
+        with torch.inference_mode():
+            model(x)
+
+    forward(32)
+    race = rounds.alternate({str(side): (lambda side=side: forward(side)) for side in sides},
+                            count)
+    first = str(sides[0])
+    for side in sides:
+        per_pixel = [t / side**2 for t in race.times[str(side)]]
+        base = [t / sides[0] ** 2 for t in race.times[first]]
+        ratios = [p / b for p, b in zip(per_pixel, base, strict=True)]
+        print(f"{name} {side}² window: {race.median(str(side)):.2f} s, "
+              f"{sorted(per_pixel)[len(per_pixel) // 2] * 1e6:.1f} µs/px; per pixel vs "
+              f"{first}²: {rounds.spread(ratios)}", flush=True)
 
 
 if __name__ == "__main__":
