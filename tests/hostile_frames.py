@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 PREFIX = b"sfumato/1"
 UNKNOWN_MODELS = ["/etc/passwd", "../../models/x", "http://example.invalid/m.safetensors",
@@ -33,12 +34,27 @@ def _raster(width: object, height: object, layout: object = "rgba8", **extra: ob
     return {"width": width, "height": height, "layout": layout, "stride": 0, **extra}
 
 
-class HostileGenerator:
-    """`messages(n)` yields n cases; the same seed gives the same cases."""
+# JSON that json.loads takes but no field can hold; spliced in as text
+OUT_OF_RANGE = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e999", b"9" * 5000,
+                b"-" + b"9" * 5000, b"18446744073709551616", b"9223372036854775808"]
+NOT_INTEGERS = ["4", "0x10", 4.0, 4.5, True, None, [4], {"n": 4}, -1]
 
-    def __init__(self, seed: int) -> None:
+
+class HostileGenerator:
+    """`messages(n)` yields n cases; the same seed gives the same cases.
+
+    `references`: shared-memory references to files that are not sealed sfumato memory files
+    (see hostile_peer.hostile_references), each for a raster of `reference_shape`;
+    `tiny_files`: valid references to tiny pooled memory files, as (reference, bytes)."""
+
+    def __init__(self, seed: int, references: Sequence[dict[str, Any]] = (),
+                 reference_shape: dict[str, Any] | None = None,
+                 tiny_files: Sequence[tuple[dict[str, Any], bytes]] = ()) -> None:
         self.rng = random.Random(seed)
         self._ids: list[str] = []
+        self._references = list(references)
+        self._reference_shape = reference_shape or {}
+        self._tiny_files = list(tiny_files)
         self._makers = [
             self.random_frames, self.bad_prefix, self.wrong_version, self.garbage_header,
             self.truncated_header, self.non_utf8, self.header_not_object, self.missing_id,
@@ -47,7 +63,12 @@ class HostileGenerator:
             self.bad_signature, self.deep_json, self.bad_content, self.unknown_task,
             self.unknown_model, self.bad_submit_rasters, self.fetch_unknown, self.too_many_frames,
             self.valid_ping, self.valid_status, self.valid_hello, self.cancel_unknown,
+            self.out_of_range_number, self.not_an_integer,
         ]
+        if self._references:
+            self._makers.append(self.hostile_reference)
+        if self._tiny_files:
+            self._makers.append(self.tiny_pooled_file)
 
     def messages(self, count: int) -> Iterator[Hostile]:
         for _ in range(count):
@@ -217,7 +238,50 @@ class HostileGenerator:
         return Hostile([PREFIX, _header(request_id, "fetch"), content], request_id, True,
                        "fetch_unknown")
 
+    def out_of_range_number(self) -> Hostile:
+        """NaN, Infinity, a float past double, an integer past 64 bits or of 5,000 digits, in
+        the header, in the content or deep in a submit's params."""
+        request_id = self._id()
+        number = self.rng.choice(OUT_OF_RANGE)
+        where = self.rng.randrange(3)
+        head = _header(request_id, "status")
+        content = b"{}"
+        if where == 0:
+            head = head[:-1] + b',"extra":' + number + b"}"
+        elif where == 1:
+            content = b'{"job_id":"x","n":' + number + b"}"
+        else:
+            head = _header(request_id, "submit", [_raster(2, 2)])
+            content = b'{"task":"upscale","params":{"tile":[1,{"x":' + number + b"}]}}"
+        frames = [PREFIX, head, content] + ([bytes(16)] if where == 2 else [])
+        return Hostile(frames, request_id, True, "out_of_range_number")
+
+    def not_an_integer(self) -> Hostile:
+        request_id = self._id()
+        field = self.rng.choice(["width", "height", "stride"])
+        raster = {**_raster(2, 2), field: self.rng.choice(NOT_INTEGERS)}
+        return Hostile([PREFIX, _header(request_id, "ping", [raster]), b"{}", bytes(16)],
+                       request_id, True, "not_an_integer")
+
+    def hostile_reference(self) -> Hostile:
+        """Pixels 'in shared memory' that is a FIFO, a socket, a directory, /dev/zero, a
+        hugetlb or unsealed memfd, or another process's file."""
+        request_id = self._id()
+        raster = {**self._reference_shape, "shm": self.rng.choice(self._references)}
+        kind = self.rng.choice(["ping", "submit"])
+        content = b'{"task":"upscale"}' if kind == "submit" else b"{}"
+        return Hostile([PREFIX, _header(request_id, kind, [raster]), content, b""], request_id,
+                       True, "hostile_reference")
+
     # --- valid requests, in between: answered normally ------------------------------------
+
+    def tiny_pooled_file(self) -> Hostile:
+        """A valid 4x4 raster in a pooled memory file (of thousands): echoed."""
+        request_id = self._id()
+        ref, _ = self.rng.choice(self._tiny_files)
+        raster = {**_raster(4, 4), "shm": ref}
+        return Hostile([PREFIX, _header(request_id, "ping", [raster]), b"{}", b""], request_id,
+                       False, "tiny_pooled_file")
 
     def valid_ping(self) -> Hostile:
         request_id = self._id()

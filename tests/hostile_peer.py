@@ -7,6 +7,10 @@ import fcntl
 import json
 import os
 import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -71,3 +75,37 @@ def memory_file(size: int, *, sealed: bool = True, hugetlb: bool = False,
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
                     | fcntl.F_SEAL_GROW)
     return fd, token
+
+
+HOSTILE_SHAPE = {"width": 1024, "height": 512, "layout": "rgba8", "stride": 0}  # 2 MiB
+HOSTILE_BYTES = 1024 * 512 * 4  # a huge page's size, so a hugetlb memfd can hold it
+
+
+@contextmanager
+def hostile_references(folder: Path) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """(what, reference) for every kind of file a shared-memory reference can name instead
+    of a sealed sfumato memory file: all open until the block ends."""
+    fifo = folder / "fifo"
+    os.mkfifo(fifo)
+    fds = [os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)]  # no writer: an open() would block
+    unix = socket.socket(socket.AF_UNIX)
+    fds.append(os.open(folder, os.O_RDONLY))
+    fds.append(os.open("/dev/zero", os.O_RDONLY))
+    huge, huge_token = memory_file(HOSTILE_BYTES, hugetlb=True)
+    loose, loose_token = memory_file(HOSTILE_BYTES, sealed=False)
+    fds += [huge, loose]
+    token, size = "ab" * 16, HOSTILE_BYTES
+    try:
+        yield [
+            ("a FIFO with no writer", reference(fds[0], token, size)),
+            ("a socket", reference(unix.fileno(), token, size)),
+            ("a directory", reference(fds[1], token, size)),
+            ("/dev/zero", reference(fds[2], token, size)),
+            ("a sealed hugetlb memfd", reference(huge, huge_token, size)),
+            ("an unsealed memfd", reference(loose, loose_token, size)),
+            ("another process's fd", {**reference(0, token, size), "pid": 1}),
+        ]
+    finally:
+        unix.close()
+        for fd in fds:
+            os.close(fd)

@@ -1,11 +1,13 @@
 """Hostile input from a real client socket against a real daemon process: ten thousand
 malformed messages, each answered with a typed error, and the daemon still does real work
-afterwards without having grown. An oversize frame costs its sender the connection, no one
-else."""
+afterwards without having grown. Among them: numbers no field can hold, shared-memory
+references to every kind of file that is not a sealed memory file, and thousands of tiny
+pooled memory files. An oversize frame costs its sender the connection, no one else."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +21,13 @@ from sfumato.bridge.raster import Layout, Raster
 
 from tests.daemon_process import DaemonProcess, start_daemon
 from tests.hostile_frames import HostileGenerator
+from tests.hostile_peer import HOSTILE_SHAPE, hostile_references, memory_file, reference
 from tests.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 
 MESSAGES = 10_000
+TINY_FILES = 500
 MAX_PIXELS = 65_536  # a small raster bound keeps the frame bound (and the test) small
 CODES = {code.value for code in ErrorCode}
 
@@ -51,8 +55,31 @@ def _rss(daemon: DaemonProcess) -> int:
 def test_ten_thousand_hostile_messages_get_typed_errors(
     bounded_daemon: DaemonProcess, tmp_path: Path
 ) -> None:
+    with hostile_references(tmp_path) as references:
+        tiny = [memory_file(64, data=bytes([i % 256]) * 64) for i in range(TINY_FILES)]
+        try:
+            _hostile_exchange(bounded_daemon, [ref for _, ref in references],
+                              [(reference(fd, token, 64, pooled=True), b"") for fd, token in tiny])
+        finally:
+            for fd, _ in tiny:
+                os.close(fd)
+    fds = psutil.Process(bounded_daemon.process.pid).num_fds()
+    assert fds < 300, f"the daemon holds {fds} descriptors after {TINY_FILES} tiny files"
+
+    # a well-formed request afterwards: a real job on a real model
+    model = build_tiny_upscaler(tmp_path / "tiny-x2.safetensors")
+    bounded_daemon.add_model("tiny", model)
+    image = Raster(16, 12, Layout.RGBA8, bytes(range(256)) * 3)
+    with bounded_daemon.client() as client:
+        out = client.run("upscale", {}, [image], "tiny").rasters[0]
+    assert (out.width, out.height) == (32, 24)
+
+
+def _hostile_exchange(bounded_daemon: DaemonProcess, references: list[dict],
+                      tiny_files: list[tuple[dict, bytes]]) -> None:
     sock = _dealer(bounded_daemon.endpoint)
-    generator = HostileGenerator(seed=20261124)
+    generator = HostileGenerator(seed=20261124, references=references,
+                                 reference_shape=HOSTILE_SHAPE, tiny_files=tiny_files)
     seen: Counter[str] = Counter()
 
     def exchange(count: int) -> None:
@@ -80,14 +107,6 @@ def test_ten_thousand_hostile_messages_get_typed_errors(
     assert bounded_daemon.process.poll() is None, "the daemon died"
     assert len(seen) == len(generator._makers), f"kinds never generated: {seen}"
     assert grown < 50 << 20, f"daemon memory grew {grown / 1e6:.1f} MB over {MESSAGES} messages"
-
-    # a well-formed request afterwards: a real job on a real model
-    model = build_tiny_upscaler(tmp_path / "tiny-x2.safetensors")
-    bounded_daemon.add_model("tiny", model)
-    image = Raster(16, 12, Layout.RGBA8, bytes(range(256)) * 3)
-    with bounded_daemon.client() as client:
-        out = client.run("upscale", {}, [image], "tiny").rasters[0]
-    assert (out.width, out.height) == (32, 24)
 
 
 def test_an_oversize_frame_disconnects_only_its_sender(bounded_daemon: DaemonProcess) -> None:

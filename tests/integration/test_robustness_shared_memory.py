@@ -6,7 +6,6 @@ an unread backlog is bounded, and no client ever sees another client's result.""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +14,19 @@ import pytest
 from sfumato.bridge.shared_pixels import open_reference
 
 from tests.daemon_process import DaemonProcess, start_daemon
-from tests.hostile_peer import RawPeer, header, memory_file, reference
+from tests.hostile_peer import (
+    HOSTILE_SHAPE,
+    RawPeer,
+    header,
+    hostile_references,
+    memory_file,
+    reference,
+)
 
 pytestmark = pytest.mark.integration
 
 MAX_PIXELS = 65_536  # frames and messages up to 2 MiB of pixels
 REPLY_BYTES = 4 << 20  # unread replies a client may have before echoes are refused
-BIG = {"width": 1024, "height": 512, "layout": "rgba8", "stride": 0}  # 2 MiB: a huge page
-BIG_BYTES = 1024 * 512 * 4
 
 
 @pytest.fixture(scope="module")
@@ -46,36 +50,16 @@ def _still_serving(daemon: DaemonProcess, peer: RawPeer) -> None:
     assert daemon.process.poll() is None, "the daemon exited"
 
 
-def _kinds_of_file(tmp_path: Path) -> Iterator[tuple[str, dict]]:
-    """(what, reference) for every kind of file a hostile reference can name."""
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    fifo_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # no writer: open() would block
-    token = "ab" * 16
-    yield "a FIFO with no writer", reference(fifo_fd, token, BIG_BYTES)
-    with socket.socket(socket.AF_UNIX) as unix:
-        yield "a socket", reference(unix.fileno(), token, BIG_BYTES)
-    folder = os.open(tmp_path, os.O_RDONLY)
-    yield "a directory", reference(folder, token, BIG_BYTES)
-    zero = os.open("/dev/zero", os.O_RDONLY)
-    yield "/dev/zero", reference(zero, token, BIG_BYTES)
-    huge, huge_token = memory_file(BIG_BYTES, hugetlb=True)
-    yield "a sealed hugetlb memfd", reference(huge, huge_token, BIG_BYTES)
-    loose, loose_token = memory_file(BIG_BYTES, sealed=False)
-    yield "an unsealed memfd", reference(loose, loose_token, BIG_BYTES)
-    yield "another process's fd", {**reference(0, token, BIG_BYTES), "pid": 1}
-    for fd in (fifo_fd, folder, zero, huge, loose):
-        os.close(fd)
-
-
 def test_references_to_any_other_kind_of_file_are_refused_at_once(
     daemon: DaemonProcess, peer: RawPeer, tmp_path: Path
 ) -> None:
-    for what, ref in _kinds_of_file(tmp_path):
-        reply, body, _ = peer.ask(header("ping", "ref", [{**BIG, "shm": ref}]), b"{}", b"")
-        assert reply["type"] == "rejected" and reply["id"] == "ref", (what, body)
-        assert body["code"] == "bad_frame" and body["message"], (what, body)
-        _still_serving(daemon, peer)
+    with hostile_references(tmp_path) as references:
+        for what, ref in references:
+            shape = {**HOSTILE_SHAPE, "shm": ref}
+            reply, body, _ = peer.ask(header("ping", "ref", [shape]), b"{}", b"")
+            assert reply["type"] == "rejected" and reply["id"] == "ref", (what, body)
+            assert body["code"] == "bad_frame" and body["message"], (what, body)
+            _still_serving(daemon, peer)
 
 
 def test_thousands_of_tiny_pooled_files_do_not_use_up_descriptors(

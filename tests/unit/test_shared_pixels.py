@@ -279,3 +279,40 @@ def test_unused_free_reply_files_are_closed_and_only_their_client_is_told() -> N
     assert token not in alice.replies.mappings.tokens()
     for carrier in (alice, bob, daemon):
         carrier.close()
+
+
+def test_a_reply_file_is_freed_only_by_its_client_and_reused_only_for_it() -> None:
+    daemon = DaemonPixels(min_bytes=1)
+
+    def reply_token(identity: bytes) -> str:
+        frames = codec.encode(Pong(id="p"), [_layer(16, 16)], pixels=daemon.for_peer(identity))
+        return json.loads(bytes(frames[1]))["rasters"][0]["shm"]["token"]
+
+    def release(identity: bytes, token: str) -> None:
+        daemon.receiving_from(identity)
+        header = {"type": "ping", "id": "r", "rasters": [], "shm": True, "shm_release": [token]}
+        codec.decode([codec.PREFIX, json.dumps(header).encode(), b"{}"], pixels=daemon)
+        daemon.note_peer(identity)
+
+    for identity in (b"alice", b"bob", b"mallory"):
+        release(identity, "0" * 32)  # each says it reads shared memory
+    alices = reply_token(b"alice")
+    release(b"mallory", alices)  # not hers to free
+    assert daemon.backlog(b"alice") == 16 * 16 * 4
+    release(b"alice", alices)
+    assert daemon.backlog(b"alice") == 0
+    assert reply_token(b"bob") != alices  # a free file of alice's is never bob's reply
+    assert reply_token(b"alice") == alices  # ... but is alice's next one
+    daemon.close()
+
+
+def test_a_reference_to_anything_but_a_sealed_memory_file_is_refused_without_opening(
+    tmp_path,  # noqa: ANN001 - pytest fixture
+) -> None:
+    from tests.hostile_peer import HOSTILE_BYTES, hostile_references
+
+    with hostile_references(tmp_path) as references:
+        for what, ref in references:
+            with pytest.raises(SharedPixelsError):
+                open_reference(ref, HOSTILE_BYTES)
+            assert what
