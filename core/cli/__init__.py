@@ -17,6 +17,8 @@ examples:
   sfumato inpaint img.png --mask m.png --prompt "a red kite" --model sdxl-inpaint -o out.png
   sfumato models list                        what the daemon can use
   sfumato status                             is a daemon running, what is it doing
+  sfumato cancel --all-mine                  stop every job your sfumato commands started
+  sfumato stop                               stop the daemon (the running job may finish)
   sfumato keys --help                        serving other machines: CURVE keys
 
 A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
@@ -27,6 +29,7 @@ A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
 
 def build_parser() -> argparse.ArgumentParser:
     from sfumato.core.cli import (
+        cancel_cmd,
         diffusion_cmd,
         doctor_cmd,
         keys_cmd,
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         preprocess_cmd,
         serve_cmd,
         status_cmd,
+        stop_cmd,
         upscale_cmd,
     )
 
@@ -45,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_options(parser, default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (serve_cmd, status_cmd, upscale_cmd, diffusion_cmd, preprocess_cmd, models_cmd,
-                   plugins_cmd, doctor_cmd, keys_cmd):
+    for module in (serve_cmd, status_cmd, cancel_cmd, stop_cmd, upscale_cmd, diffusion_cmd,
+                   preprocess_cmd, models_cmd, plugins_cmd, doctor_cmd, keys_cmd):
         module.register(verbs)
     _common_options_after_verbs(verbs)
     return parser
@@ -68,12 +72,16 @@ def _common_options_after_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sfumato.core.cli.job_runner import interrupt_on_sigterm
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    interrupt_on_sigterm()  # `serve` puts its own graceful handlers in place of these
     try:
         return int(args.run(args) or 0)
     except (ClientError, SfumatoError) as exc:
         print(f"sfumato: error: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("sfumato: interrupted", file=sys.stderr)
         return 130

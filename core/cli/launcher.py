@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 from sfumato.bridge.client import Client, DaemonUnavailable
 from sfumato.core.config import Settings
@@ -23,11 +26,44 @@ def daemon_answers(endpoint: str, timeout_s: float = 1.0) -> bool:
             return False
 
 
-def connect_or_start(settings: Settings, *, quiet: bool = False) -> Client:
+def connect_or_start(settings: Settings, verb: str = "cli", *, quiet: bool = False) -> Client:
     """A client connected to a live daemon; starts one when none answers."""
     if not daemon_answers(settings.endpoint):
         start_daemon(settings, quiet=quiet)
-    return Client(settings.endpoint, timeout_s=30.0)
+    return cli_client(settings, verb)
+
+
+def cli_client(settings: Settings, verb: str, timeout_s: float = 30.0) -> Client:
+    """A client labelled "sfumato VERB[pid]" whose id is in this user's command-line family:
+    any `sfumato` process of this SFUMATO_HOME may cancel the jobs of another."""
+    client_id = f"{cli_family(settings.home)}/{uuid.uuid4().hex[:12]}"
+    return Client(settings.endpoint, timeout_s=timeout_s, name=f"sfumato {verb}",
+                  client_id=client_id)
+
+
+def cli_family(home: Path) -> str:
+    """A random name kept in SFUMATO_HOME (readable by this user only): knowing it is what
+    makes a job "mine" to the daemon, so it is never printed or logged."""
+    path = home / "cli-family"
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    text = f"cli-{secrets.token_hex(12)}"
+    draft = home / f".cli-family-{os.getpid()}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    try:
+        os.link(draft, path)  # whole or not at all; the first of two racing processes wins
+    except FileExistsError:
+        text = path.read_text().strip()
+    finally:
+        draft.unlink()
+    return text
 
 
 def start_daemon(settings: Settings, *, quiet: bool = False) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.config import load_settings
+from sfumato.core.errors import SfumatoError
 from sfumato.core.models.registry import Registry
 
 
@@ -90,6 +92,11 @@ def add_model(args: argparse.Namespace) -> int:
 def scan_models(args: argparse.Namespace) -> int:
     from sfumato.core.models.model_add import register_sources
 
+    if not args.folder.expanduser().is_dir():
+        raise SfumatoError(ErrorCode.NOT_FOUND, f"{args.folder} is not a folder: give the "
+                           "models folder of ComfyUI (e.g. ~/ComfyUI/models), of A1111 "
+                           "(stable-diffusion-webui/models) or the Hugging Face cache "
+                           "(~/.cache/huggingface/hub)")
     entries = register_sources(_registry(args), args.folder, config=args.config)
     for entry in entries:
         print(f"added {entry.name}: {entry.kind} ({entry.format}) from {entry.path}")

@@ -133,7 +133,8 @@ def hosts_ready() -> None:
     if check.returncode != 0:
         if os.environ.get("HOSTS_REQUIRED") == "1":
             pytest.fail(f"HOSTS_REQUIRED=1 but the hosts are missing: {check.stderr}")
-        pytest.skip(f"GIMP host not installed: {check.stderr.strip()}")
+        pytest.skip(f"GIMP host not installed ({check.stderr.strip()}): "
+                    "`bash ../shared/hosts/ensure-hosts.sh` installs it, then these tests run")
 
 
 def _write_inputs(folder: Path) -> None:

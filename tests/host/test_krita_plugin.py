@@ -115,7 +115,8 @@ def hosts_ready() -> None:
     if check.returncode != 0:
         if os.environ.get("HOSTS_REQUIRED") == "1":
             pytest.fail(f"HOSTS_REQUIRED=1 but the hosts are missing: {check.stderr}")
-        pytest.skip(f"Krita host not installed: {check.stderr.strip()}")
+        pytest.skip(f"Krita host not installed ({check.stderr.strip()}): "
+                    "`bash ../shared/hosts/ensure-hosts.sh` installs it, then these tests run")
 
 
 def source_pixels() -> np.ndarray:
