@@ -24,7 +24,16 @@ from .guides import Control, ImagePrompt
 from .host import HostDocument
 from .protocol import ErrorCode, Message, Preview, Progress
 from .raster import Raster
-from .schema import DIFFUSION_LAYOUTS, TASKS, UPSCALE, UPSCALE_LAYOUTS, ResultInfo, TaskSchema
+from .schema import (
+    DIFFUSION_LAYOUTS,
+    EXPAND,
+    EXPAND_SIDES,
+    TASKS,
+    UPSCALE,
+    UPSCALE_LAYOUTS,
+    ResultInfo,
+    TaskSchema,
+)
 from .selection import crop, mask_bounds
 
 PING_TIMEOUT_S = 2.0  # "no daemon" must reach the artist within seconds, not a job timeout
@@ -71,6 +80,24 @@ def refine(host: HostDocument, client: Client, params: Mapping[str, Any],
     return _guarded(host, lambda: _diffuse(host, client, "refine", params, model, False, guides))
 
 
+def generate(host: HostDocument, client: Client, params: Mapping[str, Any],
+             model: str | None, *, controls: Sequence[Control] = (),
+             image_prompts: Sequence[ImagePrompt] = ()) -> ActionOutcome:
+    """A new picture from `params["prompt"]` into the selection or, with none, over the whole
+    canvas, as new layers (one per variant) above the active layer."""
+    guides = _Guides(tuple(controls), tuple(image_prompts))
+    return _guarded(host, lambda: _diffuse(host, client, "generate", params, model, False,
+                                           guides, canvas=True))
+
+
+def expand_canvas(host: HostDocument, client: Client, params: Mapping[str, Any],
+                  model: str | None) -> ActionOutcome:
+    """Grow the canvas by `params` left/top/right/bottom pixels (as the host's own canvas-size
+    command does: layers keep their pixels) and paint the new border from the active layer's
+    edge, as a new layer over it."""
+    return _guarded(host, lambda: _expand(host, client, params, model))
+
+
 def preprocess_layer(host: HostDocument, client: Client, kind: str,
                      model: str | None = None) -> ActionOutcome:
     """The control image a preprocessor (canny, lineart, depth...) makes from the active layer,
@@ -96,10 +123,11 @@ class _Guides:
 
 def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str, Any],
              model: str | None, need_selection: bool,
-             guides: _Guides = _Guides()) -> ActionOutcome:
+             guides: _Guides = _Guides(), canvas: bool = False) -> ActionOutcome:
     client.ping(timeout_s=PING_TIMEOUT_S)
     layer = host.layer_bounds()
-    whole = _whole(layer)
+    # `canvas`: with no selection the whole canvas (generate), not only the layer's extent
+    whole = _canvas(host, layer) if canvas else _whole(layer)
     schema = TASKS[task]
     given = _given(schema, params)
     host.progress(0.0, f"sfumato {task}: reading the selection")
@@ -163,6 +191,44 @@ def _other_layer(host: HostDocument, layer: str, rect: Rect | None, use: str) ->
         raise ActionError(f"The layer {layer!r} chosen as the {use} has no pixels. The image "
                           "is unchanged.")
     return raster
+
+
+def _canvas(host: HostDocument, layer: Rect) -> Rect:
+    """The canvas in the active layer's coordinates."""
+    width, height = host.canvas_size()
+    return Rect(-layer.x, -layer.y, width, height)
+
+
+def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
+            model: str | None) -> ActionOutcome:
+    client.ping(timeout_s=PING_TIMEOUT_S)
+    given = _given(EXPAND, params)
+    left, top, right, bottom = sides = [int(given.get(side) or 0) for side in EXPAND_SIDES]
+    if not any(sides):
+        raise ActionError("Give the pixels to add on at least one side. The image is "
+                          "unchanged.")
+    layer = host.layer_bounds()
+    canvas = _canvas(host, layer)
+    # Only what the task reaches beside the growing sides goes over the wire: a wide canvas
+    # grown on the right sends a strip, not the whole picture.
+    reach = EXPAND.reach(given)
+    x0 = canvas.x if left or not right else max(canvas.x, canvas.right - reach)
+    x1 = canvas.right if right or not left else min(canvas.right, canvas.x + reach)
+    y0 = canvas.y if top or not bottom else max(canvas.y, canvas.bottom - reach)
+    y1 = canvas.bottom if bottom or not top else min(canvas.bottom, canvas.y + reach)
+    area = Rect.from_edges(x0, y0, x1, y1)
+    host.progress(0.0, "sfumato expand: reading the picture")
+    outcome = _run(host, client, "expand", given, [host.read_pixels(area, DIFFUSION_LAYOUTS)],
+                   model)
+    info = ResultInfo.from_wire(outcome.result.info)
+    names = _layer_names("expand", info, len(outcome.rasters))
+    with host.undo_group("sfumato expand"):
+        host.grow_canvas(left, top, right, bottom)
+        moved = host.layer_bounds()  # the canvas grew: the source moved by (left, top)
+        for raster, name in zip(outcome.rasters, names, strict=True):
+            host.add_layer(raster, moved.x + area.x + info.offset[0],
+                           moved.y + area.y + info.offset[1], name)
+    return ActionOutcome(True, "", tuple(names))
 
 
 def _preprocess(host: HostDocument, client: Client, kind: str,

@@ -50,6 +50,16 @@ class HostDocument(Protocol):
         afterwards `layer_bounds()` reports the scaled source layer."""
         ...
 
+    def canvas_size(self) -> tuple[int, int]:
+        """The image's (width, height): the canvas the layers sit on."""
+        ...
+
+    def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
+        """Add `left`... pixels of canvas on each side, like Image > Canvas Size: every layer
+        keeps its pixels and moves by (left, top) in image coordinates, none is resized;
+        afterwards `layer_bounds()` reports the moved source layer."""
+        ...
+
     def progress(self, fraction: float, text: str) -> None:
         """Show progress; `fraction` is in [0, 1]."""
         ...

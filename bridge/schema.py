@@ -104,8 +104,10 @@ class Param:
         """"LOW to HIGH" as people write them (no exponents), or "" when unbounded."""
         if self.low is None or self.high is None:
             return ""
-        show = (lambda v: str(int(v))) if self.kind is int else (lambda v: f"{v:g}")
-        return f"{show(self.low)} to {show(self.high)}"
+        return f"{self._show(self.low)} to {self._show(self.high)}"
+
+    def _show(self, value: float) -> str:
+        return str(int(value)) if self.kind is int else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -248,9 +250,74 @@ PREPROCESS = TaskSchema(
            choices=CONTROL_KINDS),),
     DIFFUSION_LAYOUTS, PREPROCESSOR_KINDS, ("image",))
 
-TASKS: dict[str, TaskSchema] = {
-    schema.name: schema for schema in (INPAINT, REFINE, UPSCALE, PREPROCESS)}
+# --- generate and expand (issue 19) ----------------------------------------------------------
 
+GENERATE_KINDS = frozenset({"sdxl", "sd15", "flux"})  # text-to-image base models
+EXPAND_KINDS = INPAINT_KINDS  # outpainting is inpainting a new border
+MAX_EXPAND_PX = 4096  # per side
+
+
+def _without(params: tuple[Param, ...], *names: str) -> tuple[Param, ...]:
+    return tuple(p for p in params if p.name not in names)
+
+
+def _side(name: str, label: str) -> Param:
+    return Param(name, int, 0, f"pixels to add on the {name}", 0, MAX_EXPAND_PX, label=label)
+
+
+GENERATE = TaskSchema(
+    "generate", "paint a new picture from a prompt, into the selection or the whole canvas",
+    _without(_diffusion_params(strength=1.0, grow=0, context=0), "strength", "context"),
+    DIFFUSION_LAYOUTS, GENERATE_KINDS, ("image", "mask?"), guided=True)
+EXPAND = TaskSchema(
+    "expand", "grow the canvas and paint the new border to continue the picture",
+    (_side("left", "_Left"), _side("top", "_Top"), _side("right", "_Right"),
+     _side("bottom", "_Bottom"))
+    + _without(_diffusion_params(strength=1.0, grow=0, context=128), "strength", "grow",
+               "feather", "context")
+    + (Param("feather", int, 32, "blend the seam over this many pixels of the image", 0,
+             MAX_EDGE_PX, label="_Feather"),
+       Param("context", int, 128, "pixels of the image beside each new border the model sees",
+             0, MAX_EDGE_PX, label="_Context")),
+    DIFFUSION_LAYOUTS, EXPAND_KINDS, ("image",))
+EXPAND_SIDES = ("left", "top", "right", "bottom")
+
+TASKS: dict[str, TaskSchema] = {
+    schema.name: schema for schema in (INPAINT, REFINE, UPSCALE, PREPROCESS, GENERATE, EXPAND)}
+
+
+# --- remove (issue 17) -----------------------------------------------------------------------
+
+FILL_KINDS = frozenset({"lama", "mat"})  # spandrel's masked-image models: one pass, no prompt
+REMOVE_KINDS = FILL_KINDS | INPAINT_KINDS
+REMOVE_PROMPT = "background"  # what a diffusion model paints over the fill when no prompt is set
+REMOVE = TaskSchema(
+    "remove", "remove what is selected: the area is filled with what surrounds it",
+    (
+        Param("refine_strength", float, 0.5, "diffusion models only: how much the model "
+              "repaints over the LaMa, MAT or Telea fill it starts from; 0 keeps the fill",
+              0.0, 1.0, label="Refine _strength"),
+        Param("fill_model", str, "", "diffusion models only: the LaMa or MAT model id whose "
+              "fill it starts from; empty: a registered one, else OpenCV's Telea fill",
+              label="_Fill model"),
+        Param("prompt", str, "", "diffusion models only: what the background is; empty: "
+              f"\"{REMOVE_PROMPT}\"", label="_Prompt"),
+        Param("steps", int, 20, "diffusion models only: denoising steps", 1, 150,
+              label="_Steps"),
+        Param("seed", int, None, "diffusion models only: random seed; -1 or absent: a new one",
+              0, SEED_LIMIT - 1, absent=-1, absent_label="random", label="S_eed"),
+        Param("grow", int, 8, "grow the selection by this many pixels (take in edges and "
+              "shadows)", 0, MAX_EDGE_PX, label="_Grow"),
+        Param("feather", int, 8, "soften the result's edge over this many pixels", 0,
+              MAX_EDGE_PX, label="_Feather"),
+        Param("context", int, 128, "pixels around the selection the model sees", 0,
+              MAX_EDGE_PX, label="_Context"),
+        Param("resolution", int, None, "side of the square the model works at; 0 or absent: "
+              "the model's own (LaMa and MAT 512, diffusion models their native size)", 64,
+              4096, absent=0, absent_label="native", label="_Resolution"),
+    ),
+    DIFFUSION_LAYOUTS, REMOVE_KINDS, ("image", "mask"))
+TASKS[REMOVE.name] = REMOVE
 
 def task_schema(name: str) -> TaskSchema:
     schema = TASKS.get(name)

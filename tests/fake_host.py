@@ -27,9 +27,12 @@ class FakeHost:
     def __init__(self, size: tuple[int, int], offset: tuple[int, int] = (0, 0),
                  selection: Rect | None = None, empty_selection: bool = False,
                  layout: Layout = Layout.RGBA8, image: Raster | None = None,
-                 others: dict[str, tuple[Raster, int, int]] | None = None) -> None:
+                 others: dict[str, tuple[Raster, int, int]] | None = None,
+                 canvas: tuple[int, int] | None = None) -> None:
         self.width, self.height = size
         self.x, self.y = offset
+        # the image's size; default: just holding the layer
+        self.canvas = canvas or (offset[0] + size[0], offset[1] + size[1])
         self.layout = image.layout if image is not None else layout
         self.image = image
         self.selection = selection
@@ -108,6 +111,14 @@ class FakeHost:
         self.log.append(("scale_image", factor))
         self.x, self.y = round(self.x * factor), round(self.y * factor)
         self.width, self.height = round(self.width * factor), round(self.height * factor)
+
+    def canvas_size(self) -> tuple[int, int]:
+        return self.canvas
+
+    def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
+        self.log.append(("grow_canvas", left, top, right, bottom))
+        self.canvas = (self.canvas[0] + left + right, self.canvas[1] + top + bottom)
+        self.x, self.y = self.x + left, self.y + top
 
     def progress(self, fraction: float, text: str) -> None:
         self.progress_seen.append((fraction, text))

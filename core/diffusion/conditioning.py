@@ -48,7 +48,8 @@ from sfumato.core.task_api import ModelProvider
 CONTROL_MODEL_KINDS = frozenset({ModelKind.CONTROLNET.value, ModelKind.T2I_ADAPTER.value})
 IP_KINDS = frozenset({ModelKind.IP_ADAPTER.value})
 # the pipeline a task's FLUX pipeline becomes when it has controls
-FLUX_CONTROL_PIPELINES = {"FluxImg2ImgPipeline": "FluxControlNetImg2ImgPipeline"}
+FLUX_CONTROL_PIPELINES = {"FluxImg2ImgPipeline": "FluxControlNetImg2ImgPipeline",
+                          "FluxPipeline": "FluxControlNetPipeline"}  # generate
 
 
 @dataclass
@@ -110,8 +111,8 @@ def _flux_guides(models: ModelProvider, pipe: Any, guides: Guides) -> LoadedGuid
     if type(pipe).__name__ not in FLUX_CONTROL_PIPELINES:
         raise SfumatoError(
             ErrorCode.WRONG_MODEL_KIND,
-            "FLUX ControlNets run with FLUX (dev/schnell) models in refine; FLUX Fill has no "
-            "ControlNet pipeline. Refine with a FLUX model, or pick an SD 1.5 or SDXL model",
+            "FLUX ControlNets run with FLUX (dev/schnell) models in refine and generate; FLUX "
+            "Fill has no ControlNet pipeline. Use a FLUX model, or pick an SD 1.5 or SDXL model",
         )
     controls = []
     for control in guides.controls:

@@ -46,11 +46,11 @@ def read_params(params: dict[str, Any], schema: TaskSchema) -> DiffusionParams:
         negative_prompt=values["negative_prompt"].strip(),
         steps=values["steps"],
         guidance=values["guidance"],
-        strength=float(values["strength"]),
+        strength=float(values.get("strength", 1.0)),  # generate, expand: always 1
         seeds=tuple((first + i) % SEED_LIMIT for i in range(variants)),
-        grow=values["grow"],
+        grow=values.get("grow", 0),  # expand has no selection to grow
         feather=values["feather"],
-        context=values["context"],
+        context=values.get("context", 0),  # generate sees no image around its area
         resolution=values["resolution"],
     )
 

@@ -117,13 +117,14 @@ def generate(
     accepted = inspect.signature(pipe.__call__).parameters
     kwargs: dict[str, Any] = {
         "prompt": prompt,
-        "image": Image.fromarray(from_float(image, np.dtype(np.uint8)), "RGB"),
         "num_inference_steps": schedule_steps(steps, strength),
         "guidance_scale": default_guidance(pipe) if guidance is None else guidance,
         "generator": torch.Generator(device="cpu").manual_seed(seed),
         "output_type": "np",
         "callback_on_step_end": callback,
     }
+    if "image" in accepted:  # text-to-image pipelines only take the size
+        kwargs["image"] = Image.fromarray(from_float(image, np.dtype(np.uint8)), "RGB")
     if "strength" in accepted:
         kwargs["strength"] = strength
     if "mask_image" in accepted:

@@ -53,10 +53,12 @@ def repaint(
     preview: Callable[[Raster, int], None] | None,
     cancel: CancelToken,
     guidance: CropGuidance | None = None,
+    match_colour: bool = True,
 ) -> list[np.ndarray]:
     """One RGBA layer (the crop's size and dtype) per seed; see `compose_result_layer`.
     Previews go to `preview` as small rgba8 rasters. `guidance`: controls and image prompts
-    for this crop (core/guidance.py)."""
+    for this crop (core/guidance.py). `match_colour` False: a new picture (generate) keeps its
+    own colours instead of taking those of the pixels around it."""
     height, width = crop_rgba.shape[:2]
     size = native_size(width, height, geometry.native_pixels, geometry.multiple)
     model_image = resize_rgb(rgb_over_grey(crop_rgba), size)
@@ -102,7 +104,8 @@ def repaint(
                 extra=None if runs is None else runs.kwargs,
             )
             generated = resize_rgb(generated, (width, height))
-            generated = match_colours(generated, crop_rgba, known)
+            if match_colour:
+                generated = match_colours(generated, crop_rgba, known)
             layers.append(compose_result_layer(generated, crop_rgba, soft,
                                                keep_alpha=keep_alpha))
     return layers

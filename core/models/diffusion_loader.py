@@ -47,6 +47,14 @@ TASK_PIPELINES: dict[tuple[str, str], str] = {
     ("sd15-inpaint", "refine"): "StableDiffusionInpaintPipeline",
     ("flux", "refine"): "FluxImg2ImgPipeline",
     ("flux-fill", "refine"): "FluxFillPipeline",  # with strength < 1
+    # text to image (issue 19); expand outpaints with the inpaint pipelines
+    ("sdxl", "generate"): "StableDiffusionXLPipeline",
+    ("sd15", "generate"): "StableDiffusionPipeline",
+    ("flux", "generate"): "FluxPipeline",
+    ("sdxl-inpaint", "expand"): "StableDiffusionXLInpaintPipeline",
+    ("sdxl", "expand"): "StableDiffusionXLInpaintPipeline",
+    ("sd15-inpaint", "expand"): "StableDiffusionInpaintPipeline",
+    ("flux-fill", "expand"): "FluxFillPipeline",
 }
 
 _UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
