@@ -36,6 +36,9 @@ class Settings:
     # a worker running a job that sends nothing (no progress, no heartbeat) for this long is
     # hung: it is killed and replaced, its job retried once; 0 = never
     worker_watchdog_s: float = 120.0
+    # a job that sends no event (progress, preview, result) for this long is stuck, e.g. in a
+    # device call that never returns (its heartbeat goes on): the same; 0 = never
+    job_stall_s: float = 1800.0
     # replies a client has not read (queued frames, reply files it holds) past which a ping
     # echo is refused: a client that never reads cannot make the daemon hold pixels without end
     client_reply_bytes: int = 1 << 30

@@ -435,18 +435,24 @@ class Daemon:
                                      code=ErrorCode.INTERNAL.value, message=INTERNAL_TEXT), [])
 
     def _check_watchdog(self) -> None:
-        """A worker that sends nothing (no event, no heartbeat) for `worker_watchdog_s` while
-        it runs a job is hung (stopped, deadlocked): kill it, and retry or fail the job."""
-        limit = self.settings.worker_watchdog_s
-        if self._running is None or limit <= 0:
+        """A worker running a job that sends nothing, not even its heartbeat, for
+        `worker_watchdog_s` is hung (stopped, deadlocked); one whose job sends no event for
+        `job_stall_s` is stuck (e.g. a device call that never returns). Either is killed and
+        replaced, and its job retried once or failed `worker_lost`."""
+        if self._running is None:
             return
-        silent = self._worker.silent_for()
-        if silent > limit:
-            log.error("worker silent for %.0f s running job %s: killing it", silent,
-                      self._running.job_id)
-            self._worker.kill()
-            self._worker_died(f"the worker stopped answering for {silent:.0f} s "
-                              f"(worker_watchdog_s = {limit:g})")
+        silent, stalled = self._worker.silent_for(), self._worker.stalled_for()
+        if 0 < self.settings.worker_watchdog_s < silent:
+            why = (f"the worker stopped answering for {silent:.0f} s "
+                   f"(worker_watchdog_s = {self.settings.worker_watchdog_s:g})")
+        elif 0 < self.settings.job_stall_s < stalled:
+            why = (f"the job made no progress for {stalled:.0f} s "
+                   f"(job_stall_s = {self.settings.job_stall_s:g})")
+        else:
+            return
+        log.error("%s running job %s: killing it", why, self._running.job_id)
+        self._worker.kill()
+        self._worker_died(why)
 
     def _drain_worker(self) -> None:
         while self._worker.has_data():
@@ -498,7 +504,7 @@ class Daemon:
             return
         self._finish(job, Failed(
             id=job.request_id, job_id=job.job_id, code=ErrorCode.WORKER_LOST.value,
-            message=f"the worker process died running this job, {job.attempts} times "
+            message=f"the worker process died or hung running this job, {job.attempts} times "
             f"({why}); a fresh worker serves other jobs. Try a smaller image or tile size, "
             "and see SFUMATO_HOME/logs/worker.log",
         ), [])

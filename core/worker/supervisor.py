@@ -190,6 +190,7 @@ class WorkerSupervisor:
         self.start_failures = 0  # workers in a row that died before reporting ready
         self._start_at: float | None = None
         self._heard_at = time.monotonic()  # the last frame from the worker, or the last job sent
+        self._moved_at = self._heard_at  # the last event that was not a heartbeat, or job sent
         # pixels to and from the worker through memory files (not the pipe), as configured
         self.pixels = link_pixels(settings.shared_memory)
 
@@ -229,7 +230,7 @@ class WorkerSupervisor:
         self.cancel_flag.clear()
         message = Submit(id=job_id, task=task, model=model, params=params)
         frames = codec.encode(message, rasters, pixels=self.pixels)
-        self._heard_at = time.monotonic()
+        self._heard_at = self._moved_at = time.monotonic()
         try:
             send_frames(self._conn(), frames)
         except (BrokenPipeError, OSError) as exc:
@@ -253,6 +254,8 @@ class WorkerSupervisor:
             raise WorkerGone(f"worker exited ({self.exit_description()})") from exc
         self._heard_at = time.monotonic()
         message, rasters = codec.decode(frames, pixels=self.pixels)
+        if message.id != HEARTBEAT_ID:
+            self._moved_at = self._heard_at
         if isinstance(message, StatusReport) and message.id in (READY_ID, HEALTH_ID):
             self.ready = True
             self.device = message.device
@@ -264,6 +267,10 @@ class WorkerSupervisor:
     def silent_for(self) -> float:
         """Seconds since the worker last sent anything (or was last given a job)."""
         return time.monotonic() - self._heard_at
+
+    def stalled_for(self) -> float:
+        """Seconds since the worker last sent an event (progress, preview, result...)."""
+        return time.monotonic() - self._moved_at
 
     def kill(self) -> None:
         """End a hung worker at once (SIGKILL works on a stopped process too)."""

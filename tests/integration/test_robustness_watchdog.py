@@ -1,6 +1,8 @@
-"""A hung worker (stopped, wedged) is noticed: with nothing from it, no progress and no
-heartbeat, for `worker_watchdog_s` while it runs a job, it is killed and replaced; the job is
-retried once, then fails `worker_lost`, and other clients' jobs go on."""
+"""A hung worker is noticed: nothing from it, not even its heartbeat, for `worker_watchdog_s`
+(stopped, wedged), or no event from its job for `job_stall_s` (a call that never returns).
+It is killed and replaced; the job is retried once, then fails `worker_lost`, and other
+clients' jobs go on. (That a retried job succeeds on the fresh worker is shown for a killed
+worker in test_robustness_worker.)"""
 
 from __future__ import annotations
 
@@ -76,17 +78,6 @@ def _resume(pid: int) -> None:
         pass
 
 
-def test_a_stopped_worker_is_replaced_and_the_job_retried(daemon: DaemonProcess) -> None:
-    with daemon.client() as artist, daemon.client() as other:
-        hung = artist.status().worker["pid"]
-        _stop(hung)  # as `kill -STOP`, or a driver call that never returns
-        result = artist.run("upscale", {}, [_image(16, 16)], "tiny")
-        assert result.rasters[0].width == 32
-        assert other.run("upscale", {}, [_image(8, 8)], "tiny").rasters[0].width == 16
-        report = other.status()
-        assert report.worker["pid"] != hung and report.worker["restarts"] == 1
-
-
 def test_a_job_whose_worker_hangs_twice_fails_and_others_go_on(daemon: DaemonProcess) -> None:
     with daemon.client() as artist, daemon.client() as other, daemon.client() as watcher:
         job = artist.submit("upscale", SLOW, [_image(512, 512)], "tiny")
@@ -109,3 +100,30 @@ def test_a_job_whose_worker_hangs_twice_fails_and_others_go_on(daemon: DaemonPro
         other_terminal, rasters = list(other.events(waiting))[-1]
         assert isinstance(other_terminal, Result) and rasters[0].width == 32
     assert daemon.process.poll() is None
+
+
+STALLS = Path(__file__).resolve().parents[1] / "inject"  # a 13 px wide image never returns
+
+
+@pytest.fixture
+def stalling_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    env = {"PYTHONPATH": os.pathsep.join([str(STALLS), os.environ.get("PYTHONPATH", "")])}
+    process = start_daemon(tmp_path / "home", "job_stall_s = 2\n", extra_env=env)
+    process.add_model("tiny", build_tiny_upscaler(tmp_path / "tiny-x2.safetensors"))
+    yield process
+    process.stop()
+
+
+def test_a_job_stuck_in_a_call_that_never_returns_fails_and_others_go_on(
+    stalling_daemon: DaemonProcess,
+) -> None:
+    """The worker's heartbeat goes on (the process runs), but the job sends nothing."""
+    with stalling_daemon.client() as artist, stalling_daemon.client() as other:
+        job = artist.submit("upscale", {}, [_image(13, 8)], "tiny")
+        waiting = other.submit("upscale", {}, [_image(16, 16)], "tiny")
+        terminal = [m for m, _ in artist.events(job)][-1]
+        assert isinstance(terminal, Failed) and terminal.code == ErrorCode.WORKER_LOST.value
+        assert "no progress" in terminal.message and "2 times" in terminal.message
+        other_terminal, rasters = list(other.events(waiting))[-1]
+        assert isinstance(other_terminal, Result) and rasters[0].width == 32
+        assert other.status().worker["restarts"] == 2
