@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from . import codec
 from .codec import ProtocolError
@@ -185,7 +185,7 @@ class Client:
     def submit(
         self,
         task: str,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         rasters: Sequence[Raster] = (),
         model: str | None = None,
     ) -> Job:
@@ -256,7 +256,7 @@ class Client:
     def run(
         self,
         task: str,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         rasters: Sequence[Raster] = (),
         model: str | None = None,
         on_event: Callable[[Message, list[Raster]], None] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -43,7 +44,7 @@ class DealerTransport:
     def __init__(
         self,
         endpoint: str,
-        context: zmq.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         *,
         routing_id: bytes | None = None,
         curve: CurveKeys | None = None,
@@ -52,7 +53,7 @@ class DealerTransport:
         self.routing_id = routing_id
         self.curve = curve
         self._context = context or zmq.Context.instance()
-        self._socket: zmq.Socket | None = None
+        self._socket: zmq.Socket[Any] | None = None
         self.reopen()
 
     def reopen(self) -> None:
@@ -106,7 +107,7 @@ class DealerTransport:
             self._socket.close(linger=LINGER_MS)
             self._socket = None
 
-    def _require(self) -> zmq.Socket:
+    def _require(self) -> zmq.Socket[Any]:
         if self._socket is None:
             raise RuntimeError("transport is closed")
         return self._socket
