@@ -19,6 +19,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sfumato.bridge.errors import SfumatoError
+from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 
 DEPTHS = ("U8", "U16", "F16", "F32")
@@ -31,8 +33,11 @@ _PREFERRED: dict[str, tuple[Layout, ...]] = {
 }
 
 
-class UnsupportedPixels(ValueError):
+class UnsupportedPixels(SfumatoError, ValueError):
     """A colour model or depth the plug-in cannot translate."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.UNSUPPORTED_LAYOUT, message)
 
 
 @dataclass(frozen=True)
