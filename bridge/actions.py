@@ -222,12 +222,12 @@ def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
                    model)
     info = ResultInfo.from_wire(outcome.result.info)
     names = _layer_names("expand", info, len(outcome.rasters))
+    # the canvas grows first: what was at image (x, y) is then at (x + left, y + top)
+    x, y = layer.x + area.x + info.offset[0] + left, layer.y + area.y + info.offset[1] + top
     with host.undo_group("sfumato expand"):
         host.grow_canvas(left, top, right, bottom)
-        moved = host.layer_bounds()  # the canvas grew: the source moved by (left, top)
         for raster, name in zip(outcome.rasters, names, strict=True):
-            host.add_layer(raster, moved.x + area.x + info.offset[0],
-                           moved.y + area.y + info.offset[1], name)
+            host.add_layer(raster, x, y, name)
     return ActionOutcome(True, "", tuple(names))
 
 

@@ -15,6 +15,9 @@ examples:
   sfumato upscale photo.png                  4x with Real-ESRGAN (weights imported on first use)
   sfumato upscale scans/ -o big/ --scale 2   every image in a folder, 2x
   sfumato inpaint img.png --mask m.png --prompt "a red kite" --model sdxl-inpaint -o out.png
+  sfumato generate --prompt "a lighthouse at dusk" --size 1216x832 -o new.png
+  sfumato expand img.png --right 512 --prompt "more coastline" --model sdxl-inpaint -o wide.png
+  sfumato remove img.png --mask m.png -o out.png   the masked object gone (LaMa, MAT, Telea)
   sfumato models list                        what the daemon can use
   sfumato status                             is a daemon running, what is it doing
   sfumato cancel --all-mine                  stop every job your sfumato commands started
@@ -32,10 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         cancel_cmd,
         diffusion_cmd,
         doctor_cmd,
+        expand_cmd,
+        generate_cmd,
         keys_cmd,
         models_cmd,
         plugins_cmd,
         preprocess_cmd,
+        remove_cmd,
         serve_cmd,
         status_cmd,
         stop_cmd,
@@ -50,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(parser, default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for module in (serve_cmd, status_cmd, cancel_cmd, stop_cmd, upscale_cmd, diffusion_cmd,
-                   preprocess_cmd, models_cmd, plugins_cmd, doctor_cmd, keys_cmd):
+                   generate_cmd, expand_cmd, preprocess_cmd, models_cmd, plugins_cmd,
+                   doctor_cmd, keys_cmd):
         module.register(verbs)
+    remove_cmd.register(verbs)
     _common_options_after_verbs(verbs)
     return parser
 

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 from sfumato.bridge.errors import SfumatoError
 from sfumato.bridge.protocol import ErrorCode
-from sfumato.bridge.schema import INPAINT, REFINE, TASKS, UPSCALE, Param, TaskSchema
+from sfumato.bridge.schema import (
+    EXPAND,
+    GENERATE,
+    INPAINT,
+    REFINE,
+    TASKS,
+    UPSCALE,
+    Param,
+    TaskSchema,
+)
 from sfumato.core.cli import build_parser
 from sfumato.core.cli.task_flags import add_task_flags, task_values
 from sfumato.core.diffusion.params import read_params
@@ -33,10 +42,13 @@ CLI_LINES = {
     "inpaint": ["inpaint", "in.png", "--mask", "m.png", "-o", "out.png"],
     "refine": ["refine", "in.png", "--strength", "0.4", "-o", "out.png"],
     "upscale": ["upscale", "in.png"],
+    "generate": ["generate", "-o", "out.png"],
+    "expand": ["expand", "in.png", "-o", "out.png"],
 }
 GIMP_PROCEDURE = {"inpaint": "plug-in-sfumato-inpaint", "refine": "plug-in-sfumato-refine",
                   "upscale": "plug-in-sfumato-upscale",
-                  "preprocess": "plug-in-sfumato-preprocess"}
+                  "preprocess": "plug-in-sfumato-preprocess",
+                  "generate": "plug-in-sfumato-generate", "expand": "plug-in-sfumato-expand"}
 
 
 @pytest.mark.parametrize("task", sorted(CLI_LINES))
@@ -152,3 +164,38 @@ def test_the_placeholders_front_ends_show_mean_absent_on_the_wire() -> None:
     assert UPSCALE.read({"scale": 0.0, "tile": 0})["scale"] is None
     with pytest.raises(SfumatoError):
         REFINE.read({})  # strength has no default: required, and the message says what it is
+
+
+# --- generate and expand (issue 19) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", [GENERATE, EXPAND])
+def test_krita_has_a_field_for_every_generate_and_expand_setting(schema: TaskSchema) -> None:
+    # the docker's shared fields (inpaint's) and expand's sides; a field a task does not take
+    # (generate has no context) is left out of its request, untouched ones too
+    fields = {f.name: f for f in task_fields.GENERATE_FIELDS + task_fields.EXPAND_FIELDS}
+    for param in schema.params:
+        if param.name in task_fields.OWN_WIDGETS:
+            continue
+        field = fields[param.name]
+        if param.kind in (int, float):
+            assert field.low <= (param.low if param.absent is None else param.absent)
+            assert param.high is not None and field.high <= param.high
+    everything = {name: f.initial for name, f in fields.items()}
+    sent = task_fields.request_params(schema, everything)
+    assert set(sent) <= set(schema.names)
+    schema.read(sent)  # acceptable to the daemon
+    assert task_fields.request_params(schema, task_fields.stored("{}")) == {}
+
+
+@pytest.mark.parametrize("schema", [GENERATE, EXPAND])
+def test_generate_and_expand_run_with_the_contracts_defaults(schema: TaskSchema) -> None:
+    params = read_params({}, schema)
+    defaults = schema.defaults()
+    assert params.strength == 1.0 and params.steps == defaults["steps"]
+    assert params.feather == defaults["feather"]
+    assert params.context == defaults.get("context", 0) and params.grow == defaults.get("grow", 0)
+    assert schema.read({})["left" if schema is EXPAND else "variants"] == (
+        0 if schema is EXPAND else 1)
+    with pytest.raises(SfumatoError):
+        schema.read({"strength": 0.5})  # neither takes a strength: always a new picture

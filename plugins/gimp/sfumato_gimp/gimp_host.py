@@ -118,10 +118,22 @@ class GimpHost:
         layer.set_offsets(x, y)
         layer.update(0, 0, raster.width, raster.height)
 
+    def _linear_light(self) -> bool:
+        nick = self.image.get_precision().value_nick  # e.g. "u8-non-linear", "float-linear"
+        return nick.endswith("-linear") and not nick.endswith("non-linear")
+
     def scale_image(self, factor: float) -> None:
         width = max(1, round(self.image.get_width() * factor))
         height = max(1, round(self.image.get_height() * factor))
         self.image.scale(width, height)
+
+    def canvas_size(self) -> tuple[int, int]:
+        return self.image.get_width(), self.image.get_height()
+
+    def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
+        # Image > Canvas Size: layers move by the offset and keep their size and pixels
+        self.image.resize(self.image.get_width() + left + right,
+                          self.image.get_height() + top + bottom, left, top)
 
     def progress(self, fraction: float, text: str) -> None:
         if not self._progress_started:

@@ -14,6 +14,8 @@ from sfumato.bridge.schema import (
     CONTROL_KINDS,
     CONTROL_SCALE,
     CONTROL_START,
+    EXPAND,
+    GENERATE,
     IMAGE_PROMPT_WEIGHT,
     INPAINT,
     PREPROCESS,
@@ -120,6 +122,17 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
         "Control _image from layer…", "A preprocessor's control image (edges, line art, "
         "depth...) of the active layer, as a new layer to paint over",
         PREPROCESS, task_arguments(PREPROCESS) + [PREPROCESS_MODEL_ARG, ENDPOINT_ARG],
+    ),
+    # issue 19: text to image, and outpainting
+    "plug-in-sfumato-generate": (
+        "_Generate…", "Paint a new picture from a prompt into the selection (or, with none, "
+        "over the whole canvas), one new layer per variant", GENERATE,
+        task_arguments(GENERATE) + [MODEL_ARG, ENDPOINT_ARG],
+    ),
+    "plug-in-sfumato-expand": (
+        "_Expand canvas…", "Grow the canvas by the given pixels per side and paint the new "
+        "border from the picture's edge, as a new layer over the active one", EXPAND,
+        task_arguments(EXPAND) + [MODEL_ARG, ENDPOINT_ARG],
     ),
     "plug-in-sfumato-upscale": (
         "_Upscale layer…", "Upscale the active layer (the image grows with it), or only the "

@@ -2,7 +2,9 @@
 """sfumato for GIMP 3: inpaint, refine and upscale the active layer through the local sfumato
 daemon. Results always arrive as new layers above the source, in one undo step.
 
-PDB: plug-in-sfumato-inpaint, plug-in-sfumato-refine, plug-in-sfumato-upscale,
+PDB: plug-in-sfumato-inpaint, plug-in-sfumato-refine, plug-in-sfumato-generate (text to
+image into the selection or the canvas), plug-in-sfumato-expand (grow the canvas and paint
+the new border), plug-in-sfumato-upscale,
 plug-in-sfumato-control and plug-in-sfumato-image-prompt (inpaint or refine guided by other
 layers: a control image, a reference picture), plug-in-sfumato-preprocess (a control image as
 a new layer); menu Filters > sfumato. Every argument is typed and scriptable; an empty
@@ -62,6 +64,10 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
         return actions.preprocess_layer(host, client, config.get_property("kind"), model)
     if name in ("plug-in-sfumato-control", "plug-in-sfumato-image-prompt"):
         return _guided(name, host, client, config, model)
+    if name == "plug-in-sfumato-generate":
+        return actions.generate(host, client, _params(name, config), model)
+    if name == "plug-in-sfumato-expand":
+        return actions.expand_canvas(host, client, _params(name, config), model)
     action = actions.inpaint_selection if name.endswith("inpaint") else actions.refine
     return action(host, client, _params(name, config), model)
 

@@ -14,7 +14,7 @@ from sfumato.bridge import actions, schema
 from sfumato.bridge.actions import ActionOutcome
 from sfumato.bridge.endpoints import resolve_endpoint
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
-from sfumato.bridge.schema import INPAINT, UPSCALE
+from sfumato.bridge.schema import EXPAND, INPAINT, UPSCALE
 
 from .daemon_status import CHECKING, DaemonState, from_error, from_report
 from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
@@ -24,7 +24,7 @@ from .task_fields import request_params, stored
 SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
-TASKS = ("inpaint", "refine", "generate", "upscale")
+TASKS = ("inpaint", "refine", "paint", "generate", "expand", "upscale")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Settings:
     strength: float = float(INPAINT.param("strength").initial or 1.0)  # 1.0 generates
     # (inpaint); less refines
     generate_values: str = "{}"  # the task settings the artist changed (task_fields.py), JSON
+    expand_values: str = "{}"  # the sides (and nothing else) the artist set, JSON
     upscaler: str = ""
     upscale_values: str = "{}"
     upscale_selection_only: bool = False
@@ -61,6 +62,12 @@ class Settings:
         if task == "refine":
             params["strength"] = self.strength
         params.update(request_params(schema.TASKS[task], stored(self.generate_values)))
+        return params
+
+    def expand_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"prompt": self.prompt, "negative_prompt": self.negative_prompt}
+        values = {**stored(self.generate_values), **stored(self.expand_values)}
+        params.update(request_params(EXPAND, values))
         return params
 
     def upscale_params(self) -> dict[str, Any]:
@@ -136,7 +143,8 @@ class Controller(QObject):
         return self._job is not None
 
     def start(self, task: str) -> bool:
-        """Run `task` on the active layer ("generate": inpaint at strength 1, else refine)."""
+        """Run `task` on the active layer ("paint", the docker's Generate: inpaint at
+        strength 1, else refine; "generate": a new picture from the prompt)."""
         if self.busy:
             self._say("sfumato is already working: wait for it, or press Cancel.")
             return False
@@ -146,7 +154,7 @@ class Controller(QObject):
         if refused is not None:
             self._say(refused)
             return False
-        if task == "generate":
+        if task == "paint":
             task = "inpaint" if self.settings.strength >= 1.0 else "refine"
         settings = self.settings
         host = KritaHost(document, node, self.app)
@@ -233,6 +241,11 @@ def _work(task: str, settings: Settings) -> Callable[[Any, Any], ActionOutcome]:
             return actions.upscale_layer(host, client, params.get("scale"),
                                          settings.upscaler or None,
                                          settings.upscale_selection_only, params.get("tile", 0))
+        if task == "generate":
+            return actions.generate(host, client, settings.diffusion_params(task), model,
+                                    **settings.guides())
+        if task == "expand":
+            return actions.expand_canvas(host, client, settings.expand_params(), model)
         action = actions.inpaint_selection if task == "inpaint" else actions.refine
         return action(host, client, settings.diffusion_params(task), model,
                       **settings.guides())

@@ -32,7 +32,7 @@ from sfumato.bridge.guides import CONTROL_KINDS
 from .controller import Settings, shared_controller
 from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
 from .krita_host import layer_choices
-from .task_fields import GENERATE_FIELDS, UPSCALE_FIELDS, Field, stored
+from .task_fields import EXPAND_FIELDS, GENERATE_FIELDS, UPSCALE_FIELDS, Field, stored
 
 DOCKER_ID = "sfumato_docker"
 DAEMON_DEFAULT = "(daemon's default)"
@@ -111,8 +111,13 @@ class SfumatoDocker(DockWidget):
         buttons = QHBoxLayout()
         self.generate = _named(QPushButton("Generate", root), "sfumato_generate")
         self.generate.setToolTip("Inpaint the selection (strength 100 %) or refine it")
-        self.generate.clicked.connect(lambda: self.controller.start("generate"))
+        self.generate.clicked.connect(lambda: self.controller.start("paint"))
         buttons.addWidget(self.generate)
+        self.new_picture = _named(QPushButton("New picture", root), "sfumato_new_picture")
+        self.new_picture.setToolTip("A new picture from the prompt (SDXL, SD 1.5, FLUX) in the "
+                                    "selection, or over the whole canvas; a layer per variant")
+        self.new_picture.clicked.connect(lambda: self.controller.start("generate"))
+        buttons.addWidget(self.new_picture)
         self.cancel = _named(QPushButton("Cancel", root), "sfumato_cancel")
         self.cancel.clicked.connect(self.controller.cancel)
         buttons.addWidget(self.cancel)
@@ -134,6 +139,7 @@ class SfumatoDocker(DockWidget):
         layout.addWidget(self.message)
 
         layout.addWidget(self._build_guides(root))
+        layout.addWidget(self._build_expand(root))
         layout.addWidget(self._build_upscale(root))
 
         endpoint_row = QFormLayout()
@@ -207,6 +213,19 @@ class SfumatoDocker(DockWidget):
         finally:
             combo.blockSignals(False)
 
+    def _build_expand(self, parent: QWidget) -> QWidget:
+        """Grow the canvas by the pixels per side and paint the border (an inpaint model);
+        prompt, steps, seed... are the ones above."""
+        box = _named(QGroupBox("Expand canvas", parent), "sfumato_expand_group")
+        form = QFormLayout(box)
+        self.expand_fields = self._add_fields(box, form, EXPAND_FIELDS, "expand_values")
+        self.expand = _named(QPushButton("Expand", box), "sfumato_expand")
+        self.expand.setToolTip("Grow the canvas and paint the new border from the picture's "
+                               "edge, as a new layer over the active one")
+        self.expand.clicked.connect(lambda: self.controller.start("expand"))
+        form.addRow(self.expand)
+        return box
+
     def _build_upscale(self, parent: QWidget) -> QWidget:
         box = _named(QGroupBox("Upscale", parent), "sfumato_upscale_group")
         form = QFormLayout(box)
@@ -253,6 +272,7 @@ class SfumatoDocker(DockWidget):
         self.negative.setText(s.negative_prompt)
         self.strength.setValue(round(s.strength * 100))
         for made, setting in ((self.generate_fields, s.generate_values),
+                              (self.expand_fields, s.expand_values),
                               (self.upscale_fields, s.upscale_values)):
             values = stored(setting)
             for spec, widget in made.values():
@@ -283,6 +303,8 @@ class SfumatoDocker(DockWidget):
 
     def _show_busy(self, busy: bool) -> None:
         self.generate.setEnabled(not busy)
+        self.new_picture.setEnabled(not busy)
+        self.expand.setEnabled(not busy)
         self.upscale.setEnabled(not busy)
         self.cancel.setEnabled(busy)
         if busy:

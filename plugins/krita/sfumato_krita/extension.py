@@ -1,4 +1,6 @@
-"""The Extension: Krita actions sfumato_inpaint, sfumato_refine and sfumato_upscale (Tools >
+"""The Extension: Krita actions sfumato_inpaint, sfumato_refine, sfumato_generate (a new
+picture from the prompt), sfumato_expand (grow the canvas, paint the border) and
+sfumato_upscale (Tools >
 Scripts; their default shortcuts come from sfumato_krita.action and can be changed in
 Settings > Configure Krita > Keyboard Shortcuts), and the docker's registration."""
 
@@ -14,6 +16,8 @@ from .docker import DOCKER_ID, SfumatoDocker
 ACTIONS = {
     "sfumato_inpaint": ("sfumato: Inpaint selection", "inpaint"),
     "sfumato_refine": ("sfumato: Refine", "refine"),
+    "sfumato_generate": ("sfumato: Generate new picture", "generate"),
+    "sfumato_expand": ("sfumato: Expand canvas", "expand"),
     "sfumato_upscale": ("sfumato: Upscale", "upscale"),
 }
 MENU = "tools/scripts"

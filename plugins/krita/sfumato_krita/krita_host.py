@@ -12,7 +12,8 @@ Undo (what Krita 5.1's Python API permits): libkis has no undo macro, and
 "Add Paint Layer" action (one undo step that removes the layer; redo brings it back with its
 pixels) whenever the document is shown in the active view; without a view (kritarunner,
 scripts) it falls back to `addChildNode`, which cannot be undone. A whole-layer upscale is two
-steps: Krita's own "Scale Image", then the new layer.
+steps: Krita's own "Scale Image", then the new layer; so is expand: Krita's own "Resize
+Canvas", then the fill.
 """
 
 from __future__ import annotations
@@ -145,6 +146,17 @@ class KritaHost:
         width = max(1, round(doc.width() * factor))
         height = max(1, round(doc.height() * factor))
         doc.scaleImage(width, height, int(doc.xRes()), int(doc.yRes()), SCALE_FILTER)
+        doc.waitForDone()
+
+    def canvas_size(self) -> tuple[int, int]:
+        return self.document.width(), self.document.height()
+
+    def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
+        # Krita's own Image > Resize Canvas (one undo step of its own): every layer keeps its
+        # pixels, which move by (left, top)
+        self._check_open()
+        doc = self.document
+        doc.resizeImage(-left, -top, doc.width() + left + right, doc.height() + top + bottom)
         doc.waitForDone()
 
     # --- the artist ---------------------------------------------------------------------

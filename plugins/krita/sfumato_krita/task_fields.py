@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sfumato.bridge.schema import INPAINT, UPSCALE, Param, TaskSchema
+from sfumato.bridge.schema import EXPAND, EXPAND_SIDES, INPAINT, UPSCALE, Param, TaskSchema
 
 # Parameters with widgets of their own in the docker: the prompt boxes, and strength, whose
 # dial also picks the task (100 % inpaints, less refines).
@@ -55,6 +55,9 @@ def fields(schema: TaskSchema, skip: frozenset[str] = frozenset()) -> tuple[Fiel
 
 GENERATE_FIELDS = fields(INPAINT, OWN_WIDGETS)  # inpaint and refine take the same names
 UPSCALE_FIELDS = fields(UPSCALE)
+# expand's own: the sides; its other settings are the shared ones above (a field the artist
+# never touched is left out, so expand gets its own feather and context from the daemon)
+EXPAND_FIELDS = tuple(field(EXPAND.param(side)) for side in EXPAND_SIDES)
 
 
 def stored(text: str) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""`sfumato expand`: grow a picture's canvas and paint the new border (outpainting), as the
+plug-ins' Expand does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sfumato.bridge.schema import EXPAND, EXPAND_SIDES, ResultInfo
+from sfumato.core.cli.generate_cmd import variant_path
+from sfumato.core.cli.job_runner import run_job
+from sfumato.core.cli.launcher import connect_or_start
+from sfumato.core.cli.model_choice import choose_model
+from sfumato.core.cli.output_paths import refuse_existing
+from sfumato.core.cli.task_flags import add_task_flags, task_values
+from sfumato.core.config import load_settings
+from sfumato.core.pixels.image_files import probe, read_rgba, write_image
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    text = EXPAND.summary
+    cmd = verbs.add_parser(
+        "expand", help=text, description=text.capitalize() + " (outpainting, with an inpaint "
+        "model). The picture itself is kept exactly; the fill blends into it over --feather "
+        "pixels, its colours matched to the picture's.")
+    cmd.add_argument("image", type=Path)
+    cmd.add_argument("--model", help="inpaint model id from `sfumato models list`")
+    cmd.add_argument("-o", "--output", type=Path, required=True,
+                     help="the expanded picture; -2, -3... for more variants")
+    cmd.add_argument("--layer-out", type=Path,
+                     help="also write just the RGBA fill layer (its offset on the expanded "
+                     "canvas is printed)")
+    cmd.add_argument("--overwrite", action="store_true",
+                     help="replace output files that exist (default: refuse)")
+    add_task_flags(cmd, EXPAND)
+    cmd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+    from sfumato.core.pixels.compose import composite_over
+
+    settings = load_settings(args.endpoint)
+    like = probe(args.image, settings.max_pixels)
+    image = read_rgba(args.image, settings.max_pixels)
+    params = task_values(args, EXPAND)
+    left, top, right, bottom = (int(params.get(side) or 0) for side in EXPAND_SIDES)
+    outputs = [variant_path(base, i) for base in filter(None, (args.output, args.layer_out))
+               for i in range(int(params.get("variants") or 1))]
+    for path in outputs:
+        refuse_existing(path, args.overwrite)
+    with connect_or_start(settings, "expand") as client:
+        model = choose_model(client, "expand", args.model)
+        outcome = run_job(client, "expand", params, [image], model, "expand")
+    info = ResultInfo.from_wire(outcome.result.info)
+    source = raster_to_array(image)
+    grown = np.zeros((image.height + top + bottom, image.width + left + right, 4), source.dtype)
+    grown[top:top + image.height, left:left + image.width] = source
+    offset = (info.offset[0] + left, info.offset[1] + top)  # on the expanded canvas
+    for index, layer in enumerate(outcome.rasters):
+        picture = composite_over(grown, raster_to_array(layer), offset)
+        out = variant_path(args.output, index)
+        write_image(out, array_to_raster(picture, image.layout), like=like,
+                    overwrite=args.overwrite)
+        if args.layer_out is not None:
+            write_image(variant_path(args.layer_out, index), layer, overwrite=args.overwrite)
+        print(f"wrote {out}")
+    print(json.dumps({"size": [grown.shape[1], grown.shape[0]], "offset": list(offset),
+                      "seed": info.seed, "seeds": list(info.seeds), "model": info.model,
+                      "warnings": list(info.warnings)}))
+    return 0

@@ -1,0 +1,93 @@
+"""bridge/actions.py generate and expand_canvas against the in-memory host and the scripted
+client: what is sent, where the result lands, the canvas grown by exactly what was asked."""
+
+from __future__ import annotations
+
+import pytest
+from sfumato.bridge import actions
+from sfumato.bridge.geometry import Rect
+from sfumato.bridge.raster import Layout
+from sfumato.bridge.schema import EXPAND
+
+from tests.fake_host import FakeHost, pixels
+from tests.unit.test_actions_fake_host import FakeClient
+
+pytestmark = pytest.mark.unit
+
+
+def test_generate_without_a_selection_covers_the_whole_canvas() -> None:
+    # a small layer at (30, 20) on a 300x200 canvas: the picture is the canvas's size
+    host = FakeHost((100, 80), offset=(30, 20), canvas=(300, 200))
+    client = FakeClient(host, rasters=[pixels(300, 200)], info={"offset": [0, 0], "seeds": [9]})
+    outcome = actions.generate(host, client, {"prompt": "a kite", "seed": -1}, "tiny")
+    assert outcome.ok, outcome.message
+    (request,) = client.requests
+    assert request["task"] == "generate" and request["params"] == {"prompt": "a kite"}
+    (image,) = request["rasters"]
+    assert (image.width, image.height) == (300, 200)
+    assert ("read_pixels", Rect(-30, -20, 300, 200), Layout.RGBA8) in host.log
+    ((_, x, y, name),) = host.layers
+    assert (x, y, name) == (0, 0, "sfumato generate (seed 9)")
+
+
+def test_generate_into_the_selection_sends_its_box_and_places_each_variant() -> None:
+    host = FakeHost((400, 300), offset=(20, 12), selection=Rect(100, 50, 40, 30))
+    client = FakeClient(host, rasters=[pixels(48, 32), pixels(48, 32)],
+                        info={"offset": [4, 3], "seeds": [5, 6]})
+    outcome = actions.generate(host, client, {"prompt": "kite", "variants": 2}, "tiny")
+    assert outcome.ok and len(outcome.layers) == 2
+    image, mask = client.requests[0]["rasters"]
+    # generate's reach: grow 0 + feather 16 (2 * 8), no context
+    area = Rect(100 - 16, 50 - 16, 40 + 32, 30 + 32)
+    assert (image.width, image.height) == (mask.width, mask.height) == (area.width, area.height)
+    assert [(x, y) for _, x, y, _ in host.layers] == [(20 + area.x + 4, 12 + area.y + 3)] * 2
+
+
+@pytest.mark.parametrize(("sides", "sent"), [
+    # right only: a strip as wide as expand reaches (feather 32 + context 128)
+    ({"right": 64}, Rect(300 - 160, 0, 160, 200)),
+    ({"left": 10, "bottom": 20}, Rect(0, 200 - 160, 160, 160)),
+    ({"left": 10, "right": 10, "top": 5}, Rect(0, 0, 300, 160)),
+])
+def test_expand_sends_what_it_reaches_grows_the_canvas_and_places_the_fill(
+        sides: dict[str, int], sent: Rect) -> None:
+    host = FakeHost((300, 200), canvas=(300, 200))
+    left, top = sides.get("left", 0), sides.get("top", 0)
+    right, bottom = sides.get("right", 0), sides.get("bottom", 0)
+    fill = pixels(sent.width + left + right, sent.height + top + bottom)
+    client = FakeClient(host, rasters=[fill], info={"offset": [-left, -top], "seeds": [1]})
+    outcome = actions.expand_canvas(host, client, {"prompt": "sea", **sides}, "inpaint-model")
+    assert outcome.ok, outcome.message
+    assert EXPAND.reach({}) == 160
+    (request,) = client.requests
+    assert request["task"] == "expand" and request["params"] == {"prompt": "sea", **sides}
+    assert ("read_pixels", sent, Layout.RGBA8) in host.log
+    assert host.canvas == (300 + left + right, 200 + top + bottom)  # exactly what was asked
+    assert (host.x, host.y) == (left, top)  # the source moved with the canvas, not resized
+    assert (host.width, host.height) == (300, 200)
+    ((_, x, y, _),) = host.layers
+    # the fill's top-left: the sent area's, shifted by the grown left/top, minus the border
+    assert (x, y) == (sent.x, sent.y)
+    changes = [e[0] for e in host.log if e[0] in ("undo_start", "grow_canvas", "add_layer",
+                                                 "undo_end")]
+    assert changes == ["undo_start", "grow_canvas", "add_layer", "undo_end"]  # one step
+
+
+def test_expand_by_nothing_changes_nothing() -> None:
+    host = FakeHost((300, 200))
+    client = FakeClient(host, rasters=[pixels(1, 1)])
+    outcome = actions.expand_canvas(host, client, {"prompt": "sea"}, "m")
+    assert not outcome.ok and "at least one side" in outcome.message
+    assert client.requests == [] and host.layers == [] and host.canvas == (300, 200)
+
+
+def test_a_failed_expand_leaves_the_canvas_as_it_was() -> None:
+    from sfumato.bridge.client import JobFailed
+
+    host = FakeHost((300, 200))
+    client = FakeClient(host, error=JobFailed("wrong_model_kind", "model 'x' is an upscaler "
+                                              "model; this task needs a sdxl-inpaint model"))
+    outcome = actions.expand_canvas(host, client, {"right": 8}, "x")
+    assert not outcome.ok and "sdxl-inpaint" in outcome.message
+    assert host.canvas == (300, 200) and host.layers == []
+    assert not any(e[0] == "grow_canvas" for e in host.log)
