@@ -7,36 +7,34 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Raster
+from sfumato.bridge.schema import INPAINT, REFINE, TASKS, ResultInfo
+from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
-from sfumato.core.cli.progress_bar import ProgressBar
+from sfumato.core.cli.model_choice import choose_model
+from sfumato.core.cli.output_paths import refuse_existing
+from sfumato.core.cli.task_flags import add_task_flags, task_values
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
-from sfumato.core.pixels.image_files import has_alpha_channel, read_mask, read_rgba, write_image
+from sfumato.core.pixels.image_files import (
+    ImageInfo,
+    probe,
+    read_mask,
+    read_rgba,
+    write_image,
+)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    for name, text in (("inpaint", "fill the white part of a mask from a prompt"),
-                       ("refine", "rework an image (or its masked part) with a strength dial")):
+    for name, text in ((INPAINT.name, INPAINT.summary), (REFINE.name, REFINE.summary)):
         cmd = verbs.add_parser(name, help=text, description=text.capitalize() + ". Mask: white "
                                "= change, black = keep, grey = partly. Pixels outside the "
                                "feathered mask stay exactly as they were.")
         cmd.add_argument("image", type=Path)
         cmd.add_argument("--mask", type=Path, required=(name == "inpaint"))
-        cmd.add_argument("--prompt", required=True)
-        cmd.add_argument("--negative-prompt", default="")
         cmd.add_argument("--model", help="model id from `sfumato models list`")
-        cmd.add_argument("--strength", type=float,
-                         default=None if name == "refine" else 1.0,
-                         required=(name == "refine"),
-                         help="0 = keep the input, 1 = ignore it")
-        cmd.add_argument("--steps", type=int, default=30)
-        cmd.add_argument("--guidance", type=float, default=None)
-        cmd.add_argument("--seed", type=int, help="random when absent; printed either way")
-        cmd.add_argument("--variants", type=int, default=1)
-        cmd.add_argument("--grow", type=int, default=8, help="grow the mask by PX")
-        cmd.add_argument("--feather", type=int, default=16, help="soften its edge over PX")
         cmd.add_argument("--control", action="append", default=[], metavar="KIND:IMAGE[:SCALE]",
                          help="follow a control image (repeatable): KIND is canny, lineart, "
                          "scribble, softedge, depth, pose or tile (KIND@MODEL names the "
@@ -52,6 +50,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                          help="the full composited image")
         cmd.add_argument("--layer-out", type=Path,
                          help="also write just the RGBA result layer (its offset is printed)")
+        cmd.add_argument("--overwrite", action="store_true",
+                         help="replace output files that exist (default: refuse)")
+        add_task_flags(cmd, TASKS[name])
         cmd.set_defaults(run=run, task=name)
 
 
@@ -59,42 +60,56 @@ def run(args: argparse.Namespace) -> int:
     from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
     from sfumato.core.pixels.compose import composite_over
 
-    image = read_rgba(args.image)
+    settings = load_settings(args.endpoint)
+    like = probe(args.image, settings.max_pixels)
+    if args.mask is not None:
+        check_mask(probe(args.mask, settings.max_pixels), like)
+    image = read_rgba(args.image, settings.max_pixels)
     rasters = [image]
     if args.mask is not None:
-        rasters.append(read_mask(args.mask))
-    params = {
-        "prompt": args.prompt, "negative_prompt": args.negative_prompt, "steps": args.steps,
-        "strength": args.strength, "variants": args.variants, "grow": args.grow,
-        "feather": args.feather,
-    }
+        rasters.append(read_mask(args.mask, settings.max_pixels))
+    params = task_values(args, TASKS[args.task])
     params.update(guide_params(args.control, args.image_prompt, args.ip_adapter, rasters))
-    if args.seed is not None:
-        params["seed"] = args.seed
-    if args.guidance is not None:
-        params["guidance"] = args.guidance
-    settings = load_settings(args.endpoint)
-    with connect_or_start(settings) as client:
-        bar = ProgressBar(args.task)
-        outcome = client.run(args.task, params, rasters, args.model, on_event=bar)
-        bar.finish()
-    info = outcome.result.info
-    offset = tuple(info.get("offset", (0, 0)))
+    for path in _outputs(args, int(params.get("variants") or 1)):
+        refuse_existing(path, args.overwrite)
+    with connect_or_start(settings, args.task) as client:
+        model = choose_model(client, args.task, args.model)
+        outcome = run_job(client, args.task, params, rasters, model, args.task)
+    info = ResultInfo.from_wire(outcome.result.info)
+    offset = info.offset
     source = raster_to_array(image)
     for index, layer in enumerate(outcome.rasters):
         suffix = "" if index == 0 else f"-{index + 1}"
         composite = composite_over(source, raster_to_array(layer), offset)
         out = args.output.with_name(args.output.stem + suffix + args.output.suffix)
-        write_image(out, array_to_raster(composite, image.layout),
-                    drop_alpha=not has_alpha_channel(args.image))
+        write_image(out, array_to_raster(composite, image.layout), like=like,
+                    overwrite=args.overwrite)
         if args.layer_out is not None:
             layer_path = args.layer_out.with_name(args.layer_out.stem + suffix +
                                                   args.layer_out.suffix)
-            write_image(layer_path, layer)
+            write_image(layer_path, layer, overwrite=args.overwrite)
         print(f"wrote {out}")
-    print(json.dumps({"offset": list(offset), "seed": info.get("seed"),
-                      "warnings": info.get("warnings", [])}))
+    print(json.dumps({"offset": list(offset), "seed": info.seed, "seeds": list(info.seeds),
+                      "warnings": list(info.warnings)}))
     return 0
+
+
+def check_mask(mask: ImageInfo, image: ImageInfo) -> None:
+    if (mask.width, mask.height) != (image.width, image.height):
+        raise SfumatoError(
+            ErrorCode.BAD_PARAMS,
+            f"the mask is {mask.width}×{mask.height} but the image is "
+            f"{image.width}×{image.height}: make the mask {mask.path} the image's size "
+            "(white = change, black = keep)")
+
+
+def _outputs(args: argparse.Namespace, variants: int) -> list[Path]:
+    """Every file this run writes: -o (and --layer-out) once per variant."""
+    paths = []
+    for base in filter(None, (args.output, args.layer_out)):
+        paths += [base.with_name(base.stem + ("" if i == 0 else f"-{i + 1}") + base.suffix)
+                  for i in range(variants)]
+    return paths
 
 
 def guide_params(controls: list[str], image_prompts: list[str], ip_adapter: str | None,
@@ -107,30 +122,28 @@ def guide_params(controls: list[str], image_prompts: list[str], ip_adapter: str 
         head, _, rest = spec.partition(":")
         image, scale = _split_number(rest, spec, "--control KIND:IMAGE[:SCALE]")
         kind, _, model = head.partition("@")
-        control: dict[str, Any] = {"kind": kind, "image": "auto"}
-        if image != "auto":
+        control = Control(kind, scale=DEFAULT_SCALE if scale is None else scale,
+                          model=model or None)
+        if image == AUTO:
+            wired.append(control.wire(AUTO))
+        else:
             rasters.append(read_rgba(Path(image)))
-            control["image"] = len(rasters) - 1
-        if scale is not None:
-            control["scale"] = scale
-        if model:
-            control["model"] = model
-        wired.append(control)
+            wired.append(control.wire(len(rasters) - 1))
     if wired:
         params["controls"] = wired
     prompts = []
     for spec in image_prompts:
         image, weight = _split_number(spec, spec, "--image-prompt IMAGE[:WEIGHT]")
         rasters.append(read_rgba(Path(image)))
-        prompt: dict[str, Any] = {"image": len(rasters) - 1}
-        if weight is not None:
-            prompt["weight"] = weight
-        if ip_adapter:
-            prompt["model"] = ip_adapter
-        prompts.append(prompt)
+        prompt = ImagePrompt(image, DEFAULT_WEIGHT if weight is None else weight,
+                             ip_adapter or None)
+        prompts.append(prompt.wire(len(rasters) - 1))
     if prompts:
         params["image_prompts"] = prompts
     return params
+
+
+AUTO = "auto"  # a control image the daemon makes from the input
 
 
 def _split_number(text: str, spec: str, usage: str) -> tuple[str, float | None]:
