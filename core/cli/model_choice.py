@@ -28,7 +28,7 @@ NO_WEIGHTS_TEXT = (
 def choose_model(client: Client, task: str, model: str | None) -> str | None:
     """`model`, or the only registered model that fits `task`; refuses with guidance when
     there is none, or several to choose from."""
-    if model is not None:
+    if model is not None or task == "remove":  # remove: the daemon picks LaMa/MAT, else Telea
         return model
     kinds = task_spec(task).model_kinds
     fitting = [m for m in client.hello().models if m.get("kind") in kinds]

@@ -56,14 +56,51 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
                                "checkpoint needs unpickling, which can run code")
         return ModelEntry(name, kind or found[0], str(path), ModelFormat.SINGLE_FILE.value,
                           config=str(config.expanduser().resolve()))
+    fill = _fill_model(name, path)  # LaMa / MAT (object removal); TorchScript refused
+    if fill is not None:
+        return fill
     from sfumato.core.models.upscaler_loader import detect_upscaler
 
     if detect_upscaler(path):
         fmt = ModelFormat.SAFETENSORS if path.suffix.lower() == ".safetensors" else ModelFormat.PTH
         return ModelEntry(name, ModelKind.UPSCALER.value, str(path), fmt.value)
+    _refuse_pickled_fill(path)
     raise SfumatoError(ErrorCode.BAD_PARAMS,
                        f"{path.name} is not an upscaler spandrel knows; a diffusion checkpoint "
                        "needs --config pointing at a local diffusers config folder")
+
+
+def _fill_model(name: str, path: Path) -> ModelEntry | None:
+    """A LaMa or MAT .safetensors file, checked to load; None for anything else. A TorchScript
+    archive (IOPaint's big-lama.pt) is refused, saying which file to get instead."""
+    from sfumato.core.models.checkpoint_header import tensor_shapes
+    from sfumato.core.models.fill_loader import (
+        fill_kind_of_keys,
+        load_fill_model,
+        refuse_unsafe_fill,
+    )
+
+    refuse_unsafe_fill(path)
+    if path.suffix.lower() != ".safetensors":
+        return None
+    kind = fill_kind_of_keys(frozenset(tensor_shapes(path)))
+    if kind is None:
+        return None
+    load_fill_model(path)  # the architecture spandrel detects, loaded strictly
+    return ModelEntry(name, kind, str(path), ModelFormat.SAFETENSORS.value)
+
+
+def _refuse_pickled_fill(path: Path) -> None:
+    """A LaMa or MAT in a .pth/.ckpt: refused (fills load from .safetensors only)."""
+    from sfumato.core.models.fill_loader import SAFETENSORS_HINT, fill_kind_of_keys
+    from sfumato.core.models.weights import load_state_dict
+
+    if path.suffix.lower() == ".safetensors":
+        return
+    if fill_kind_of_keys(frozenset(load_state_dict(path))) is not None:
+        raise SfumatoError(ErrorCode.UNSAFE_WEIGHTS,
+                           f"{path.name} is a LaMa or MAT model in a pickle-based file; sfumato "
+                           f"loads those from .safetensors only: {SAFETENSORS_HINT}")
 
 
 def _image_encoder_folder(adapter: Path, given: Path | None) -> str | None:

@@ -40,6 +40,11 @@ class WorkerModels:
         return require_kind(found or self.registry.get(name), kinds)
 
     def load(self, entry: ModelEntry) -> Any:
+        if entry.kind in (ModelKind.LAMA.value, ModelKind.MAT.value):
+            from sfumato.core.models.fill_loader import load_fill_model
+
+            return self.cache.get(f"fill:{entry.name}",
+                                  lambda: load_fill_model(Path(entry.path), self.device))
         if entry.kind != ModelKind.UPSCALER.value:
             raise SfumatoError(ErrorCode.INTERNAL, f"{entry.kind} models load as pipelines")
         from sfumato.core.models.upscaler_loader import load_upscaler

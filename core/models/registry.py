@@ -42,6 +42,9 @@ class ModelKind(str, Enum):
     # preprocessors with weights (core/preprocessors.py)
     DEPTH_ESTIMATOR = "depth-estimator"
     POSE_ESTIMATOR = "pose-estimator"  # ViTPose (COCO body keypoints)
+    # object removal fills (spandrel's masked-image models; core/models/fill_loader.py)
+    LAMA = "lama"
+    MAT = "mat"
 
 
 class ModelFormat(str, Enum):

@@ -3,10 +3,18 @@
 PyPI's torchvision is a CUDA build; beside a CPU torch it fails on import ("operator
 torchvision::nms does not exist"). transformers and diffusers import it whenever it looks
 installed, and spandrel imports it unconditionally, though only two of its architectures
-(LaMa, RestoreFormer) ever call it. So when it cannot be imported we mark it absent in
-sys.modules for the whole process (transformers then falls back to its PIL image processors),
-give spandrel a stand-in only while spandrel itself imports, and log one warning saying
-what is disabled and how to fix it. `sfumato doctor` shows the same line.
+(LaMa, RestoreFormer) name anything from it. So when it cannot be imported we mark it absent
+in sys.modules for the whole process (transformers then falls back to its PIL image
+processors), give spandrel a stand-in only while spandrel itself imports, and log one warning.
+`sfumato doctor` shows the same line.
+
+What those two really use at run time, and what the stand-in gives them:
+- LaMa imports `InterpolationMode` and `rotate` for its LearnableSpatialTransformWrapper, which
+  spandrel's LaMa never builds (its generator is made with spatial_transform_layers=None), so
+  neither is ever called: the enum is enough, and `rotate` refuses, typed, if it ever were.
+- RestoreFormer calls `normalize(x, mean, std)` on its input: plain per-channel arithmetic,
+  done here in torch exactly as torchvision does it.
+So nothing is disabled; object removal (LaMa) works with or without a usable torchvision.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ import importlib
 import logging
 import sys
 import types
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.errors import SfumatoError
 
-DISABLED_ARCHITECTURES = ("LaMa", "RestoreFormer")
+DISABLED_ARCHITECTURES: tuple[str, ...] = ()  # the stand-in covers LaMa and RestoreFormer
 _NAMES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
 
 
@@ -63,15 +72,13 @@ def spandrel_disabled_architectures() -> list[str]:
 
 
 def torchvision_hint() -> str:
-    """What the admin should do to get LaMa and RestoreFormer working."""
-    return (
-        "LaMa and RestoreFormer need a torchvision built for your torch "
-        f"(pip install torchvision matching torch {_torch_version()})"
-    )
+    """What the admin should do to get a working torchvision."""
+    return f"pip install the torchvision built for your torch {_torch_version()}"
 
 
 def _warning() -> str:
-    return f"torchvision is unusable: {torchvision_hint()}; other upscalers work"
+    return ("torchvision is unusable, so sfumato stands in for the two functions spandrel "
+            f"takes from it (LaMa and RestoreFormer still work); to fix it, {torchvision_hint()}")
 
 
 def _torch_version() -> str:
@@ -120,7 +127,20 @@ class InterpolationMode(enum.Enum):
 
 
 def _unavailable(*_args: object, **_kwargs: object) -> NoReturn:
-    raise SfumatoError(ErrorCode.INTERNAL, torchvision_hint())
+    raise SfumatoError(ErrorCode.INTERNAL, "this model calls a torchvision function sfumato "
+                       f"has no stand-in for: {torchvision_hint()}")
+
+
+def _normalize(tensor: Any, mean: Sequence[float], std: Sequence[float],
+               inplace: bool = False) -> Any:
+    """torchvision.transforms.functional.normalize: (x - mean) / std per channel (dim -3)."""
+    import torch
+
+    mean_t = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+    if inplace:
+        return tensor.sub_(mean_t).div_(std_t)
+    return (tensor - mean_t) / std_t
 
 
 def _any_other_function(name: str) -> object:
@@ -137,7 +157,7 @@ def _install_stand_in() -> None:
     names = {  # what spandrel imports (LaMa: InterpolationMode, rotate; RestoreFormer: normalize)
         "InterpolationMode": InterpolationMode,
         "rotate": _unavailable,
-        "normalize": _unavailable,
+        "normalize": _normalize,
         "__getattr__": _any_other_function,
     }
     for name, value in names.items():

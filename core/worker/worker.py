@@ -55,7 +55,7 @@ class Worker:
         """Warm the cache for `model_id` as `task` would use it."""
         spec = task_spec(task)
         entry = self.models.entry(model_id, spec.model_kinds, spec.default_model)
-        if entry.kind == "upscaler":
+        if entry.kind in ("upscaler", "lama", "mat"):  # spandrel models, not pipelines
             self.models.load(entry)
         else:
             self.models.load_pipeline(entry, task)

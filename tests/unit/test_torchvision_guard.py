@@ -41,6 +41,15 @@ PROBE = textwrap.dedent(
             result["rotate"] = "ran"
         except Exception as exc:
             result["rotate"] = f"{type(exc).__name__}: {exc}"
+        # RestoreFormer's normalize is arithmetic: the stand-in does it as torchvision does
+        import torch
+        restore = importlib.import_module("spandrel.architectures.RestoreFormer")
+        x = torch.tensor([[[0.0]], [[0.5]], [[1.0]]])
+        result["normalize"] = restore.tv_normalize(x, [0.5] * 3, [0.5] * 3).flatten().tolist()
+        # spandrel's LaMa generator never builds the rotating wrapper (narrow here, for speed)
+        net = lama.FFCResNetGenerator(4, 3, ngf=8, n_blocks=1)
+        result["lama_rotates"] = any(
+            isinstance(m, lama.LearnableSpatialTransformWrapper) for m in net.modules())
         # every other library must now see torchvision as not installed
         result["find_spec"] = importlib.util.find_spec("torchvision") is None
         from transformers.utils import is_torchvision_available
@@ -92,11 +101,14 @@ WORKING = {
 
 def _check_stand_in(result: dict) -> None:
     assert result["before"] is False
-    assert "pip install torchvision matching torch" in result["first"]
+    assert "pip install the torchvision built for your torch" in result["first"]
+    assert "LaMa and RestoreFormer still work" in result["first"]
     assert result["second"] and result["logged"] == [result["first"]]  # logged once
-    assert result["disabled"] == ["LaMa", "RestoreFormer"]
+    assert result["disabled"] == []  # nothing is disabled: the stand-in covers both
     assert result["spandrel_archs"] > 20
-    assert "LaMa and RestoreFormer need a torchvision built for your torch" in result["rotate"]
+    assert "SfumatoError" in result["rotate"] and "no stand-in" in result["rotate"]
+    assert result["normalize"] == [-1.0, 0.0, 1.0]
+    assert result["lama_rotates"] is False
     assert result["find_spec"] is True and result["transformers_sees"] is False
 
 
