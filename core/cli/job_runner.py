@@ -72,10 +72,10 @@ def _outcome(events: Iterator[Event], bar: ProgressBar) -> JobOutcome:
 
 def cancel_and_wait(client: Client, job: Job | None) -> None:
     """Cancel this client's jobs (goodbye) and wait briefly for the job's terminal event."""
+    client.goodbye()  # first: even a second Ctrl-C right away leaves nothing running
     what = f"job {job.job_id}" if job is not None else "the job"
     print(f"\nsfumato: cancelling {what} (Ctrl-C again to leave at once) …", file=sys.stderr,
           flush=True)
-    client.goodbye()
     if job is None:
         return  # never accepted, or not known yet: the goodbye covers it
     client.timeout_s, client.reconnects = CANCEL_WAIT_S, 0
