@@ -235,7 +235,8 @@ class Daemon:
             try:
                 self._serve_message(identity, [p.buffer for p in parts[1:]])
             except Exception:  # last resort: one bad message costs its answer, nothing else
-                log.exception("a message from %s could not be handled", identity.hex())
+                log.exception("a message from %s could not be handled",
+                              self._names.name(identity))
                 self._refuse(identity, "", ErrorCode.INTERNAL, INTERNAL_TEXT)
 
     def _serve_message(self, identity: bytes, frames: list[memoryview]) -> None:
@@ -258,14 +259,15 @@ class Daemon:
         except SfumatoError as exc:
             self._refuse(identity, message.id, exc.code, exc.message)
         except Exception:  # a bug must cost one request, never the daemon
-            log.exception("request %s from %s failed", message.TYPE.value, identity.hex())
+            log.exception("request %s from %s failed", message.TYPE.value,
+                          self._names.name(identity))
             self._refuse(identity, message.id, ErrorCode.INTERNAL, INTERNAL_TEXT)
 
     def _refuse(self, identity: bytes, request_id: str, code: ErrorCode, text: str) -> None:
         try:
             self._reply(identity, Rejected(id=request_id, code=code.value, message=text))
         except Exception:  # even the refusal failed (e.g. out of memory): log, serve on
-            log.exception("could not refuse a message from %s", identity.hex())
+            log.exception("could not refuse a message from %s", self._names.name(identity))
 
     def _handle(self, identity: bytes, message: Message, rasters: list[Raster]) -> None:
         if isinstance(message, Ping):
@@ -552,7 +554,7 @@ class Daemon:
             if framed:
                 self._backlog.note(identity, tracker, framed)
         except zmq.Again:
-            log.warning("client %s is not reading: dropped a %s", identity.hex(),
+            log.warning("client %s is not reading: dropped a %s", self._names.name(identity),
                         message.TYPE.value)
             return False
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer disconnected
@@ -578,7 +580,7 @@ class Daemon:
         for identity in self._queue.clients():
             seen = self._last_seen.get(identity, now)
             if now - seen > self.settings.client_timeout_s:
-                log.info("client %s silent for %.0f s", identity.hex(), now - seen)
+                log.info("client %s silent for %.0f s", self._names.name(identity), now - seen)
                 self._client_gone(identity)
         # forget long-silent clients with nothing waiting, so the table does not grow forever
         busy = {self._running.client} if self._running is not None else set()
