@@ -587,6 +587,7 @@ class Daemon:
         for identity, seen in list(self._last_seen.items()):
             if now - seen > self.settings.client_timeout_s and identity not in busy:
                 del self._last_seen[identity]
+                self._names.forget(identity)
         self._backlog.sweep()
 
     def _idle_too_long(self) -> bool:
