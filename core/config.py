@@ -41,7 +41,7 @@ class Settings:
     job_stall_s: float = 1800.0
     # replies a client has not read (queued frames, reply files it holds) past which a ping
     # echo is refused: a client that never reads cannot make the daemon hold pixels without end
-    client_reply_bytes: int = 1 << 30
+    client_reply_bytes: int = 512 << 20
     # --- speed (issue 8) ---
     shared_memory: bool = True  # pixels through memory files for clients on this machine
     # auto | bf16 | fp16 | fp32; auto = bf16 on CUDA (fp16 where it lacks bf16), else fp32

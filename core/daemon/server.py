@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import resource
 import time
 import uuid
 from collections.abc import Sequence
@@ -82,6 +83,7 @@ TOO_LONG_TEXT = f"the daemon was asked to stop and this job did not finish in ti
 class Daemon:
     settings: Settings
     key: bytes | None = None
+    worker: WorkerSupervisor | None = None  # the supervised worker; made from settings if None
     _queue: JobQueue = field(init=False)
     _results: ResultStore = field(init=False)
     _running: Job | None = field(default=None, init=False)
@@ -97,7 +99,7 @@ class Daemon:
         self._auth = ClientAuth(self.settings.home, self.settings.endpoint)
         self._auth_checked = 0.0
         self._registry = Registry(self.settings.home)
-        self._worker = WorkerSupervisor(self.settings)
+        self._worker = self.worker if self.worker is not None else WorkerSupervisor(self.settings)
         # pixels through shared memory for clients on this machine that ask for it
         self._pixels = daemon_pixels(self.settings.shared_memory)
         self._receipts = ResultReceipts()
@@ -131,6 +133,7 @@ class Daemon:
         return endpoint
 
     def serve(self) -> None:
+        _raise_open_files_limit()
         self._worker.start()
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
@@ -600,6 +603,18 @@ def max_frame_bytes(settings: Settings) -> int:
     """The largest frame a client may send: the largest allowed raster (RGBA float) plus
     room for the JSON frames. zmq disconnects a peer that sends more."""
     return settings.max_pixels * 16 + (1 << 20)
+
+
+def _raise_open_files_limit() -> None:
+    """Every shared-memory mapping holds a descriptor (bounded per client and in all, see
+    MappingCache): take what the system allows, so the bounds, not 1,024, decide."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, 1 << 16) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit
 
 
 def _with_id(message: Message, request_id: str) -> Message:
