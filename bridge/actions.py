@@ -98,6 +98,14 @@ def expand_canvas(host: HostDocument, client: Client, params: Mapping[str, Any],
     return _guarded(host, lambda: _expand(host, client, params, model))
 
 
+def remove_object(host: HostDocument, client: Client, params: Mapping[str, Any],
+                  model: str | None) -> ActionOutcome:
+    """The selected object gone: the selection filled with what surrounds it (LaMa, MAT, or
+    an inpaint model refining their fill; bridge/schema.py REMOVE), as a new layer above the
+    active layer. `model` None: the daemon's registered LaMa or MAT, else OpenCV's Telea."""
+    return _guarded(host, lambda: _diffuse(host, client, "remove", params, model, True))
+
+
 def preprocess_layer(host: HostDocument, client: Client, kind: str,
                      model: str | None = None) -> ActionOutcome:
     """The control image a preprocessor (canny, lineart, depth...) makes from the active layer,
@@ -183,7 +191,7 @@ def _other_layer(host: HostDocument, layer: str, rect: Rect | None, use: str) ->
         raise ActionError(f"This editor's sfumato plug-in cannot read other layers, so no "
                           f"layer can be the {use}; use \"auto\" controls. The image is "
                           "unchanged.")
-    raster = read(layer, rect, DIFFUSION_LAYOUTS)
+    raster: Raster | None = read(layer, rect, DIFFUSION_LAYOUTS)
     if raster is None:
         raise ActionError(f"There is no layer {layer!r} to use as the {use}. The image is "
                           "unchanged.")

@@ -19,6 +19,7 @@ from sfumato.bridge.schema import (
     GENERATE,
     INPAINT,
     REFINE,
+    REMOVE,
     TASKS,
     UPSCALE,
     Param,
@@ -44,11 +45,13 @@ CLI_LINES = {
     "upscale": ["upscale", "in.png"],
     "generate": ["generate", "-o", "out.png"],
     "expand": ["expand", "in.png", "-o", "out.png"],
+    "remove": ["remove", "in.png", "--mask", "m.png", "-o", "out.png"],
 }
 GIMP_PROCEDURE = {"inpaint": "plug-in-sfumato-inpaint", "refine": "plug-in-sfumato-refine",
                   "upscale": "plug-in-sfumato-upscale",
                   "preprocess": "plug-in-sfumato-preprocess",
-                  "generate": "plug-in-sfumato-generate", "expand": "plug-in-sfumato-expand"}
+                  "generate": "plug-in-sfumato-generate", "expand": "plug-in-sfumato-expand",
+                  "remove": "plug-in-sfumato-remove"}
 
 
 @pytest.mark.parametrize("task", sorted(CLI_LINES))
@@ -89,7 +92,8 @@ def test_gimp_arguments_start_at_the_contracts_values_within_its_ranges(task: st
 
 @pytest.mark.parametrize(("schema", "fields"), [(INPAINT, task_fields.GENERATE_FIELDS),
                                                 (REFINE, task_fields.GENERATE_FIELDS),
-                                                (UPSCALE, task_fields.UPSCALE_FIELDS)])
+                                                (UPSCALE, task_fields.UPSCALE_FIELDS),
+                                                (REMOVE, task_fields.REMOVE_FIELDS)])
 def test_krita_fields_start_at_the_contracts_values_within_its_ranges(
         schema: TaskSchema, fields: tuple[task_fields.Field, ...]) -> None:
     by_name = {f.name: f for f in fields}
@@ -97,7 +101,7 @@ def test_krita_fields_start_at_the_contracts_values_within_its_ranges(
     assert set(by_name) == shown  # every setting has a widget, none more
     for name in shown:
         param, field = schema.param(name), by_name[name]
-        if schema is INPAINT or schema is UPSCALE:  # the docker opens at inpaint's values
+        if schema in (INPAINT, UPSCALE, REMOVE):  # the docker opens at inpaint's values
             assert field.initial == param.initial
         if param.kind in (int, float):
             assert field.low <= (param.low if param.absent is None else param.absent)

@@ -20,6 +20,7 @@ from sfumato.bridge.schema import (
     INPAINT,
     PREPROCESS,
     REFINE,
+    REMOVE,
     UPSCALE,
     Param,
     TaskSchema,
@@ -70,6 +71,8 @@ SELECTION_ONLY_ARG = ("bool", "selection-only", "Selection _only",
                       False)
 OPERATION_ARG = ("str", "operation", "_Operation", "inpaint (repaint the selection) or refine "
                  "(rework the selection, or the whole layer, by strength)", "inpaint")
+REMOVE_MODEL_ARG = ("str", "model", "_Model", "LaMa, MAT or inpaint model id; empty: the "
+                    "registered LaMa or MAT, else OpenCV's Telea fill", "")
 PREPROCESS_MODEL_ARG = ("str", "model", "_Model", "Depth or pose model id for depth or pose; "
                         "empty: the registered one", "")
 
@@ -133,6 +136,12 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
         "_Expand canvas…", "Grow the canvas by the given pixels per side and paint the new "
         "border from the picture's edge, as a new layer over the active one", EXPAND,
         task_arguments(EXPAND) + [MODEL_ARG, ENDPOINT_ARG],
+    ),
+    # issue 17: object removal (LaMa, MAT, or an inpaint model over their fill)
+    "plug-in-sfumato-remove": (
+        "_Remove object…", "Remove what is selected: the area is filled with what surrounds "
+        "it, as a new layer", REMOVE,
+        task_arguments(REMOVE) + [REMOVE_MODEL_ARG, ENDPOINT_ARG],
     ),
     "plug-in-sfumato-upscale": (
         "_Upscale layer…", "Upscale the active layer (the image grows with it), or only the "

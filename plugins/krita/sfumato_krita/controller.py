@@ -24,7 +24,7 @@ from .task_fields import request_params, stored
 SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
-TASKS = ("inpaint", "refine", "paint", "generate", "expand", "upscale")
+TASKS = ("inpaint", "refine", "paint", "generate", "expand", "upscale", "remove")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Settings:
     # (inpaint); less refines
     generate_values: str = "{}"  # the task settings the artist changed (task_fields.py), JSON
     expand_values: str = "{}"  # the sides (and nothing else) the artist set, JSON
+    remover: str = ""  # remove's model: "" = the daemon's LaMa or MAT, else Telea
+    remove_values: str = "{}"
     upscaler: str = ""
     upscale_values: str = "{}"
     upscale_selection_only: bool = False
@@ -69,6 +71,9 @@ class Settings:
         values = {**stored(self.generate_values), **stored(self.expand_values)}
         params.update(request_params(EXPAND, values))
         return params
+
+    def remove_params(self) -> dict[str, Any]:
+        return request_params(schema.REMOVE, stored(self.remove_values))
 
     def upscale_params(self) -> dict[str, Any]:
         return request_params(UPSCALE, stored(self.upscale_values))
@@ -246,6 +251,9 @@ def _work(task: str, settings: Settings) -> Callable[[Any, Any], ActionOutcome]:
                                     **settings.guides())
         if task == "expand":
             return actions.expand_canvas(host, client, settings.expand_params(), model)
+        if task == "remove":
+            return actions.remove_object(host, client, settings.remove_params(),
+                                         settings.remover or None)
         action = actions.inpaint_selection if task == "inpaint" else actions.refine
         return action(host, client, settings.diffusion_params(task), model,
                       **settings.guides())

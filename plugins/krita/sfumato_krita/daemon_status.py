@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode, StatusReport
-from sfumato.bridge.schema import DIFFUSION_KINDS, UPSCALER_KINDS
+from sfumato.bridge.schema import DIFFUSION_KINDS, REMOVE_KINDS, UPSCALER_KINDS
 
 CONNECTED, BUSY, ERROR = "connected", "busy", "error"
 CHECKING = "checking"  # no answer yet (the first question is on its way)
@@ -20,22 +20,25 @@ class DaemonState:
     text: str
     diffusion_models: tuple[str, ...] = ()
     upscalers: tuple[str, ...] = ()
+    removers: tuple[str, ...] = ()  # LaMa, MAT and inpaint models (remove)
 
 
 def from_report(report: StatusReport) -> DaemonState:
     diffusion = _ids(report.models, DIFFUSION_KINDS)
     upscalers = _ids(report.models, UPSCALER_KINDS)
+    removers = _ids(report.models, REMOVE_KINDS)
     device = f" on {report.device}" if report.device else ""
     if report.running:
         task = report.running.get("task") or "a job"
         waiting = f", {len(report.queued)} waiting" if report.queued else ""
-        return DaemonState(BUSY, f"busy: running {task}{waiting}{device}", diffusion, upscalers)
+        return DaemonState(BUSY, f"busy: running {task}{waiting}{device}", diffusion,
+                           upscalers, removers)
     if not diffusion:
         return DaemonState(CONNECTED, f"connected{device}; no inpaint model yet: add one with "
-                           "`sfumato models add NAME PATH`", diffusion, upscalers)
+                           "`sfumato models add NAME PATH`", diffusion, upscalers, removers)
     count = len(diffusion)
     return DaemonState(CONNECTED, f"connected{device}, {count} model{'s' * (count != 1)}",
-                       diffusion, upscalers)
+                       diffusion, upscalers, removers)
 
 
 def from_error(code: str, message: str, endpoint: str) -> DaemonState:

@@ -32,7 +32,14 @@ from sfumato.bridge.guides import CONTROL_KINDS
 from .controller import Settings, shared_controller
 from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
 from .krita_host import layer_choices
-from .task_fields import EXPAND_FIELDS, GENERATE_FIELDS, UPSCALE_FIELDS, Field, stored
+from .task_fields import (
+    EXPAND_FIELDS,
+    GENERATE_FIELDS,
+    REMOVE_FIELDS,
+    UPSCALE_FIELDS,
+    Field,
+    stored,
+)
 
 DOCKER_ID = "sfumato_docker"
 DAEMON_DEFAULT = "(daemon's default)"
@@ -140,6 +147,7 @@ class SfumatoDocker(DockWidget):
 
         layout.addWidget(self._build_guides(root))
         layout.addWidget(self._build_expand(root))
+        layout.addWidget(self._build_remove(root))
         layout.addWidget(self._build_upscale(root))
 
         endpoint_row = QFormLayout()
@@ -226,6 +234,24 @@ class SfumatoDocker(DockWidget):
         form.addRow(self.expand)
         return box
 
+    def _build_remove(self, parent: QWidget) -> QWidget:
+        """Remove the selected object (issue 17): LaMa / MAT, or an inpaint model over
+        their fill; no prompt needed."""
+        box = _named(QGroupBox("Remove object", parent), "sfumato_remove_group")
+        form = QFormLayout(box)
+        self.remover = _named(QComboBox(box), "sfumato_remover")
+        self.remover.setToolTip("LaMa or MAT: one quick pass; an inpaint model refines their "
+                                "fill. Daemon's default: its LaMa or MAT, else OpenCV Telea")
+        self.remover.currentIndexChanged.connect(
+            lambda _: self._set(remover=self._combo_value(self.remover)))
+        form.addRow("Model", self.remover)
+        self.remove_fields = self._add_fields(box, form, REMOVE_FIELDS, "remove_values")
+        self.remove = _named(QPushButton("Remove", box), "sfumato_remove")
+        self.remove.setToolTip("The selection filled with what surrounds it, as a new layer")
+        self.remove.clicked.connect(lambda: self.controller.start("remove"))
+        form.addRow(self.remove)
+        return box
+
     def _build_upscale(self, parent: QWidget) -> QWidget:
         box = _named(QGroupBox("Upscale", parent), "sfumato_upscale_group")
         form = QFormLayout(box)
@@ -273,6 +299,7 @@ class SfumatoDocker(DockWidget):
         self.strength.setValue(round(s.strength * 100))
         for made, setting in ((self.generate_fields, s.generate_values),
                               (self.expand_fields, s.expand_values),
+                              (self.remove_fields, s.remove_values),
                               (self.upscale_fields, s.upscale_values)):
             values = stored(setting)
             for spec, widget in made.values():
@@ -281,6 +308,7 @@ class SfumatoDocker(DockWidget):
         self.endpoint.setText(s.endpoint)
         self._fill(self.model, (), s.model)
         self._fill(self.upscaler, (), s.upscaler)
+        self._fill(self.remover, (), s.remover)
         self.control_kind.setCurrentIndex(max(0, self.control_kind.findData(s.control_kind)))
         self.control_scale.setValue(s.control_scale)
         self.image_prompt_weight.setValue(s.image_prompt_weight)
@@ -298,6 +326,7 @@ class SfumatoDocker(DockWidget):
             if state.state in (CONNECTED, BUSY):  # keep the lists while the daemon is away
                 self._fill(self.model, state.diffusion_models, s.model)
                 self._fill(self.upscaler, state.upscalers, s.upscaler)
+                self._fill(self.remover, state.removers, s.remover)
         finally:
             self._building = False
 
@@ -305,6 +334,7 @@ class SfumatoDocker(DockWidget):
         self.generate.setEnabled(not busy)
         self.new_picture.setEnabled(not busy)
         self.expand.setEnabled(not busy)
+        self.remove.setEnabled(not busy)
         self.upscale.setEnabled(not busy)
         self.cancel.setEnabled(busy)
         if busy:

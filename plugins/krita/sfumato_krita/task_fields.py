@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sfumato.bridge.schema import EXPAND, EXPAND_SIDES, INPAINT, UPSCALE, Param, TaskSchema
+from sfumato.bridge.schema import (
+    EXPAND,
+    EXPAND_SIDES,
+    INPAINT,
+    REMOVE,
+    UPSCALE,
+    Param,
+    TaskSchema,
+)
 
 # Parameters with widgets of their own in the docker: the prompt boxes, and strength, whose
 # dial also picks the task (100 % inpaints, less refines).
@@ -58,6 +66,9 @@ UPSCALE_FIELDS = fields(UPSCALE)
 # expand's own: the sides; its other settings are the shared ones above (a field the artist
 # never touched is left out, so expand gets its own feather and context from the daemon)
 EXPAND_FIELDS = tuple(field(EXPAND.param(side)) for side in EXPAND_SIDES)
+# remove's own box (issue 17); its prompt stays the daemon's neutral one, the docker's
+# prompt box being what to paint
+REMOVE_FIELDS = fields(REMOVE, OWN_WIDGETS)
 
 
 def stored(text: str) -> dict[str, Any]:
