@@ -166,6 +166,29 @@ def test_sigterm_and_sfumato_cancel_stop_only_your_own_jobs(daemon: DaemonProces
     assert [line for _, line in job_lines(daemon, theirs.job_id)][0].endswith("result")
 
 
+def test_a_vanished_commands_job_runs_on_and_another_sfumato_can_cancel_it(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    """No goodbye (killed outright): the job is kept, as a crashed plug-in's is, and the log
+    says the client is gone once, not once per step."""
+    env = daemon.env()
+    big, _ = _inputs(daemon)
+    killed = start(env, "upscale", big, "--model", "slow", "--tile", "64", "-o",
+                   str(tmp_path / "a.png"))
+    job = wait_for(daemon, running_with_progress(killed.pid), "the job's progress")
+    killed.kill()
+    killed.wait(timeout=10)
+    later = wait_for(daemon, lambda r: r.running if r.running and r.running["step"] >
+                     job["step"] + 20 else None, "the job to run on")
+    assert later["job_id"] == job["job_id"]
+    done = sfumato(env, "cancel", job["job_id"])  # another process of the same user
+    assert done.returncode == 0, done.stderr
+    assert f"cancelled {job['job_id']}" in done.stdout
+    (_, line), = job_lines(daemon, job["job_id"])
+    assert line.endswith("cancelled")
+    log = (daemon.home / "logs" / "daemon.log").read_text()
+    assert log.count(f"sfumato upscale[{killed.pid}] unreachable") == 1
+
+
 def _picture(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
