@@ -136,7 +136,10 @@ class Client:
         name: str | None = None,
         client_id: str | None = None,
         curve: CurveKeys | None = None,
+        connect: Callable[[str, bytes], DaemonConnection] | None = None,
     ) -> None:
+        """`connect(endpoint, routing_id)` makes the socket; by default a ZeroMQ DEALER (an
+        in-process twin in tests, tests/support/in_process.py)."""
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout_s = timeout_s
         self.heartbeat_s = heartbeat_s
@@ -149,7 +152,8 @@ class Client:
         if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
             raise ClientError(ErrorCode.BAD_PARAMS,
                               "client_id must be 1 to 255 bytes and not start with a NUL")
-        self._transport = _dealer(self.endpoint, routing_id, curve)
+        self._transport = (connect(self.endpoint, routing_id) if connect is not None
+                           else _dealer(self.endpoint, routing_id, curve))
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self._inbox: dict[str, deque[Event]] = {}
