@@ -10,6 +10,7 @@ Sizes are input pixels unless named `*_out`; the blending runs in torch, on the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,27 +89,25 @@ def plan_least_work(
     few and as large as memory allows, since every cut adds context the model runs twice.
     Ties go to fewer tiles; when nothing fits, the finest grid (MIN_CORE cores)."""
     x, y, w, h = core if core is not None else (0, 0, width, height)
-    best: tuple[tuple[int, int], list[Span], list[Span]] | None = None
-    for rows in range(1, _most_tiles(h, overlap) + 1):
-        row_spans = _spans_for_count(height, rows, overlap, pad, y, y + h)
-        tall = max(span.hi - span.lo for span in row_spans)
+    rows_axis = _Axis(height, overlap, pad, y, y + h)
+    cols_axis = _Axis(width, overlap, pad, x, x + w)
+    best: tuple[tuple[int, int], int, int] | None = None
+    for rows in range(1, rows_axis.most + 1):
+        tall, row_total = rows_axis.windows(rows)
+        if best is not None and row_total * w >= best[0][0]:
+            break  # more rows only add context: nothing further can be smaller
         if tall > max_side or tall > max_window:
             continue
-        for cols in range(1, _most_tiles(w, overlap) + 1):
-            col_spans = _spans_for_count(width, cols, overlap, pad, x, x + w)
-            wide = max(span.hi - span.lo for span in col_spans)
-            if wide <= max_side and tall * wide <= max_window:
-                # more columns only add context: the first that fits is this row count's best
-                area = _covered(row_spans) * _covered(col_spans)
-                key = (area, rows * cols)
-                if best is None or key < best[0]:
-                    best = (key, row_spans, col_spans)
-                break
-    if best is None:
-        return _grid(_spans_for_count(height, _most_tiles(h, overlap), overlap, pad, y, y + h),
-                     _spans_for_count(width, _most_tiles(w, overlap), overlap, pad, x, x + w))
-    _, row_spans, col_spans = best
-    return _grid(row_spans, col_spans)
+        # the fewest columns that fit are this row count's best (more only add context)
+        cols = cols_axis.fewest(lambda wide, tall=tall: wide <= max_side
+                                and tall * wide <= max_window)
+        if cols is None:
+            continue
+        key = (row_total * cols_axis.windows(cols)[1], rows * cols)
+        if best is None or key < best[0]:
+            best = (key, rows, cols)
+    rows, cols = (best[1], best[2]) if best else (rows_axis.most, cols_axis.most)
+    return _grid(rows_axis.spans(rows), cols_axis.spans(cols))
 
 
 def work_ratio(tiles: list[Tile], core_pixels: int) -> float:
@@ -123,18 +122,47 @@ def _most_tiles(length: int, overlap: int) -> int:
     return max(1, math.ceil((length - overlap) / max(1, MIN_CORE - overlap)))
 
 
-def _spans_for_count(length: int, count: int, overlap: int, pad: int, start: int, end: int
-                     ) -> list[Span]:
-    """`count` evenly spaced cores over [start, end) (plan_axis with the tile size that
-    count needs)."""
-    if count == 1:
-        return plan_axis(length, end - start, overlap, pad, start, end)
-    tile = math.ceil((end - start + (count - 1) * overlap) / count)
-    return plan_axis(length, max(tile, overlap + 1), overlap, pad, start, end)
+class _Axis:
+    """One axis of a region cut into any number of even tiles, with each count's largest
+    window and total window length worked out once."""
 
+    def __init__(self, length: int, overlap: int, pad: int, start: int, end: int) -> None:
+        self.length, self.overlap, self.pad, self.start, self.end = (
+            length, overlap, pad, start, end)
+        self.most = _most_tiles(end - start, overlap)
+        self._windows: dict[int, tuple[int, int]] = {}
 
-def _covered(spans: list[Span]) -> int:
-    return sum(span.hi - span.lo for span in spans)
+    def spans(self, count: int) -> list[Span]:
+        """`count` evenly spaced cores over [start, end) (plan_axis with the tile size that
+        count needs)."""
+        if count == 1:
+            tile = self.end - self.start
+        else:
+            tile = math.ceil((self.end - self.start + (count - 1) * self.overlap) / count)
+        return plan_axis(self.length, max(tile, self.overlap + 1), self.overlap, self.pad,
+                         self.start, self.end)
+
+    def windows(self, count: int) -> tuple[int, int]:
+        """(largest window, all windows' total) along this axis for `count` tiles."""
+        if count not in self._windows:
+            spans = self.spans(count)
+            sizes = [span.hi - span.lo for span in spans]
+            self._windows[count] = (max(sizes), sum(sizes))
+        return self._windows[count]
+
+    def fewest(self, fits: Callable[[int], bool]) -> int | None:
+        """The fewest tiles whose largest window `fits`: a binary search, as windows shrink
+        when tiles are added (to a pixel of rounding)."""
+        low, high = 1, self.most
+        if not fits(self.windows(high)[0]):
+            return None
+        while low < high:
+            middle = (low + high) // 2
+            if fits(self.windows(middle)[0]):
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
 
 def _grid(rows: list[Span], cols: list[Span]) -> list[Tile]:

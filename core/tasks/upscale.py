@@ -25,8 +25,14 @@ from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import UPSCALE
 from sfumato.core.config import DEFAULT_UPSCALER
-from sfumato.core.device.memory import free_bytes, is_out_of_memory, upscaler_bytes_per_pixel
+from sfumato.core.device.memory import (
+    free_bytes,
+    is_out_of_memory,
+    reuse_freed_memory,
+    upscaler_bytes_per_pixel,
+)
 from sfumato.core.device.speed_options import speed_of, tiles_per_batch
+from sfumato.core.diffusion.tiled_refine import check_refinable, refine_upscaled
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.layer_progress import LayerHooks, PieceProgress, hookable
 from sfumato.core.models.upscaler_loader import input_memory_format, output_scale
@@ -57,13 +63,15 @@ MIN_TILE = 32
 # some kernels index with 32 bits: this bounds a tile's whole window, not just its core.
 MAX_WINDOW_ELEMENTS = 2**31 - 1
 OUTPUT_FEATURES = 64
-# The longest window side on the CPU, past which a pass gets slower per pixel (caches).
-CPU_MAX_WINDOW_SIDE = 1 << 30
+# The longest window side on the CPU: larger ones measured slower per pixel there (a 2048 px
+# layer through the compact net: 0.7 s in 700 px tiles, 1.0 s in 1042 px ones). A 1024 px
+# layer with its 10 px borders is still one window.
+CPU_MAX_WINDOW_SIDE = 1100
 # Real neighbouring pixels each tile sees beyond its core, measured with
-# bench/upscale_context.py on the test photo: the fewest that keep 2x2 tiles within 1/255
-# of a whole-image pass (Compact: 12 px gives 1/255 on 427 values, 16 px on 9; RRDBNet: see
-# the bench). Unknown architectures get a wide margin.
-CONTEXT = {"Compact": 16, "ESRGAN": 96}
+# bench/upscale_context.py on the test photo in 2x2 tiles: the fewest that keep tiled
+# output within 1/255 of a whole-image pass (RRDBNet: 48 px gives 3/255, 64 px 1/255;
+# Compact: 12 px 1/255 on 427 values, 16 px on 9). Unknown architectures get a wide margin.
+CONTEXT = {"ESRGAN": 64, "Compact": 16}
 DEFAULT_CONTEXT = 96
 MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.35}  # of free memory one window may take
 REPORT_S = 0.5  # the longest a running tile goes without a progress event (on the CPU)
@@ -74,6 +82,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     values = UPSCALE.read(ctx.params)  # the task contract: types, ranges, defaults
     raster = _input_raster(ctx)
     x, y, w, h = _region(values["region"], raster)
+    check_refinable(values, raster.layout)  # before any model runs
 
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=DEFAULT_UPSCALER)
     model = ctx.models.load(entry)
@@ -89,26 +98,32 @@ def run(ctx: TaskContext) -> TaskOutput:
     context = CONTEXT.get(str(model.architecture.id), DEFAULT_CONTEXT)
     x0, y0 = max(0, x - context), max(0, y - context)
     x1, y1 = min(raster.width, x + w + context), min(raster.height, y + h + context)
-    pixels = raster_to_array(raster)[y0:y1, x0:x1]
-    rgb, alpha = _to_model_space(pixels, raster.layout, model.device)
-    at_edge = (y0 == 0, y1 == raster.height, x0 == 0, x1 == raster.width)
+    # on the CPU the pass reuses the memory its layers free (page faults cost 2x there)
+    cpu = model.device.type == "cpu"
+    with reuse_freed_memory() if cpu else contextlib.nullcontext():
+        pixels = raster_to_array(raster)[y0:y1, x0:x1]
+        rgb, alpha = _to_model_space(pixels, raster.layout, model.device)
+        at_edge = (y0 == 0, y1 == raster.height, x0 == 0, x1 == raster.width)
 
-    # The first pass sees the region's real surroundings; later passes see only its output.
-    work = Work()
-    image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context, batch,
-                        work)
-    for _ in range(passes - 1):
-        whole = (0, 0, image.shape[2], image.shape[1])
-        image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context, batch, work)
-    image = _resize(image, out_h, out_w)
-    if alpha is not None:
-        alpha = _snap(_resize(alpha[:, y - y0 : y - y0 + h, x - x0 : x - x0 + w], out_h, out_w))
+        # The first pass sees the region's real surroundings; later passes see only its output.
+        work = Work()
+        image = _model_pass(ctx, model, rgb, (x - x0, y - y0, w, h), at_edge, tile, context, batch,
+                            work)
+        for _ in range(passes - 1):
+            whole = (0, 0, image.shape[2], image.shape[1])
+            image = _model_pass(ctx, model, image, whole, (True,) * 4, tile, context, batch, work)
+        image = _resize(image, out_h, out_w)
+        if alpha is not None:
+            alpha = _snap(_resize(alpha[:, y - y0 : y - y0 + h, x - x0 : x - x0 + w], out_h, out_w))
 
-    layout = raster.layout
-    result = array_to_raster(_from_model_space(image, alpha, layout), layout)
+        layout = raster.layout
+        result = array_to_raster(_from_model_space(image, alpha, layout), layout)
+    # diffusion super-resolution: the upscale reworked in tiles by an SD 1.5 / SDXL model
+    result, warnings = refine_upscaled(ctx, result, values)
     info: dict[str, Any] = {
         "scale": scale, "model": entry.name, "width": out_w, "height": out_h,
         "tiles": work.tiles, "work_ratio": round(work.window_pixels / (w * h), 3),
+        "warnings": warnings,
     }
     if ctx.params.get("region") is not None:
         info["offset"] = [round(x * scale), round(y * scale)]

@@ -214,6 +214,28 @@ def test_cancel_stops_between_tiles(tiny: Any) -> None:
         upscale.run(ctx)
 
 
+def test_cancel_stops_inside_a_tile(tiny: Any) -> None:
+    class Flag:
+        calls = 0
+
+        def is_set(self) -> bool:
+            self.calls += 1
+            return self.calls > 3  # checked before the tile, then between its layers
+
+    steps: list[tuple[int, int]] = []
+    ctx = TaskContext(
+        params={},
+        rasters=[_raster(_image(60, 60), Layout.RGBA8)],
+        model_id=None,
+        models=FakeModels(tiny),
+        progress=lambda step, total, stage: steps.append((step, total)),
+        cancel=CancelToken(Flag()),
+    )
+    with pytest.raises(JobCancelled):
+        upscale.run(ctx)
+    assert not any(step == total for step, total in steps)  # the one tile never finished
+
+
 @pytest.mark.parametrize(
     ("raster", "params", "code"),
     [
