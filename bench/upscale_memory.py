@@ -11,6 +11,9 @@ leaves out fixed costs.
         [--sides 128,256,384]
     .venv/bin/python bench/upscale_memory.py --speed [--sides 276,532] [--rounds 3]
         # time per pixel by window size, in alternating rounds (in this process)
+    .venv/bin/python bench/upscale_memory.py --malloc [--sides 1044] [--rounds 2]
+        # one pass with glibc's defaults against one with freed memory reused (what
+        # core/device/memory.py's reuse_freed_memory sets), fresh processes in turns
 """
 
 from __future__ import annotations
@@ -60,10 +63,19 @@ def main() -> None:
     parser.add_argument("--sides", default="128,256,384", help="window sides, px")
     parser.add_argument("--speed", action="store_true",
                         help="time per window pixel by size instead of memory")
+    parser.add_argument("--malloc", action="store_true",
+                        help="glibc defaults against freed memory reused, per pass")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     sides = [int(s) for s in args.sides.split(",")]
     print(f"load average {rounds.load_average()}")
+    if args.malloc:
+        with tempfile.TemporaryDirectory() as home:
+            for name in args.models.split(","):
+                _malloc(name, ensure_default_upscaler(Registry(Path(home)), name).path,
+                        sides[-1], args.rounds)
+        print(f"load average {rounds.load_average()}")
+        return
     if args.speed:
         with tempfile.TemporaryDirectory() as home:
             for name in args.models.split(","):
@@ -88,6 +100,47 @@ def main() -> None:
             slope = (fb["grown"] - fa["grown"]) / (b * b - a * a)
             print(f"{name}: {slope:.0f} bytes per window pixel (slope {a}²-{b}²)")
     print(f"load average {rounds.load_average()}")
+
+
+MALLOC_CHILD = textwrap.dedent(
+    """
+    import contextlib, json, resource, sys, time
+    import torch
+    from sfumato.core.device.memory import reuse_freed_memory
+    from sfumato.core.models.upscaler_loader import input_memory_format, load_upscaler
+    model = load_upscaler(__import__("pathlib").Path(sys.argv[1]))
+    side, reuse = int(sys.argv[2]), sys.argv[3] == "reuse"
+    def forward(n):
+        x = torch.rand(1, 3, n, n).contiguous(memory_format=input_memory_format(model))
+        with torch.inference_mode():
+            model(x)
+    with reuse_freed_memory() if reuse else contextlib.nullcontext():
+        forward(side)  # the first pass maps the heap in either case
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        forward(side)
+        seconds = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    print(json.dumps({"seconds": seconds, "faults": faults}))
+    """
+)
+
+
+def _malloc(name: str, path: str, side: int, count: int) -> None:
+    def run(mode: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", MALLOC_CHILD, path, str(side), mode],
+                              capture_output=True, text=True, check=True)
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    ratios = []
+    for index in range(count):
+        modes = ("default", "reuse") if index % 2 == 0 else ("reuse", "default")
+        figures = {mode: run(mode) for mode in modes}
+        ratios.append(figures["default"]["seconds"] / figures["reuse"]["seconds"])
+        print(f"{name} {side}² second pass: glibc defaults {figures['default']['seconds']:.1f} s"
+              f" ({figures['default']['faults']} page faults), freed memory reused "
+              f"{figures['reuse']['seconds']:.1f} s ({figures['reuse']['faults']})", flush=True)
+    print(f"{name}: defaults / reused time per round {rounds.spread(ratios)}")
 
 
 def _speed(name: str, path: Path, sides: list[int], count: int) -> None:
