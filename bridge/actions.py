@@ -218,12 +218,15 @@ def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
     layer = host.layer_bounds()
     canvas = _canvas(host, layer)
     # Only what the task reaches beside the growing sides goes over the wire: a wide canvas
-    # grown on the right sends a strip, not the whole picture.
+    # grown on the right sends a strip, not the whole picture. A side border runs the full
+    # length of the picture, so growing left or right needs every row (top or bottom: every
+    # column).
     reach = EXPAND.reach(given)
-    x0 = canvas.x if left or not right else max(canvas.x, canvas.right - reach)
-    x1 = canvas.right if right or not left else min(canvas.right, canvas.x + reach)
-    y0 = canvas.y if top or not bottom else max(canvas.y, canvas.bottom - reach)
-    y1 = canvas.bottom if bottom or not top else min(canvas.bottom, canvas.y + reach)
+    rows, columns = bool(left or right), bool(top or bottom)
+    x0 = canvas.x if left or columns else max(canvas.x, canvas.right - reach)
+    x1 = canvas.right if right or columns else min(canvas.right, canvas.x + reach)
+    y0 = canvas.y if top or rows else max(canvas.y, canvas.bottom - reach)
+    y1 = canvas.bottom if bottom or rows else min(canvas.bottom, canvas.y + reach)
     area = Rect.from_edges(x0, y0, x1, y1)
     host.progress(0.0, "sfumato expand: reading the picture")
     outcome = _run(host, client, "expand", given, [host.read_pixels(area, DIFFUSION_LAYOUTS)],

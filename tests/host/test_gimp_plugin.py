@@ -61,6 +61,16 @@ def _case(name: str, procedure: str, args: dict[str, Any], *, offset: tuple[int,
 GUIDE_LAYERS = {"lines": {"name": "lines", "file": "lines.png", "offset": [30, 20]},
                 "ref": {"name": "ref", "file": "ref.png", "offset": [0, 0]}}
 SEL = (90, 60, 12, 10)  # a rectangle inside the large layer, in image coordinates
+GEN = {"model": "tiny-gen", "prompt": "a red kite", "steps": 2, "seed": 7, "feather": 4}
+GROWN = {"left": 16, "right": 32, "bottom": 8}
+GENERATE_EXPAND_CASES = [
+    _case("generate_canvas", "generate", GEN, offset=(20, 12)),
+    _case("generate_selection", "generate", {**GEN, "variants": 2}, offset=(20, 12),
+          selection=SEL),
+    # the source reaches the canvas's right and bottom edges: its edge is the context
+    _case("expand", "expand", {**GEN, "model": "tiny", "context": 8, **GROWN},
+          offset=(64, 40)),
+]
 CASES = [
     _case("inpaint_offset", "inpaint", TINY, offset=(20, 12), selection=SEL),
     _case("inpaint_variants", "inpaint", {**TINY, "variants": 2}, offset=(20, 12),
@@ -92,6 +102,9 @@ CASES = [
     _case("image_prompt_needs_a_reference", "image-prompt", TINY, offset=(20, 12),
           selection=SEL),
     _case("preprocess_canny", "preprocess", {"kind": "canny"}, offset=(20, 12)),
+    # Generate and expand (issue 19): a new picture over the canvas or into the selection;
+    # the canvas grown as Image > Canvas Size does, the fill a layer over the source.
+    *GENERATE_EXPAND_CASES,
     # Upscales last: after one, this daemon's diffusion jobs failed ("torchvision.__spec__ is
     # None", the spandrel torchvision stand-in); that belongs to the daemon's own tests.
     _case("upscale_whole", "upscale", {"scale": 4.0}, offset=(10, 6), size="small"),
@@ -172,6 +185,7 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         build_tiny_image_encoder(guides / "image_encoder")
         for name, path in (
             ("tiny", tiny),
+            ("tiny-gen", build_tiny_model("sd15", tmp / "tiny-sd15")),
             ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
             ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
             ("ip-sd15", build_tiny_ip_adapter("sd15", guides / "ip-adapter_sd15.safetensors")),
@@ -462,3 +476,60 @@ def test_preprocess_adds_the_control_image_as_a_layer(gimp: Run) -> None:
     assert new["offsets"] == [20, 12] and new["size"] == list(LARGE_SOURCE)
     pixels = gimp.raw("preprocess_canny", "new_0", tuple(new["size"]), "u8")
     assert (pixels[..., 3] == 255).all() and set(np.unique(pixels[..., :3])) <= {0, 255}
+
+
+# --- generate and expand (issue 19) ----------------------------------------------------------
+
+
+def test_generate_without_a_selection_is_a_canvas_sized_layer(gimp: Run) -> None:
+    report = gimp.result("generate_canvas")
+    assert report["status"] == "success", report["message"]
+    (layer,) = _new_layers(report)
+    assert layer["name"] == "Generate: a red kite (seed 7)"
+    assert layer["offsets"] == [0, 0] and layer["size"] == list(LARGE_CANVAS)
+    assert layer["position"] == report["source_position"] - 1  # directly above the source
+    pixels = gimp.raw("generate_canvas", "new_0", LARGE_CANVAS, "u8")
+    assert (pixels[..., 3] == 255).all() and report["source_unchanged"]
+
+
+def test_generate_into_the_selection_one_layer_per_variant(gimp: Run) -> None:
+    report = gimp.result("generate_selection")
+    assert report["status"] == "success", report["message"]
+    layers = _new_layers(report)
+    assert [layer["name"] for layer in layers] == ["Generate: a red kite (seed 7)",
+                                                   "Generate: a red kite (seed 8)"]
+    sx, sy, sw, sh = SEL
+    for layer in layers:  # over the selection, reaching no further than the feather
+        (x, y), (w, h) = layer["offsets"], layer["size"]
+        assert x <= sx and y <= sy and x + w >= sx + sw and y + h >= sy + sh
+        assert x >= sx - 2 * GEN["feather"] - 8 and y >= sy - 2 * GEN["feather"] - 8
+    assert report["source_unchanged"] and report["selection_unchanged"]
+    _assert_outside_alpha_untouched(gimp, "generate_selection")
+
+
+def test_expand_grows_the_canvas_by_exactly_the_amounts_and_keeps_the_source(
+        gimp: Run) -> None:
+    report = gimp.result("expand")
+    assert report["status"] == "success", report["message"]
+    left, right, bottom = GROWN["left"], GROWN["right"], GROWN["bottom"]
+    (cw, ch), (lw, lh) = LARGE_CANVAS, LARGE_SOURCE
+    grown = (cw + left + right, ch + bottom)
+    assert report["image_size"] == list(grown)
+    by_name = {layer["name"]: layer for layer in report["layers"]}
+    # every layer moved with the canvas, none was resized (Image > Canvas Size)
+    assert by_name["source"]["offsets"] == [64 + left, 40]
+    assert by_name["source"]["size"] == [lw, lh]
+    assert by_name["Background"]["offsets"] == [left, 0]
+    source = np.asarray(Image.open(gimp.inputs / "source-large.png").convert("RGBA"))
+    assert np.array_equal(gimp.raw("expand", "source_after", (lw, lh), "u8"), source)
+    (fill,) = _new_layers(report)
+    assert fill["name"] == "Expand: a red kite (seed 7)"
+    assert fill["position"] == report["source_position"] - 1  # over the source
+    before = gimp.raw("expand", "composite_before", LARGE_CANVAS, "u8")
+    after = gimp.raw("expand", "composite_after", grown, "u8")
+    border = np.ones(after.shape[:2], bool)
+    border[:ch, left:left + cw] = False
+    assert (after[..., 3][border] == 255).all()  # every new pixel painted
+    seam = 2 * GEN["feather"]  # inside the old edges that grew, the fill blends
+    kept = after[:ch - seam, left + seam:left + cw - seam]
+    assert np.array_equal(kept, before[:ch - seam, seam:cw - seam])

@@ -46,8 +46,10 @@ def test_generate_into_the_selection_sends_its_box_and_places_each_variant() -> 
 @pytest.mark.parametrize(("sides", "sent"), [
     # right only: a strip as wide as expand reaches (feather 32 + context 128)
     ({"right": 64}, Rect(300 - 160, 0, 160, 200)),
-    ({"left": 10, "bottom": 20}, Rect(0, 200 - 160, 160, 160)),
-    ({"left": 10, "right": 10, "top": 5}, Rect(0, 0, 300, 160)),
+    ({"bottom": 20}, Rect(0, 200 - 160, 300, 160)),
+    ({"top": 20}, Rect(0, 0, 300, 160)),
+    # a side border runs along the whole picture
+    ({"left": 10, "bottom": 20}, Rect(0, 0, 300, 200)),
 ])
 def test_expand_sends_what_it_reaches_grows_the_canvas_and_places_the_fill(
         sides: dict[str, int], sent: Rect) -> None:
