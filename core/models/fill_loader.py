@@ -18,7 +18,6 @@ from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.registry import ModelKind
 from sfumato.core.models.torchvision_guard import prepare_spandrel_import
-from sfumato.core.models.weights import load_state_dict
 
 if TYPE_CHECKING:
     import spandrel
@@ -76,6 +75,8 @@ def load_fill_model(path: Path, device: str | None = None) -> spandrel.MaskedIma
             f"{path.name}: LaMa and MAT load from .safetensors only (a .pt/.pth/.ckpt is a "
             f"pickle or TorchScript file, which can run code); {SAFETENSORS_HINT}",
         )
+    from sfumato.core.models.weights import load_state_dict  # late: torch
+
     state = load_state_dict(path)
     model = load_fill_state(state, path.name)
     model.eval()
@@ -95,6 +96,9 @@ def load_fill_state(state: dict[str, torch.Tensor],
     if kind is None:
         raise SfumatoError(ErrorCode.WRONG_MODEL_KIND,
                            f"{name} is not a LaMa or MAT model; {SAFETENSORS_HINT}")
+    if kind == ModelKind.LAMA.value:  # a training checkpoint also holds its discriminator
+        state = {k: v for k, v in state.items()
+                 if k.startswith(("generator.model.", "model.model."))}
     try:
         model = spandrel.ModelLoader().load_from_state_dict(state)
     except spandrel.UnsupportedModelError:

@@ -64,7 +64,6 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
     if detect_upscaler(path):
         fmt = ModelFormat.SAFETENSORS if path.suffix.lower() == ".safetensors" else ModelFormat.PTH
         return ModelEntry(name, ModelKind.UPSCALER.value, str(path), fmt.value)
-    _refuse_pickled_fill(path)
     raise SfumatoError(ErrorCode.BAD_PARAMS,
                        f"{path.name} is not an upscaler spandrel knows; a diffusion checkpoint "
                        "needs --config pointing at a local diffusers config folder")
@@ -82,6 +81,7 @@ def _fill_model(name: str, path: Path) -> ModelEntry | None:
 
     refuse_unsafe_fill(path)
     if path.suffix.lower() != ".safetensors":
+        _refuse_pickled_fill(path)
         return None
     kind = fill_kind_of_keys(frozenset(tensor_shapes(path)))
     if kind is None:
@@ -95,8 +95,6 @@ def _refuse_pickled_fill(path: Path) -> None:
     from sfumato.core.models.fill_loader import SAFETENSORS_HINT, fill_kind_of_keys
     from sfumato.core.models.weights import load_state_dict
 
-    if path.suffix.lower() == ".safetensors":
-        return
     if fill_kind_of_keys(frozenset(load_state_dict(path))) is not None:
         raise SfumatoError(ErrorCode.UNSAFE_WEIGHTS,
                            f"{path.name} is a LaMa or MAT model in a pickle-based file; sfumato "

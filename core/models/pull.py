@@ -1,4 +1,5 @@
-"""`sfumato models pull ID`: fetch an official upscaler release, keep it as .safetensors.
+"""`sfumato models pull ID`: fetch an official upscaler release (or a LaMa / MAT fill for
+object removal), keep it as .safetensors.
 
 The .pth is read only through the weights-only loader and re-saved as plain tensors, so the
 store never holds a pickle. Needs network access; everything else in sfumato works offline.
@@ -23,14 +24,22 @@ KNOWN_MODELS: dict[str, str] = {
     "realesrgan-x4plus-anime": f"{_RELEASES}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
     "realesr-animevideov3": f"{_RELEASES}/v0.2.5.0/realesr-animevideov3.pth",
 }
+# object-removal fills, already .safetensors (the authors' own releases are a pickled training
+# checkpoint for LaMa and a pickle for MAT): checked to load before they are registered
+KNOWN_FILLS: dict[str, str] = {
+    "lama": "https://huggingface.co/smartywu/lama-big-safetensors/resolve/main/model.safetensors",
+    "mat": "https://huggingface.co/Acly/MAT/resolve/main/MAT_Places512_G_fp16.safetensors",
+}
 _TIMEOUT_S = 60
 
 
 def pull_model(model_id: str, registry: Registry) -> ModelEntry:
     """Download `model_id`'s official weights, check they load, register them."""
+    if model_id in KNOWN_FILLS:
+        return _pull_fill(model_id, KNOWN_FILLS[model_id], registry)
     url = KNOWN_MODELS.get(model_id)
     if url is None:
-        known = ", ".join(sorted(KNOWN_MODELS))
+        known = ", ".join(sorted({**KNOWN_MODELS, **KNOWN_FILLS}))
         raise SfumatoError(
             ErrorCode.UNKNOWN_MODEL,
             f"sfumato cannot pull {model_id!r}; it knows {known}. For other models download "
@@ -51,6 +60,23 @@ def pull_model(model_id: str, registry: Registry) -> ModelEntry:
         format=ModelFormat.SAFETENSORS.value,
         source=url,
     )
+    registry.add(entry)
+    return entry
+
+
+def _pull_fill(model_id: str, url: str, registry: Registry) -> ModelEntry:
+    """A LaMa or MAT .safetensors release: downloaded, loaded once to check it, registered."""
+    from sfumato.core.models.fill_loader import fill_kind, load_fill_model
+
+    registry.models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry.models_dir, prefix=".pull-") as scratch:
+        download = Path(scratch) / f"{model_id}.safetensors"
+        _download(url, download)
+        kind = fill_kind(load_fill_model(download))  # the architecture, loaded strictly
+        dest = registry.models_dir / download.name
+        os.replace(download, dest)
+    entry = ModelEntry(name=model_id, kind=kind, path=str(dest),
+                       format=ModelFormat.SAFETENSORS.value, source=url)
     registry.add(entry)
     return entry
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.checkpoint_header import tensor_shapes
 from sfumato.core.models.diffusion_loader import checkpoint_kind, detect_diffusion_kind
+from sfumato.core.models.fill_loader import fill_kind_of_keys
 from sfumato.core.models.guide_loader import single_file_controlnet
 from sfumato.core.models.registry import ModelFormat, ModelKind
 
@@ -31,6 +32,16 @@ _CONTROLNET_DIRS = (
     "extensions/sd-webui-controlnet/models",  # A1111's ControlNet extension
     "controlnet",
     "ControlNet",
+)
+# where object-removal fills (LaMa, MAT .safetensors) are kept: ComfyUI's inpaint nodes, and
+# IOPaint's torch hub cache (under ~/.cache, or the --model-dir it was given)
+_FILL_DIRS = (
+    "models/inpaint",  # ComfyUI (comfyui-inpaint-nodes)
+    "models/lama",
+    "torch/hub/checkpoints",  # IOPaint: ~/.cache or its --model-dir
+    "hub/checkpoints",  # the same, scanning ~/.cache/torch
+    "inpaint",
+    "lama",
 )
 _DIFFUSERS_DIRS = ("models/diffusers", "diffusers")
 _HF_DIRS = ("hub", "huggingface/hub")
@@ -72,6 +83,8 @@ def scan_model_sources(folder: Path) -> list[Candidate]:
             found += _checkpoints(folder / sub, "comfyui/a1111")
         for sub in _CONTROLNET_DIRS:
             found += _checkpoints(folder / sub, "comfyui/a1111")
+        for sub in _FILL_DIRS:
+            found += _checkpoints(folder / sub, "comfyui/iopaint")
     return _unique(found)
 
 
@@ -140,6 +153,9 @@ def _checkpoint(path: Path, source: str) -> list[Candidate]:
         shapes = tensor_shapes(path)
     except SfumatoError:
         return []  # damaged: loading would fail the same way, so it is not offered
+    fill = fill_kind_of_keys(frozenset(shapes))  # LaMa or MAT: loads on its own
+    if fill is not None:
+        return [Candidate(_slug(path.stem), path, fill, ModelFormat.SAFETENSORS.value, source)]
     kind = checkpoint_kind(shapes)
     if kind is None and single_file_controlnet(shapes) is not None:
         kind = ModelKind.CONTROLNET.value  # its config comes from the base model's UNet

@@ -1,0 +1,102 @@
+"""LaMa and MAT weights as an admin meets them: `models add` takes their .safetensors (detected
+by spandrel, loaded strictly), refuses TorchScript and pickled ones saying what to get, and
+`models scan` finds them where ComfyUI and IOPaint keep them. Full-size random networks in
+the published key layouts stand in for the real downloads (no hub here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.core.errors import SfumatoError
+from sfumato.core.models.fill_run import fill_size
+from sfumato.core.models.model_add import describe_model, register_sources
+from sfumato.core.models.registry import Registry
+
+from tests.tiny_fill import build_big_lama, build_tiny_lama
+
+pytestmark = pytest.mark.integration
+
+
+def test_big_lama_in_its_published_layout_loads_through_spandrel(tmp_path: Path) -> None:
+    from sfumato.core.models.fill_loader import fill_kind, load_fill_model
+
+    # loaded once (describe_model, what `models add` runs, loads the same way)
+    model = load_fill_model(build_big_lama(tmp_path / "big-lama.safetensors"))
+    assert fill_kind(model) == "lama" and model.input_channels == 3
+    blocks = [m for m in model.model.modules() if type(m).__name__ == "FFCResnetBlock"]
+    assert len(blocks) == 18  # Big-LaMa's depth: spandrel's own fixed loader took it
+    assert sum(p.numel() for p in model.model.parameters()) > 50_000_000
+
+
+def test_mat_loads_through_spandrel_extra_arches(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from sfumato.core.models.torchvision_guard import prepare_spandrel_import
+
+    prepare_spandrel_import()
+    from spandrel_extra_arches.architectures.MAT import MAT
+
+    torch.manual_seed(0)
+    state = MAT().state_dict()  # the generator's keys, as Places_512_FullData_G holds them
+    path = tmp_path / "MAT_Places512_G_fp16.safetensors"
+    save_file({k.removeprefix("model."): (v.half() if v.is_floating_point() else v).contiguous()
+               for k, v in state.items()}, str(path))
+    entry = describe_model("mat", path)
+    assert (entry.kind, entry.format) == ("mat", "safetensors")
+    assert fill_size("mat", 300, 200, None) == (512, 512)  # MAT works on its square
+
+
+def test_torchscript_and_pickled_fills_are_refused_saying_what_to_get(tmp_path: Path) -> None:
+    import torch
+
+    scripted = torch.jit.script(torch.nn.Conv2d(4, 3, 3))
+    torchscript = tmp_path / "big-lama.pt"
+    torch.jit.save(scripted, str(torchscript))
+    with pytest.raises(SfumatoError) as caught:
+        describe_model("lama", torchscript)
+    assert caught.value.code is ErrorCode.UNSAFE_WEIGHTS
+    assert "TorchScript" in caught.value.message
+    assert "big-lama.safetensors" in caught.value.message
+
+    tiny = build_tiny_lama(tmp_path / "tiny.safetensors")
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "lama.pth"
+    torch.save(load_file(str(tiny)), str(pickled))  # a plain state dict, torch's zip format
+    with pytest.raises(SfumatoError) as caught:
+        describe_model("lama", pickled)
+    assert caught.value.code is ErrorCode.UNSAFE_WEIGHTS
+    assert ".safetensors only" in caught.value.message
+
+
+def test_scan_finds_fills_where_comfyui_and_iopaint_keep_them(tmp_path: Path) -> None:
+    import torch
+
+    comfy = tmp_path / "ComfyUI" / "models"
+    build_tiny_lama(comfy / "inpaint" / "lama-fourier.safetensors", blocks=1)
+    iopaint = tmp_path / "cache"  # IOPaint's --model-dir (or ~/.cache)
+    build_tiny_lama(iopaint / "torch" / "hub" / "checkpoints" / "big-lama.safetensors")
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(4, 3, 3)),
+                   str(iopaint / "torch" / "hub" / "checkpoints" / "big-lama.pt"))
+    registry = Registry(tmp_path / "home")
+    found = register_sources(registry, comfy) + register_sources(registry, iopaint)
+    assert {(e.name, e.kind) for e in found} == {("lama-fourier", "lama"), ("big-lama", "lama")}
+    assert all(e.path.endswith(".safetensors") for e in registry.entries())  # not the .pt
+
+
+def test_pull_knows_the_fills() -> None:
+    from sfumato.core.models.pull import KNOWN_FILLS, pull_model
+
+    assert set(KNOWN_FILLS) == {"lama", "mat"}
+    assert all(url.endswith(".safetensors") for url in KNOWN_FILLS.values())
+    with pytest.raises(SfumatoError) as caught:
+        pull_model("no-such-model", Registry(Path("/nonexistent")))
+    assert "lama" in caught.value.message and "mat" in caught.value.message
+
+
+def test_lama_works_at_the_crops_size_up_to_its_area() -> None:
+    assert fill_size("lama", 300, 200, None) == (304, 200)  # own size, multiple of 8
+    width, height = fill_size("lama", 2000, 1000, None)
+    assert abs(width * height - 512 * 512) < 512 * 16 and width % 8 == 0 and height % 8 == 0
