@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -19,7 +18,7 @@ import zmq.utils.monitor
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 
-from tests.daemon_process import DaemonProcess, start_daemon
+from tests.daemon_process import DaemonProcess
 from tests.hostile_frames import HostileGenerator
 from tests.hostile_peer import HOSTILE_SHAPE, hostile_references, memory_file, reference
 from tests.tiny_upscaler import build_tiny_upscaler
@@ -28,16 +27,12 @@ pytestmark = pytest.mark.integration
 
 MESSAGES = 10_000
 TINY_FILES = 500
-MAX_PIXELS = 65_536  # a small raster bound keeps the frame bound (and the test) small
 CODES = {code.value for code in ErrorCode}
 
 
-@pytest.fixture(scope="module")
-def bounded_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(tmp_path_factory.mktemp("fuzz") / "home",
-                          f"max_pixels = {MAX_PIXELS}\n")
-    yield daemon
-    daemon.stop()
+@pytest.fixture
+def bounded_daemon(hostile_daemon: DaemonProcess) -> DaemonProcess:
+    return hostile_daemon  # max_pixels 65,536: a small raster bound keeps the frames small
 
 
 def _dealer(endpoint: str | None) -> zmq.Socket:

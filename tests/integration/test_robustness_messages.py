@@ -4,29 +4,22 @@ a real socket against a real daemon process, and the daemon answers the next pin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import DaemonProcess, start_daemon
+from tests.daemon_process import DaemonProcess
 from tests.hostile_peer import RawPeer, header
 
 pytestmark = pytest.mark.integration
 
-INJECT = Path(__file__).resolve().parents[1] / "inject"
 RASTER = {"width": 4, "height": 4, "layout": "rgba8", "stride": 0}
 PIXELS = bytes(64)
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path_factory.mktemp("messages") / "home",
-                           extra_env={"PYTHONPATH": os.pathsep.join(
-                               [str(INJECT), os.environ.get("PYTHONPATH", "")])})
-    yield process
-    process.stop()
+@pytest.fixture
+def daemon(hostile_daemon: DaemonProcess) -> DaemonProcess:
+    return hostile_daemon  # with the test-only fault injection (tests/inject)
 
 
 @pytest.fixture

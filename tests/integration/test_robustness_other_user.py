@@ -69,8 +69,9 @@ def other_user() -> Iterator[str]:
 
 
 def test_another_users_fifo_or_look_alike_memory_file_is_refused(
-    daemon: DaemonProcess, other_user: str
+    hostile_daemon: DaemonProcess, other_user: str
 ) -> None:
+    daemon = hostile_daemon
     out = subprocess.run(
         ["runuser", "-u", other_user, "--", SYSTEM_PYTHON, "-c", HOSTILE, daemon.endpoint,
          secrets.token_hex(16)],

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from sfumato.bridge.shared_pixels import open_reference
 
-from tests.daemon_process import DaemonProcess, start_daemon
+from tests.daemon_process import DaemonProcess
 from tests.hostile_peer import (
     HOSTILE_SHAPE,
     RawPeer,
@@ -25,16 +25,9 @@ from tests.hostile_peer import (
 
 pytestmark = pytest.mark.integration
 
-MAX_PIXELS = 65_536  # frames and messages up to 2 MiB of pixels
-REPLY_BYTES = 4 << 20  # unread replies a client may have before echoes are refused
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path_factory.mktemp("shm") / "home",
-                           f"max_pixels = {MAX_PIXELS}\nclient_reply_bytes = {REPLY_BYTES}\n")
-    yield process
-    process.stop()
+@pytest.fixture
+def daemon(hostile_daemon: DaemonProcess) -> DaemonProcess:
+    return hostile_daemon  # max_pixels 65,536; client_reply_bytes 4 MiB (conftest)
 
 
 @pytest.fixture

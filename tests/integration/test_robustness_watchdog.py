@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sfumato.bridge.protocol import ErrorCode, Failed, Result
 from sfumato.bridge.raster import Layout, Raster
+from sfumato.core.models.registry import ModelEntry, Registry
 
 from tests.daemon_process import DaemonProcess, start_daemon
 from tests.tiny_upscaler import build_tiny_upscaler
@@ -22,6 +23,8 @@ from tests.tiny_upscaler import build_tiny_upscaler
 pytestmark = pytest.mark.integration
 
 WATCHDOG_S = 2.0  # short, so the test is: the default is minutes
+STALL_S = 6.0  # above a first model load on a busy machine; the default is half an hour
+INJECT = Path(__file__).resolve().parents[1] / "inject"  # a 13 px wide image never returns
 SLOW = {"tile": 32}
 
 
@@ -40,10 +43,14 @@ def _await(what: str, check, within_s: float = 90.0):  # noqa: ANN001, ANN202 - 
     raise AssertionError(f"never happened: {what}")
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path / "home", f"worker_watchdog_s = {WATCHDOG_S}\n")
-    process.add_model("tiny", build_tiny_upscaler(tmp_path / "tiny-x2.safetensors"))
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    home = tmp_path_factory.mktemp("watchdog") / "home"
+    env = {"PYTHONPATH": os.pathsep.join([str(INJECT), os.environ.get("PYTHONPATH", "")])}
+    process = start_daemon(home, f"worker_watchdog_s = {WATCHDOG_S}\njob_stall_s = {STALL_S}\n",
+                           extra_env=env)
+    model = build_tiny_upscaler(home.parent / "tiny-x2.safetensors")
+    Registry(home).add(ModelEntry("tiny", "upscaler", str(model), "safetensors"))
     yield process
     for pid in _stopped:
         _resume(pid)
@@ -102,28 +109,17 @@ def test_a_job_whose_worker_hangs_twice_fails_and_others_go_on(daemon: DaemonPro
     assert daemon.process.poll() is None
 
 
-STALLS = Path(__file__).resolve().parents[1] / "inject"  # a 13 px wide image never returns
-
-
-@pytest.fixture
-def stalling_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    env = {"PYTHONPATH": os.pathsep.join([str(STALLS), os.environ.get("PYTHONPATH", "")])}
-    process = start_daemon(tmp_path / "home", "job_stall_s = 2\n", extra_env=env)
-    process.add_model("tiny", build_tiny_upscaler(tmp_path / "tiny-x2.safetensors"))
-    yield process
-    process.stop()
-
-
 def test_a_job_stuck_in_a_call_that_never_returns_fails_and_others_go_on(
-    stalling_daemon: DaemonProcess,
+    daemon: DaemonProcess,
 ) -> None:
     """The worker's heartbeat goes on (the process runs), but the job sends nothing."""
-    with stalling_daemon.client() as artist, stalling_daemon.client() as other:
-        job = artist.submit("upscale", {}, [_image(13, 8)], "tiny")
+    with daemon.client() as artist, daemon.client() as other:
+        restarts = other.status().worker["restarts"]
+        job = artist.submit("upscale", {}, [_image(13, 8)], "tiny")  # see tests/inject
         waiting = other.submit("upscale", {}, [_image(16, 16)], "tiny")
         terminal = [m for m, _ in artist.events(job)][-1]
         assert isinstance(terminal, Failed) and terminal.code == ErrorCode.WORKER_LOST.value
         assert "no progress" in terminal.message and "2 times" in terminal.message
         other_terminal, rasters = list(other.events(waiting))[-1]
         assert isinstance(other_terminal, Result) and rasters[0].width == 32
-        assert other.status().worker["restarts"] == 2
+        assert other.status().worker["restarts"] == restarts + 2
