@@ -170,3 +170,37 @@ def test_any_json_header_and_content_give_typed_errors_only(header, content) -> 
         codec.decode(frames)
     except ProtocolError as exc:
         assert isinstance(exc.code, ErrorCode)
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"9" * 5000,
+                                    b"-" + b"9" * 5000, b"9223372036854775808"])
+@pytest.mark.parametrize("where", ["header", "content", "params"])
+def test_numbers_no_field_can_hold_are_refused_with_the_requests_id(number: bytes,
+                                                                    where: str) -> None:
+    header = b'{"type":"submit","id":"q","rasters":[]' + (
+        b',"n":' + number if where == "header" else b"") + b"}"
+    content = {"header": b'{"task":"upscale"}', "content": b'{"task":"upscale","n":' + number
+               + b"}", "params": b'{"task":"upscale","params":{"a":[{"b":' + number + b"}]}}"}
+    with pytest.raises(ProtocolError) as info:
+        codec.decode([codec.PREFIX, header, content[where]])
+    assert info.value.code == ErrorCode.BAD_MESSAGE and info.value.request_id == "q"
+
+
+def test_the_largest_64_bit_integers_and_finite_floats_pass() -> None:
+    content = b'{"task":"upscale","params":{"a":9223372036854775807,"b":-9223372036854775808,' \
+        b'"c":1.7976931348623157e308,"d":-0.0}}'
+    message, _ = codec.decode([codec.PREFIX, b'{"type":"submit","id":"q"}', content])
+    assert isinstance(message, Submit)
+    assert message.params["a"] == 2**63 - 1 and message.params["b"] == -(2**63)
+
+
+@pytest.mark.parametrize("raster,size", [
+    ({"width": 4, "height": 2, "layout": "rgba8", "stride": 64}, 128),  # stride x height
+    ({"width": 4, "height": 2, "layout": "rgba8"}, 32),
+])
+def test_a_messages_raster_bytes_count_stride_times_height(raster: dict, size: int) -> None:
+    header = json.dumps({"type": "ping", "id": "q", "rasters": [raster]}).encode()
+    with pytest.raises(ProtocolError) as info:
+        codec.decode([codec.PREFIX, header, b"{}", bytes(size)], max_bytes=size - 1)
+    assert info.value.code == ErrorCode.IMAGE_TOO_LARGE and info.value.request_id == "q"
+    codec.decode([codec.PREFIX, header, b"{}", bytes(size)], max_bytes=size)
