@@ -36,7 +36,7 @@ class ImageInfo:
 
 def probe(path: Path, max_pixels: int | None = None) -> ImageInfo:
     """Read the header only; refuse an image larger than `max_pixels` before decoding it."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if not path.is_file():
         raise SfumatoError(ErrorCode.NOT_FOUND, f"{path} does not exist")
@@ -48,11 +48,23 @@ def probe(path: Path, max_pixels: int | None = None) -> ImageInfo:
             grey = image.mode in GREY_MODES
             alpha = "A" in image.getbands() or "transparency" in image.info
             icc = image.info.get("icc_profile")
-    except UnidentifiedImageError:
-        raise SfumatoError(ErrorCode.BAD_PARAMS, f"{path} is not an image this tool can read "
-                           "(PNG, TIFF, JPEG, WebP)") from None
+    except (OSError, SyntaxError, ValueError):  # e.g. a float RGB TIFF: only OpenCV reads it
+        return _probe_decoded(path, max_pixels)
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+    _check_size(path, width, height, max_pixels)
+    return ImageInfo(path, width, height, grey, alpha, colour_chunks(path, icc))
+
+
+def _probe_decoded(path: Path, max_pixels: int | None) -> ImageInfo:
+    array = _read(path)
+    height, width = array.shape[:2]
+    _check_size(path, width, height, max_pixels)
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return ImageInfo(path, width, height, channels == 1, channels in (2, 4))
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise SfumatoError(
             ErrorCode.IMAGE_TOO_LARGE,
@@ -60,7 +72,6 @@ def probe(path: Path, max_pixels: int | None = None) -> ImageInfo:
             f"most {max_pixels / 1e6:.0f} MP per image (max_pixels = {max_pixels} in "
             "SFUMATO_HOME/config.toml): scale it down first, or raise max_pixels",
         )
-    return ImageInfo(path, width, height, grey, alpha, colour_chunks(path, icc))
 
 
 def read_rgba(path: Path, max_pixels: int | None = None) -> Raster:
