@@ -30,7 +30,10 @@ class WorkerModels:
         if name is None:
             raise SfumatoError(
                 ErrorCode.BAD_PARAMS,
-                "this task needs a model: pass one by id (`sfumato models list` shows them)",
+                "this task needs a model and none was chosen: choose one (the plug-in's model "
+                "list, or --model ID from `sfumato models list`); with none registered, "
+                "`sfumato models scan FOLDER` registers a ComfyUI / A1111 / Hugging Face cache "
+                "folder's models and `sfumato models add NAME PATH` one folder or file",
             )
         found = self.registry.find(name)
         if found is None and name == self.settings.default_upscaler:
