@@ -49,6 +49,7 @@ class Param:
     shown: Scalar | None = None
     label: str = ""  # the GIMP / Krita label, with its mnemonic
     choices: tuple[str, ...] = ()  # the only values a str parameter may take
+    model_kinds: frozenset[str] = frozenset()  # a str naming a registry model of these kinds
 
     @property
     def flag(self) -> str:
@@ -197,6 +198,7 @@ INPAINT_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
 REFINE_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
 DIFFUSION_KINDS = INPAINT_KINDS | REFINE_KINDS
 UPSCALER_KINDS = frozenset({"upscaler"})
+REFINE_UPSCALE_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint"})
 PREPROCESSOR_KINDS = frozenset({"depth-estimator", "pose-estimator"})
 
 
@@ -242,6 +244,21 @@ UPSCALE = TaskSchema(
               1, 8192, absent=0, absent_label="auto", label="_Tile"),
         Param("batch", int, None, "tiles per forward pass; 0 or absent: the daemon's "
               "upscale_batch", 1, 64, absent=0, absent_label="auto", label="_Batch"),
+        # diffusion super-resolution: the upscale reworked in tiles by an SD 1.5 / SDXL model
+        Param("refine", str, "", "an SD 1.5 or SDXL model id: after the upscale, rework it "
+              "in overlapping tiles to add real detail; empty: no refine", label="_Refine with",
+              model_kinds=REFINE_UPSCALE_KINDS),
+        Param("refine_strength", float, 0.3, "how much the refine may change the upscale: "
+              "0 keeps it, above 0.5 invents", 0.0, 1.0, label="Refine s_trength"),
+        Param("refine_prompt", str, "", "what the picture shows, for the refine",
+              label="Refine _prompt"),
+        Param("refine_steps", int, 20, "denoising steps of the refine (strength x steps run)",
+              1, 150, label="Refine st_eps"),
+        Param("refine_tile", int, None, "refine tile side in output pixels; 0 or absent: the "
+              "model's native size", 64, 4096, absent=0, absent_label="native",
+              label="Refine t_ile"),
+        Param("refine_seed", int, None, "random seed of the refine; -1 or absent: a new one",
+              0, SEED_LIMIT - 1, absent=-1, absent_label="random", label="Refine s_eed"),
     ),
     UPSCALE_LAYOUTS, UPSCALER_KINDS, ("image",), structured=("region",))
 PREPROCESS = TaskSchema(

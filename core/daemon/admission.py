@@ -24,7 +24,7 @@ MASK_LAYOUTS = {Layout.GRAY8, Layout.GRAY16}
 def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
                  registry: Registry) -> None:
     spec = task_spec(message.task)
-    spec.schema.read(message.params)  # every parameter's type and range, before the queue
+    values = spec.schema.read(message.params)  # every parameter's type and range, at once
     required = [name for name in spec.inputs if not name.endswith("?")]
     if not len(required) <= len(rasters) <= len(spec.inputs) + spec.guide_rasters:
         names = ", ".join(n.rstrip("?") for n in spec.inputs)
@@ -40,6 +40,9 @@ def check_submit(message: Submit, rasters: list[Raster], settings: Settings,
         _check_model(message.model, spec.model_kinds, settings, registry)
     if spec.guide_rasters:
         _check_guides(message.params, registry)
+    for param in spec.schema.params:  # params that name another model (a refine model ...)
+        if param.model_kinds and values[param.name]:
+            require_kind(registry.get(values[param.name]), param.model_kinds)
 
 
 def _check_guides(params: dict, registry: Registry) -> None:

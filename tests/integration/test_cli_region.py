@@ -1,5 +1,6 @@
-"""`sfumato upscale --region X,Y,W,H`: only that rectangle is upscaled, seen in its
-surroundings, as the plug-ins' selection-only upscale does."""
+"""`sfumato upscale` beyond the plain upscale: `--region X,Y,W,H` (only that rectangle,
+seen in its surroundings, as the plug-ins' selection-only upscale does) and `--refine MODEL`
+(diffusion super-resolution), on one daemon."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.daemon_process import DaemonProcess
+from tests.tiny_models import build_tiny_model
 from tests.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
@@ -24,10 +26,12 @@ def _sfumato(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, timeout=300)
 
 
-def test_a_region_upscales_like_the_same_part_of_the_whole_image(daemon: DaemonProcess,
-                                                                 tmp_path: Path) -> None:
+def test_a_region_and_a_refine_from_the_command_line(daemon: DaemonProcess,
+                                                    tmp_path: Path) -> None:
     model = build_tiny_upscaler(tmp_path / "tiny.safetensors")  # a 2x network
     assert _sfumato(daemon, "models", "add", "tiny", str(model)).returncode == 0
+    sd15 = build_tiny_model("sd15", tmp_path / "sd15")
+    assert _sfumato(daemon, "models", "add", "tiny-sd15", str(sd15)).returncode == 0
     source = tmp_path / "in.png"
     Image.open(DATA / "photo.png").crop((0, 0, 96, 72)).save(source)
     whole = _sfumato(daemon, "upscale", str(source), "--model", "tiny", "-o",
@@ -42,6 +46,17 @@ def test_a_region_upscales_like_the_same_part_of_the_whole_image(daemon: DaemonP
     assert region.shape == (32, 48, 3)  # 24x16 at 2x
     # the region saw its real neighbours: it is the whole image's upscale, cut out
     assert np.abs(region - everything[40:72, 60:108]).max() <= 1
+
+    refined = _sfumato(daemon, "upscale", str(source), "--model", "tiny", "--refine",
+                       "tiny-sd15", "--refine-steps", "2", "--refine-tile", "64",
+                       "--refine-seed", "3", "-o", str(tmp_path / "refined.png"))
+    assert refined.returncode == 0, refined.stderr
+    reworked = np.asarray(Image.open(tmp_path / "refined.png").convert("RGB")).astype(int)
+    assert reworked.shape == everything.shape and not np.array_equal(reworked, everything)
+    # an upscaler is no refine model: refused at once, naming the kinds that work
+    wrong = _sfumato(daemon, "upscale", str(source), "--model", "tiny", "--refine", "tiny",
+                     "-o", str(tmp_path / "x.png"))
+    assert wrong.returncode == 1 and "sd15" in wrong.stderr and "sdxl" in wrong.stderr
 
 
 @pytest.mark.parametrize(("region", "words"), [

@@ -116,6 +116,14 @@ def test_krita_fields_start_at_the_contracts_values_within_its_ranges(
     schema.read({**sent, "strength": 0.5} if schema is REFINE else sent)  # all acceptable
 
 
+def test_every_krita_widget_has_a_name_of_its_own() -> None:
+    # tests and stylesheets find the docker's widgets by objectName: two fields of one name
+    # would make a setting unreachable
+    names = [f.object_name for f in task_fields.GENERATE_FIELDS + task_fields.UPSCALE_FIELDS]
+    names += [f"sfumato_{name}" for name in task_fields.OWN_WIDGETS]
+    assert len(names) == len(set(names))
+
+
 @pytest.mark.parametrize("schema", [INPAINT, REFINE])
 def test_the_diffusion_tasks_run_with_the_contracts_defaults(schema: TaskSchema) -> None:
     params = read_params({"strength": 0.3} if schema is REFINE else {}, schema)

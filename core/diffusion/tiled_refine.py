@@ -1,0 +1,169 @@
+"""Diffusion super-resolution: rework an upscaled picture with an SD 1.5 / SDXL model at a low
+strength, in overlapping tiles of the model's native size, blended so no seam shows.
+
+Each tile goes through the same repaint as `refine` (the whole tile selected, its alpha
+kept), guided by a tile ControlNet when one of the model's family is registered. Tiles are
+cross-faded over their overlap with weights that fall linearly to zero at a tile's inner
+edges, so along a seam the result is a convex blend of the two tiles: never further from a
+single pass than the tiles themselves are.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sfumato.bridge.geometry import Rect
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.schema import DIFFUSION_LAYOUTS, REFINE_UPSCALE_KINDS, SEED_LIMIT
+from sfumato.core.diffusion.conditioning import LoadedGuides, load_guides
+from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides
+from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, geometry
+from sfumato.core.diffusion.repaint import Prompting, repaint
+from sfumato.core.errors import SfumatoError
+from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+from sfumato.core.task_api import CancelToken, ModelProvider, TaskContext
+
+OVERLAP_SHARE = 8  # tiles overlap by 1/8 of their side
+TILE_CONTROL_SCALE = 0.6
+REFINABLE = DIFFUSION_LAYOUTS
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    prompt: str
+    strength: float
+    steps: int
+    seed: int
+    tile: int | None  # a tile's side in output pixels; None: the model's native side
+
+
+def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[Rect]:
+    """Tiles of `tile` px (the image's side where it is smaller) covering the image, the
+    fewest that overlap by at least `overlap`, spread evenly."""
+    return [Rect(x, y, min(tile, width), min(tile, height))
+            for y in _starts(height, tile, overlap) for x in _starts(width, tile, overlap)]
+
+
+def blend_weights(tiles: list[Rect]) -> list[np.ndarray]:
+    """Each tile's (h, w, 1) cross-fade weights: 1 inside, falling linearly towards 0 across
+    the whole band it shares with each neighbour (an image border keeps full weight), so the
+    weights of overlapping tiles trade off smoothly and a seam becomes a gentle ramp."""
+    xs, ys = sorted({t.x for t in tiles}), sorted({t.y for t in tiles})
+    return [(_ramp(ys, t.y, t.height)[:, None] * _ramp(xs, t.x, t.width)[None, :])[..., None]
+            for t in tiles]
+
+
+def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
+                 guides: LoadedGuides | None, progress: Callable[[int, int, str], None],
+                 cancel: CancelToken) -> np.ndarray:
+    """`image` ((H, W, 4) uint8 or uint16, straight alpha) reworked tile by tile; same size,
+    dtype and alpha."""
+    if settings.strength <= 0.0:
+        return image  # strength 0 keeps the upscale exactly
+    height, width = image.shape[:2]
+    model = geometry(pipe)
+    side = settings.tile or int(math.isqrt(model.native_pixels))
+    side = max(model.multiple, side // model.multiple * model.multiple)
+    overlap = max(model.multiple, side // OVERLAP_SHARE)
+    tiles = plan_tiles(width, height, side, overlap)
+    per_tile = expected_steps(settings.steps, settings.strength)
+    prompting = Prompting(settings.prompt, "", settings.steps, None, settings.strength)
+    total = np.zeros((height, width, 3), np.float64)
+    weights = np.zeros((height, width, 1), np.float64)
+    for index, (rect, weight) in enumerate(zip(tiles, blend_weights(tiles), strict=True)):
+        def report(step: int, _: int, stage: str, index: int = index) -> None:
+            progress(index * per_tile + step, len(tiles) * per_tile,
+                     f"refine tile {index + 1}/{len(tiles)}")
+
+        crop = np.ascontiguousarray(image[rect.slices])
+        (layer,) = repaint(
+            pipe, crop, np.ones(crop.shape[:2], np.float32), (settings.seed + index,),
+            prompting, _tile_geometry(rect, model), keep_alpha=True, progress=report,
+            preview=None, cancel=cancel,
+            guidance=None if guides is None else guides.over(rect, (height, width)),
+            match_colour=False,
+        )
+        total[rect.slices] += layer[..., :3].astype(np.float64) * weight
+        weights[rect.slices] += weight
+    limit = np.iinfo(image.dtype).max
+    rgb = np.rint(np.clip(total / np.maximum(weights, 1e-12), 0, limit)).astype(image.dtype)
+    return np.concatenate([rgb, image[..., 3:4]], axis=2)
+
+
+def tile_guides(models: ModelProvider, pipe: Any) -> tuple[LoadedGuides | None, list[str]]:
+    """A tile ControlNet of the model's family when one is registered (it keeps the refine
+    on the upscale's shapes), else none, with a warning saying what it would add."""
+    registered = [e for e in models.candidates(frozenset({"controlnet"})) if "tile" in e.name]
+    if not registered:
+        return None, []
+    request = Guides(controls=(ControlRequest("tile", None, None, TILE_CONTROL_SCALE, 0.0,
+                                              1.0),))
+    try:
+        return load_guides(models, pipe, request), []
+    except SfumatoError as exc:  # e.g. only an SDXL tile ControlNet beside an SD 1.5 model
+        return None, [f"the refine ran without a tile ControlNet: {exc.message}"]
+
+
+def _tile_geometry(rect: Rect, model: Geometry) -> Geometry:
+    # the tile itself is the working size: no resize on the way in or out
+    return Geometry(native_pixels=rect.width * rect.height, multiple=model.multiple)
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def _ramp(starts: list[int], start: int, length: int) -> np.ndarray:
+    """Weights along one axis for the tile at `start` among tiles at `starts` (all `length`
+    long but the last, which may be cut by the image): linear over each shared band."""
+    ramp = np.ones(length, np.float64)
+    index = starts.index(start)
+    if index > 0:
+        band = starts[index - 1] + length - start  # shared with the previous tile
+        ramp[:band] = np.minimum(ramp[:band], (np.arange(band) + 0.5) / band)
+    if index < len(starts) - 1:
+        band = start + length - starts[index + 1]  # shared with the next tile
+        ramp[length - band:] = np.minimum(ramp[length - band:],
+                                          ((np.arange(band) + 0.5) / band)[::-1])
+    return ramp
+
+
+# --- as the upscale task uses it ---------------------------------------------------------
+
+
+def check_refinable(values: dict[str, Any], layout: Layout) -> None:
+    """Before any model runs: the refine works on what the diffusion models read."""
+    if values["refine"] and values["refine_strength"] > 0 and layout not in REFINABLE:
+        raise SfumatoError(
+            ErrorCode.UNSUPPORTED_LAYOUT,
+            f"the diffusion refine works on 8- and 16-bit RGBA layers, not {layout.value}; "
+            "switch the image to 8- or 16-bit integer RGB, or upscale without --refine",
+        )
+
+
+def refine_upscaled(ctx: TaskContext, raster: Raster, values: dict[str, Any],
+                    ) -> tuple[Raster, list[str]]:
+    """The upscale `raster` reworked by the `refine` model named in `values` (the task
+    contract's upscale params), and what the artist should know about it."""
+    if not values["refine"] or values["refine_strength"] <= 0:
+        return raster, []
+    entry = ctx.models.entry(values["refine"], REFINE_UPSCALE_KINDS, default=None)
+    pipe = ctx.models.load_pipeline(entry, "refine")
+    guides, warnings = tile_guides(ctx.models, pipe)
+    seed = values["refine_seed"]
+    seed = secrets.randbelow(SEED_LIMIT) if seed is None else seed
+    settings = RefineSettings(values["refine_prompt"].strip(), values["refine_strength"],
+                              values["refine_steps"], seed, values["refine_tile"])
+    image = refine_tiled(pipe, raster_to_array(raster), settings, guides=guides,
+                         progress=ctx.progress, cancel=ctx.cancel)
+    return array_to_raster(image, raster.layout), warnings
