@@ -20,6 +20,7 @@ from . import codec
 from .codec import ProtocolError
 from .endpoints import CurveKeys, KeyFileError, key_from_env, resolve_endpoint
 from .errors import SfumatoError
+from .private_ipc import check_private_ipc
 from .protocol import (
     TERMINAL_TYPES,
     Accepted,
@@ -69,6 +70,10 @@ def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> Daemon
         keys = curve if curve is not None else curve_from_env()
     except KeyFileError as exc:
         raise ClientError(ErrorCode.AUTH_FAILED, str(exc)) from None
+    try:  # an ipc socket another user could have put there gets no pixels
+        check_private_ipc(endpoint)
+    except SfumatoError as exc:
+        raise ClientError(exc.code, exc.message) from None
     return DealerTransport(endpoint, routing_id=routing_id, curve=keys)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import zmq
 from sfumato.bridge import codec
 from sfumato.bridge.codec import ProtocolError
+from sfumato.bridge.private_ipc import check_private_ipc, make_private
 from sfumato.bridge.protocol import (
     TERMINAL_TYPES,
     Accepted,
@@ -122,12 +123,14 @@ class Daemon:
         sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes(self.settings))
         sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         self._auth.secure(self._context, sock)  # CURVE when bound beyond loopback, or refuse
+        check_private_ipc(self.settings.endpoint)  # no abstract @name, no folder others write
         if self.settings.endpoint.endswith(":0"):
             port = sock.bind_to_random_port(self.settings.endpoint.rsplit(":", 1)[0])
             endpoint = f"{self.settings.endpoint.rsplit(':', 1)[0]}:{port}"
         else:
             sock.bind(self.settings.endpoint)
             endpoint = self.settings.endpoint
+            make_private(endpoint)  # an ipc socket file: only this user may connect
         self._socket = sock
         self.endpoint = endpoint
         return endpoint
