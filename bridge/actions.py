@@ -113,11 +113,11 @@ def preprocess_layer(host: HostDocument, client: Client, kind: str,
     return _guarded(host, lambda: _preprocess(host, client, kind, model))
 
 
-def upscale_layer(host: HostDocument, client: Client, scale: float | None, model: str | None,
-                  selection_only: bool, tile: int = 0) -> ActionOutcome:
+def upscale_layer(host: HostDocument, client: Client, params: Mapping[str, Any],
+                  model: str | None, selection_only: bool) -> ActionOutcome:
     """Upscale the active layer, growing the image with it; or only the selection (see the
-    module note). `scale` None or 0 means the model's own factor."""
-    return _guarded(host, lambda: _upscale(host, client, scale, model, selection_only, tile))
+    module note). `params`: the upscale contract's (scale 0 or absent: the model's own)."""
+    return _guarded(host, lambda: _upscale(host, client, params, model, selection_only))
 
 
 # --- the work -----------------------------------------------------------------------------
@@ -255,15 +255,12 @@ def _preprocess(host: HostDocument, client: Client, kind: str,
     return ActionOutcome(True, "", (name,))
 
 
-def _upscale(host: HostDocument, client: Client, scale: float | None, model: str | None,
-             selection_only: bool, tile: int) -> ActionOutcome:
+def _upscale(host: HostDocument, client: Client, given: Mapping[str, Any], model: str | None,
+             selection_only: bool) -> ActionOutcome:
     client.ping(timeout_s=PING_TIMEOUT_S)
     layer = host.layer_bounds()
     whole = _whole(layer)
-    params: dict[str, Any] = {}
-    for key, value in (("tile", tile), ("scale", scale)):
-        if not UPSCALE.param(key).means_absent(value):
-            params[key] = value
+    params = _given(UPSCALE, given)
     if selection_only:
         return _upscale_selection(host, client, params, model, layer)
     outcome = _run(host, client, "upscale", params, [host.read_pixels(whole, UPSCALE_LAYOUTS)],

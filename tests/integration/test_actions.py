@@ -39,7 +39,7 @@ def test_upscale_layer_and_selection_through_the_daemon(tiny_daemon: DaemonProce
     image = _image(60, 40)
     whole = FakeHost((60, 40), offset=(7, 5), image=image)
     with Client(tiny_daemon.endpoint, timeout_s=30) as client:
-        outcome = actions.upscale_layer(whole, client, None, "tiny", selection_only=False)
+        outcome = actions.upscale_layer(whole, client, {}, "tiny", selection_only=False)
         assert outcome.ok, outcome.message
         ((layer, x, y, name),) = whole.layers
         assert (layer.width, layer.height, layer.layout) == (120, 80, Layout.RGBA8)
@@ -47,7 +47,7 @@ def test_upscale_layer_and_selection_through_the_daemon(tiny_daemon: DaemonProce
         assert ("scale_image", 2.0) in whole.log
 
         part = FakeHost((60, 40), offset=(7, 5), selection=Rect(20, 10, 16, 12), image=image)
-        outcome = actions.upscale_layer(part, client, None, "tiny", selection_only=True)
+        outcome = actions.upscale_layer(part, client, {}, "tiny", selection_only=True)
         assert outcome.ok, outcome.message
     ((region, x, y, _),) = part.layers
     assert (region.width, region.height, x, y) == (32, 24, 27, 15)
@@ -72,7 +72,7 @@ def test_cancel_from_the_host_changes_nothing(tiny_daemon: DaemonProcess) -> Non
     host = FakeHost((512, 384), image=_image(512, 384))
     host.cancel = True  # the artist pressed Cancel as soon as the job started
     with Client(tiny_daemon.endpoint, timeout_s=30) as client:
-        outcome = actions.upscale_layer(host, client, None, "tiny", selection_only=False,
-                                        tile=32)
+        outcome = actions.upscale_layer(host, client, {"tile": 32}, "tiny",
+                                        selection_only=False)
     assert not outcome.ok and "cancelled" in outcome.message
     assert host.layers == [] and not any(entry[0] == "undo_start" for entry in host.log)

@@ -177,7 +177,7 @@ def test_a_huge_canvas_costs_only_crop_sized_reads(action: str) -> None:
     host = FakeHost((16384, 16384), offset=(-100, 50), selection=selection)
     client = FakeClient(host, rasters=[pixels(256, 256)], info={"offset": [0, 0], "scale": 1.0})
     if action == "upscale":
-        outcome = actions.upscale_layer(host, client, 1.0, "m", selection_only=True)
+        outcome = actions.upscale_layer(host, client, {"scale": 1.0}, "m", selection_only=True)
         margin = actions.UPSCALE_CONTEXT
     else:
         run = actions.inpaint_selection if action == "inpaint" else actions.refine
@@ -272,7 +272,7 @@ def test_upscale_whole_layer_scales_the_image_then_adds_the_layer() -> None:
     host = FakeHost((40, 28), offset=(10, 6))
     client = FakeClient(host, rasters=[pixels(80, 56)],
                         info={"scale": 2.0, "model": "realesrgan-x4plus"})
-    outcome = actions.upscale_layer(host, client, 2.0, None, selection_only=False)
+    outcome = actions.upscale_layer(host, client, {"scale": 2.0}, None, selection_only=False)
     name = "sfumato upscale x2 realesrgan-x4plus"
     assert outcome == actions.ActionOutcome(True, "", (name,))
     request = client.requests[0]
@@ -285,7 +285,7 @@ def test_upscale_whole_layer_scales_the_image_then_adds_the_layer() -> None:
 def test_upscale_model_scale_is_used_when_none_is_asked() -> None:
     host = FakeHost((40, 28))
     client = FakeClient(host, rasters=[pixels(160, 112)], info={"scale": 4})
-    actions.upscale_layer(host, client, None, "m", selection_only=False)
+    actions.upscale_layer(host, client, {}, "m", selection_only=False)
     assert "scale" not in client.requests[0]["params"]
     assert ("scale_image", 4.0) in host.log
 
@@ -293,7 +293,8 @@ def test_upscale_model_scale_is_used_when_none_is_asked() -> None:
 def test_upscale_selection_only_sends_context_and_region() -> None:
     host = FakeHost((400, 300), offset=(10, 6), selection=Rect(150, 100, 16, 12))
     client = FakeClient(host, rasters=[pixels(64, 48)], info={"scale": 4.0, "model": "m"})
-    outcome = actions.upscale_layer(host, client, 4.0, "m", selection_only=True, tile=128)
+    outcome = actions.upscale_layer(host, client, {"scale": 4.0, "tile": 128}, "m",
+                                    selection_only=True)
     assert outcome.ok
     request = client.requests[0]
     context = actions.UPSCALE_CONTEXT
@@ -309,7 +310,7 @@ def test_upscale_selection_only_sends_context_and_region() -> None:
 def test_upscale_selection_only_refuses_a_wrong_sized_answer() -> None:
     host = FakeHost((100, 100), selection=Rect(10, 10, 16, 12))
     client = FakeClient(host, rasters=[pixels(200, 200)], info={"scale": 4.0})
-    outcome = actions.upscale_layer(host, client, 4.0, None, selection_only=True)
+    outcome = actions.upscale_layer(host, client, {"scale": 4.0}, None, selection_only=True)
     assert not outcome.ok and "200x200" in outcome.message
     assert _changes(host) == []
 
@@ -317,6 +318,6 @@ def test_upscale_selection_only_refuses_a_wrong_sized_answer() -> None:
 def test_upscale_selection_only_needs_a_selection() -> None:
     host = FakeHost((100, 100))
     client = FakeClient(host, rasters=[pixels(8, 8)])
-    outcome = actions.upscale_layer(host, client, 4.0, None, selection_only=True)
+    outcome = actions.upscale_layer(host, client, {"scale": 4.0}, None, selection_only=True)
     assert not outcome.ok and "Nothing is selected" in outcome.message
     assert client.requests == []

@@ -57,10 +57,8 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
 
     model = config.get_property("model") or None
     if name == "plug-in-sfumato-upscale":
-        params = _params(name, config)
-        return actions.upscale_layer(host, client, params.get("scale"), model,
-                                     config.get_property("selection-only"),
-                                     params.get("tile", 0))
+        return actions.upscale_layer(host, client, _params(name, config), model,
+                                     config.get_property("selection-only"))
     if name == "plug-in-sfumato-preprocess":
         return actions.preprocess_layer(host, client, config.get_property("kind"), model)
     if name in ("plug-in-sfumato-control", "plug-in-sfumato-image-prompt"):

@@ -242,10 +242,9 @@ def _work(task: str, settings: Settings) -> Callable[[Any, Any], ActionOutcome]:
 
     def work(host: Any, client: Any) -> ActionOutcome:
         if task == "upscale":
-            params = settings.upscale_params()
-            return actions.upscale_layer(host, client, params.get("scale"),
+            return actions.upscale_layer(host, client, settings.upscale_params(),
                                          settings.upscaler or None,
-                                         settings.upscale_selection_only, params.get("tile", 0))
+                                         settings.upscale_selection_only)
         if task == "generate":
             return actions.generate(host, client, settings.diffusion_params(task), model,
                                     **settings.guides())
