@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sfumato.bridge.schema import (
@@ -39,10 +39,11 @@ class Field:
     initial: Any
     choices: tuple[str, ...] = ()
     absent_text: str = ""  # what the spin box shows at the value that means "absent"
+    widget_prefix: str = "sfumato_"  # a box of its own keeps its widgets' names apart
 
     @property
     def object_name(self) -> str:
-        return f"sfumato_{self.name}"
+        return f"{self.widget_prefix}{self.name}"
 
 
 def field(param: Param) -> Field:
@@ -68,7 +69,8 @@ UPSCALE_FIELDS = fields(UPSCALE)
 EXPAND_FIELDS = tuple(field(EXPAND.param(side)) for side in EXPAND_SIDES)
 # remove's own box (issue 17); its prompt stays the daemon's neutral one, the docker's
 # prompt box being what to paint
-REMOVE_FIELDS = fields(REMOVE, OWN_WIDGETS)
+REMOVE_FIELDS = tuple(replace(f, widget_prefix="sfumato_remove_")  # sfumato_remove_grow ...
+                      for f in fields(REMOVE, OWN_WIDGETS))
 
 
 def stored(text: str) -> dict[str, Any]:
