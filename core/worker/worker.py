@@ -57,8 +57,8 @@ class Worker:
         entry = self.models.entry(model_id, spec.model_kinds, spec.default_model)
         if entry.kind in ("upscaler", "lama", "mat"):  # spandrel models, not pipelines
             self.models.load(entry)
-        else:
-            self.models.load_pipeline(entry, task)
+        else:  # remove refines its fill with the model's inpaint pipeline
+            self.models.load_pipeline(entry, "inpaint" if task == "remove" else task)
 
     def run(
         self, job: Submit, rasters: list[Raster], emit: EventSink, cancelled: CancelFlag
