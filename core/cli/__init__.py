@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         doctor_cmd,
         expand_cmd,
         generate_cmd,
+        inspect_cmd,
         keys_cmd,
         models_cmd,
         plugins_cmd,
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(parser, default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for module in (serve_cmd, status_cmd, cancel_cmd, stop_cmd, upscale_cmd, diffusion_cmd,
-                   generate_cmd, expand_cmd, preprocess_cmd, models_cmd, plugins_cmd,
+                   generate_cmd, expand_cmd, inspect_cmd, preprocess_cmd, models_cmd, plugins_cmd,
                    doctor_cmd, keys_cmd):
         module.register(verbs)
     remove_cmd.register(verbs)

@@ -7,8 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
+from sfumato.bridge.recipe import recipes
 from sfumato.bridge.schema import EXPAND, EXPAND_SIDES, ResultInfo
 from sfumato.core.cli.generate_cmd import variant_path
+from sfumato.core.cli.inspect_cmd import keep_recipe
 from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
@@ -53,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
         refuse_existing(path, args.overwrite)
     with connect_or_start(settings, "expand") as client:
         model = choose_model(client, "expand", args.model)
+        version = client.hello().daemon_version
         outcome = run_job(client, "expand", params, [image], model, "expand")
     info = ResultInfo.from_wire(outcome.result.info)
+    kept = recipes("expand", params, info, len(outcome.rasters), version)
     source = raster_to_array(image)
     grown = np.zeros((image.height + top + bottom, image.width + left + right, 4), source.dtype)
     grown[top:top + image.height, left:left + image.width] = source
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite)
         if args.layer_out is not None:
             write_image(variant_path(args.layer_out, index), layer, overwrite=args.overwrite)
+            keep_recipe(variant_path(args.layer_out, index), kept[index])
+        keep_recipe(out, kept[index])
         print(f"wrote {out}")
     print(json.dumps({"size": [grown.shape[1], grown.shape[0]], "offset": list(offset),
                       "seed": info.seed, "seeds": list(info.seeds), "model": info.model,

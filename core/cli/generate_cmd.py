@@ -9,8 +9,10 @@ from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.recipe import recipes
 from sfumato.bridge.schema import GENERATE, ResultInfo
 from sfumato.core.cli.diffusion_cmd import guide_params
+from sfumato.core.cli.inspect_cmd import keep_recipe
 from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
@@ -82,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
         refuse_existing(path, args.overwrite)
     with connect_or_start(settings, "generate") as client:
         model = choose_model(client, "generate", args.model)
+        version = client.hello().daemon_version
         outcome = run_job(client, "generate", params, rasters, model, "generate")
     info = ResultInfo.from_wire(outcome.result.info)
+    kept = recipes("generate", params, info, len(outcome.rasters), version)
     source = raster_to_array(canvas)
     for index, layer in enumerate(outcome.rasters):
         picture = composite_over(source, raster_to_array(layer), info.offset)
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite)
         if args.layer_out is not None:
             write_image(variant_path(args.layer_out, index), layer, overwrite=args.overwrite)
+            keep_recipe(variant_path(args.layer_out, index), kept[index])
+        keep_recipe(out, kept[index])
         print(f"wrote {out}")
     print(json.dumps({"offset": list(info.offset), "seed": info.seed, "seeds": list(info.seeds),
                       "model": info.model, "warnings": list(info.warnings)}))

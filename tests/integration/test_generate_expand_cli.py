@@ -1,5 +1,5 @@
 """`sfumato generate` and `sfumato expand` as a batch user runs them, through a real daemon
-with tiny real models: file sizes, variants, the picture kept exactly
+with tiny real models: file sizes, variants and their recipes, the picture kept exactly
 inside the expanded canvas, and a wrong model refused by kind."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sfumato.core.cli.inspect_cmd import read_recipe
 
 from tests.daemon_process import DaemonProcess
 from tests.tiny_models import build_tiny_model
@@ -46,6 +47,10 @@ def test_generate_and_expand_write_the_sizes_asked(models: DaemonProcess,
     second = np.asarray(Image.open(tmp_path / "new-2.png"))
     assert first.shape[:2] == second.shape[:2] == (64, 96)
     assert not np.array_equal(first, second)  # two seeds, two pictures
+    recipe = read_recipe(tmp_path / "new-2.png")  # what `sfumato inspect` prints
+    assert (recipe.task, recipe.model, recipe.seed) == ("generate", "tiny-sd15", 4)
+    assert recipe.params["prompt"] == "a lighthouse" and recipe.params["variants"] == 1
+    assert recipe.daemon_version
 
     source = np.asarray(Image.open(out).convert("RGB"))
     Image.fromarray(source).save(tmp_path / "in.png")
