@@ -105,6 +105,10 @@ CASES = [
     # Generate and expand (issue 19): a new picture over the canvas or into the selection;
     # the canvas grown as Image > Canvas Size does, the fill a layer over the source.
     *GENERATE_EXPAND_CASES,
+    # Object removal (issue 17): a tiny LaMa, registered with `models add`.
+    _case("remove_lama", "remove", {"model": "tiny-lama", "grow": 2, "feather": 4,
+                                    "context": 8}, offset=(20, 12), selection=SEL),
+    _case("remove_nothing_selected", "remove", {"model": "tiny-lama"}, offset=(20, 12)),
     # Upscales last: after one, this daemon's diffusion jobs failed ("torchvision.__spec__ is
     # None", the spandrel torchvision stand-in); that belongs to the daemon's own tests.
     _case("upscale_whole", "upscale", {"scale": 4.0}, offset=(10, 6), size="small"),
@@ -169,6 +173,7 @@ def _write_inputs(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    from tests.tiny_fill import build_tiny_lama
     from tests.tiny_models import (
         build_tiny_controlnet,
         build_tiny_image_encoder,
@@ -185,6 +190,7 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         build_tiny_image_encoder(guides / "image_encoder")
         for name, path in (
             ("tiny", tiny),
+            ("tiny-lama", build_tiny_lama(tmp / "tiny-lama.safetensors")),
             ("tiny-gen", build_tiny_model("sd15", tmp / "tiny-sd15")),
             ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
             ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
@@ -533,3 +539,20 @@ def test_expand_grows_the_canvas_by_exactly_the_amounts_and_keeps_the_source(
     seam = 2 * GEN["feather"]  # inside the old edges that grew, the fill blends
     kept = after[:ch - seam, left + seam:left + cw - seam]
     assert np.array_equal(kept, before[:ch - seam, seam:cw - seam])
+
+
+# --- object removal (issue 17) -------------------------------------------------------------------
+
+
+def test_remove_object_fills_the_selection_as_a_new_layer(gimp: Run) -> None:
+    report = _assert_repainted(gimp, "remove_lama")  # over the selection, above the source
+    (new,) = _new_layers(report)
+    assert new["name"] == "Remove (tiny-lama)"
+    pixels = gimp.raw("remove_lama", "new_0", tuple(new["size"]), "u8")
+    (x, y), (sx, sy, sw, sh) = new["offsets"], SEL
+    assert (pixels[sy - y : sy - y + sh, sx - x : sx - x + sw, 3] == 255).all()
+
+
+def test_remove_with_nothing_selected_changes_nothing(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "remove_nothing_selected")
+    assert "Nothing is selected" in report["message"] and "remove" in report["message"]
