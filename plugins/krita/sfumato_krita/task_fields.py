@@ -51,8 +51,8 @@ def field(param: Param) -> Field:
     if param.absent is not None and not isinstance(param.absent, str):
         low = min(low, float(param.absent))
     high = param.high if param.high is not None else QT_INT_MAX
-    if param.kind is int:
-        high = min(high, QT_INT_MAX)
+    if param.kind is int:  # QSpinBox.setRange takes ints only: a float there raises
+        low, high = int(low), int(min(high, QT_INT_MAX))
     absent = "" if param.absent is None else param.absent_label or "auto"
     return Field(param.name, param.kind, param.label.replace("_", ""), param.help, low, high,
                  param.initial, param.choices, absent)
