@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .errors import SfumatoError
 from .protocol import MESSAGE_TYPES, PROTOCOL_MAJOR, PROTOCOL_NAME, ErrorCode, Message
 from .raster import Buffer, Raster, RasterError, parse_layout, raster_from_description
 from .shared_pixels import PixelCarrier, SharedPixelsError
@@ -33,13 +34,11 @@ MAX_INT_DIGITS = 19
 _INT_BOUND = 1 << 63
 
 
-class ProtocolError(Exception):
-    """A frame set that cannot be understood; `code` is an ErrorCode value."""
+class ProtocolError(SfumatoError):
+    """A frame set that cannot be understood."""
 
     def __init__(self, code: ErrorCode, message: str, request_id: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.request_id = request_id
 
 

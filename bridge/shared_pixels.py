@@ -44,6 +44,8 @@ import weakref
 from collections import OrderedDict, deque
 from typing import Any, Protocol
 
+from .errors import SfumatoError
+from .protocol import ErrorCode
 from .raster import Buffer, Raster
 
 HEADER_READS = "shm"  # header: the sender can read pixels from shared memory
@@ -63,8 +65,11 @@ _MAX_SIZE = 1 << 40
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # a pool file's pages mapped once, up front
 
 
-class SharedPixelsError(Exception):
+class SharedPixelsError(SfumatoError):
     """A shared-memory reference that cannot be (or must not be) opened."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_MESSAGE) -> None:
+        super().__init__(code, message)
 
 
 def available() -> bool:

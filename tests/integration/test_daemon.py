@@ -113,9 +113,11 @@ def test_bad_input_is_refused_typed_and_the_daemon_keeps_serving(
                 client.run(*args)
             assert info.value.code == code.value
             assert hint in info.value.message
-        with pytest.raises(JobFailed) as bad_scale:
+        # the task contract refuses a bad value at submit, before anything queues
+        with pytest.raises(RequestRejected) as bad_scale:
             client.run("upscale", {"scale": -2}, [_image(8, 8)], "tiny")
         assert bad_scale.value.code == ErrorCode.BAD_PARAMS.value
+        assert "scale must be a number from 0.01 to 16" in bad_scale.value.message
         assert client.run("upscale", {}, [_image(8, 8)], "tiny").rasters[0].width == 16
 
 
