@@ -10,7 +10,6 @@ Sizes are input pixels unless named `*_out`; the blending runs in torch, on the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +98,7 @@ def plan_least_work(
         if tall > max_side or tall > max_window:
             continue
         # the fewest columns that fit are this row count's best (more only add context)
-        cols = cols_axis.fewest(lambda wide, tall=tall: wide <= max_side
-                                and tall * wide <= max_window)
+        cols = cols_axis.fewest(tall, max_window, max_side)
         if cols is None:
             continue
         key = (row_total * cols_axis.windows(cols)[1], rows * cols)
@@ -150,15 +148,20 @@ class _Axis:
             self._windows[count] = (max(sizes), sum(sizes))
         return self._windows[count]
 
-    def fewest(self, fits: Callable[[int], bool]) -> int | None:
-        """The fewest tiles whose largest window `fits`: a binary search, as windows shrink
-        when tiles are added (to a pixel of rounding)."""
+    def fewest(self, tall: int, max_window: int, max_side: int) -> int | None:
+        """The fewest tiles whose largest window, `tall` high, fits: a binary search, as
+        windows narrow when tiles are added (to a pixel of rounding)."""
+
+        def fits(count: int) -> bool:
+            wide = self.windows(count)[0]
+            return wide <= max_side and tall * wide <= max_window
+
         low, high = 1, self.most
-        if not fits(self.windows(high)[0]):
+        if not fits(high):
             return None
         while low < high:
             middle = (low + high) // 2
-            if fits(self.windows(middle)[0]):
+            if fits(middle):
                 high = middle
             else:
                 low = middle + 1
