@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from sfumato.bridge.recipe import Recipe
 
 from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
 
@@ -64,9 +65,10 @@ SEL = (90, 60, 12, 10)  # a rectangle inside the large layer, in image coordinat
 GEN = {"model": "tiny-gen", "prompt": "a red kite", "steps": 2, "seed": 7, "feather": 4}
 GROWN = {"left": 16, "right": 32, "bottom": 8}
 GENERATE_EXPAND_CASES = [
-    _case("generate_canvas", "generate", GEN, offset=(20, 12)),
-    _case("generate_selection", "generate", {**GEN, "variants": 2}, offset=(20, 12),
-          selection=SEL),
+    {**_case("generate_canvas", "generate", GEN, offset=(20, 12)),
+     "then": {"procedure": "plug-in-sfumato-regenerate", "args": {}}},
+    {**_case("generate_selection", "generate", {**GEN, "variants": 2}, offset=(20, 12),
+             selection=SEL), "xcf": True},
     # the source reaches the canvas's right and bottom edges: its edge is the context
     _case("expand", "expand", {**GEN, "model": "tiny", "context": 8, **GROWN},
           offset=(64, 40)),
@@ -493,9 +495,21 @@ def test_generate_without_a_selection_is_a_canvas_sized_layer(gimp: Run) -> None
     (layer,) = _new_layers(report)
     assert layer["name"] == "Generate: a red kite (seed 7)"
     assert layer["offsets"] == [0, 0] and layer["size"] == list(LARGE_CANVAS)
-    assert layer["position"] == report["source_position"] - 1  # directly above the source
+    # above the source, with the regenerated one (below) between them
+    assert layer["position"] == report["source_position"] - 2
     pixels = gimp.raw("generate_canvas", "new_0", LARGE_CANVAS, "u8")
     assert (pixels[..., 3] == 255).all() and report["source_unchanged"]
+    # Regenerate on that layer: the same recipe, a new seed, a new layer
+    then = report["then"]
+    assert then["status"] == "success", then["message"]
+    (again,) = [Recipe.from_json(text) for text in then["recipes"]]
+    (first,) = [Recipe.from_json(text) for text in report["recipes"]]
+    assert again.seed != first.seed == 7
+    assert {**again.params, "seed": 7} == first.params and again.model == first.model
+    assert then["new_layers"] == [f"Generate: a red kite (seed {again.seed})"]
+    (regenerated,) = [x for x in report["layers"] if x["name"] == then["new_layers"][0]]
+    assert regenerated["position"] == report["source_position"] - 1
+    assert regenerated["size"] == list(LARGE_CANVAS)
 
 
 def test_generate_into_the_selection_one_layer_per_variant(gimp: Run) -> None:
@@ -511,6 +525,14 @@ def test_generate_into_the_selection_one_layer_per_variant(gimp: Run) -> None:
         assert x >= sx - 2 * GEN["feather"] - 8 and y >= sy - 2 * GEN["feather"] - 8
     assert report["source_unchanged"] and report["selection_unchanged"]
     _assert_outside_alpha_untouched(gimp, "generate_selection")
+    # each layer keeps what made it, and so does the saved .xcf
+    recipes = [Recipe.from_json(text) for text in report["recipes"]]
+    assert [r.seed for r in recipes] == [7, 8]
+    assert all(r.task == "generate" and r.model == "tiny-gen" and r.daemon_version
+               and r.params["prompt"] == "a red kite" and r.params["steps"] == 2
+               for r in recipes)
+    assert report["recipes_reopened"] == {layer["name"]: text for layer, text
+                                          in zip(layers, report["recipes"], strict=True)}
 
 
 def test_expand_grows_the_canvas_by_exactly_the_amounts_and_keeps_the_source(

@@ -82,7 +82,8 @@ def test_layout_family_and_alpha_are_kept(tiny: Any, layout: Layout) -> None:
     raster, info, steps = _run(tiny, _raster(_image(20, 30), layout))
     assert (raster.layout, raster.width, raster.height) == (layout, 60, 40)
     assert info == {"scale": 2.0, "model": "realesrgan-x4plus", "width": 60, "height": 40,
-                    "tiles": 1, "work_ratio": round(40 * 50 / (20 * 30), 3)}  # 10 px borders
+                    "tiles": 1, "work_ratio": round(40 * 50 / (20 * 30), 3),  # 10 px borders
+                    "warnings": []}
     assert steps[-1][0] == steps[-1][1] > 1 and steps[-1][2] == "upscale"  # counted in layers
     alpha = raster_to_array(raster)[:, :, 3].astype(np.float64)
     top = {1: 255, 2: 65535, 4: 1}[layout.bytes_per_channel]

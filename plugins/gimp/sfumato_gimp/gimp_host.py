@@ -11,6 +11,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 from sfumato.bridge.raster import Layout, Raster  # noqa: E402
+from sfumato.bridge.recipe import RECIPE_KEY  # noqa: E402
 from sfumato.bridge.selection import Rect  # noqa: E402
 
 # Babl formats: 8/16-bit values travel sRGB-encoded (R'G'B'A), float ones linear (RGBA), as
@@ -129,6 +130,15 @@ class GimpHost:
 
     def canvas_size(self) -> tuple[int, int]:
         return self.image.get_width(), self.image.get_height()
+
+    def keep_recipe(self, text: str) -> None:
+        """What made the layer just added (directly above the source), as a persistent
+        parasite: saved in the .xcf, undone with the layer."""
+        parent = self.layer.get_parent()
+        siblings = parent.get_children() if parent is not None else self.image.get_layers()
+        newest = siblings[self.image.get_item_position(self.layer) - 1]
+        flags = Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE
+        newest.attach_parasite(Gimp.Parasite.new(RECIPE_KEY, flags, list(text.encode())))
 
     def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
         # Image > Canvas Size: layers move by the offset and keep their size and pixels
