@@ -60,7 +60,8 @@ def run(ctx: TaskContext) -> TaskOutput:
     entry = _fill_entry(ctx, None) if ctx.model_id is None else \
         ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
     diffusing = entry is not None and entry.kind not in FILL_KINDS
-    pipe = ctx.models.load_pipeline(entry, "inpaint") if diffusing and entry else None
+    refining = diffusing and values["refine_strength"] > 0  # 0: the fill alone, no model run
+    pipe = ctx.models.load_pipeline(entry, "inpaint") if refining and entry else None
     model_size = None if pipe is None else geometry(pipe, values["resolution"])
 
     # 3. Work on the selection's box plus context only, never on the whole layer.
@@ -78,7 +79,7 @@ def run(ctx: TaskContext) -> TaskOutput:
     filled = _fill(ctx, fill_entry, pixels, hole, None if diffusing else values["resolution"])
     ctx.progress(1, 1, "fill")
     fill_name = "Telea" if fill_entry is None else fill_entry.name
-    if pipe is None or model_size is None or entry is None or values["refine_strength"] == 0:
+    if pipe is None or model_size is None or entry is None:
         result = compose_result_layer(filled, pixels, soft, keep_alpha=False)
         info = ResultInfo(offset=(crop.x, crop.y), names=(f"Remove ({fill_name})",),
                           warnings=tuple(warnings), model=fill_name)
