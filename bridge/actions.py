@@ -20,10 +20,11 @@ from typing import Any
 from .client import Client, JobCancelledError, JobOutcome
 from .errors import SfumatoError
 from .geometry import Rect
-from .guides import Control, ImagePrompt
+from .guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
 from .host import HostDocument
 from .protocol import ErrorCode, Message, Preview, Progress
 from .raster import Raster
+from .recipe import Recipe, recipes
 from .schema import (
     DIFFUSION_LAYOUTS,
     EXPAND,
@@ -106,6 +107,13 @@ def remove_object(host: HostDocument, client: Client, params: Mapping[str, Any],
     return _guarded(host, lambda: _diffuse(host, client, "remove", params, model, True))
 
 
+def regenerate(host: HostDocument, client: Client, recipe: str) -> ActionOutcome:
+    """Paint a result again from the recipe it keeps (bridge/recipe.py): the same task, model
+    and settings with a new seed, on the active layer (the result's source) and the current
+    selection, as new layers."""
+    return _guarded(host, lambda: _regenerate(host, client, recipe))
+
+
 def preprocess_layer(host: HostDocument, client: Client, kind: str,
                      model: str | None = None) -> ActionOutcome:
     """The control image a preprocessor (canny, lineart, depth...) makes from the active layer,
@@ -154,9 +162,11 @@ def _diffuse(host: HostDocument, client: Client, task: str, params: Mapping[str,
     info = ResultInfo.from_wire(outcome.result.info)
     dx, dy = area.x + info.offset[0], area.y + info.offset[1]  # the crop's place is ours
     names = _layer_names(task, info, len(outcome.rasters))
+    kept = _recipes(host, client, task, {**given, **_guide_recipe(guides)}, info, len(names))
     with host.undo_group(f"sfumato {task}"):
-        for raster, name in zip(outcome.rasters, names, strict=True):
+        for raster, name, recipe in zip(outcome.rasters, names, kept, strict=True):
             host.add_layer(raster, layer.x + dx, layer.y + dy, name)
+            _keep(host, recipe)
     return ActionOutcome(True, "", tuple(names))
 
 
@@ -235,11 +245,63 @@ def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
     names = _layer_names("expand", info, len(outcome.rasters))
     # the canvas grows first: what was at image (x, y) is then at (x + left, y + top)
     x, y = layer.x + area.x + info.offset[0] + left, layer.y + area.y + info.offset[1] + top
+    kept = _recipes(host, client, "expand", given, info, len(names))
     with host.undo_group("sfumato expand"):
         host.grow_canvas(left, top, right, bottom)
-        for raster, name in zip(outcome.rasters, names, strict=True):
+        for raster, name, recipe in zip(outcome.rasters, names, kept, strict=True):
             host.add_layer(raster, x, y, name)
+            _keep(host, recipe)
     return ActionOutcome(True, "", tuple(names))
+
+
+REGENERATED = ("generate", "inpaint", "refine")
+
+
+def _regenerate(host: HostDocument, client: Client, text: str) -> ActionOutcome:
+    recipe = Recipe.from_json(text)
+    if recipe.task not in REGENERATED:
+        raise ActionError(f"Regenerate paints {', '.join(REGENERATED)} results again; for "
+                          f"{recipe.task}, undo it and run it again. The image is unchanged.")
+    controls = tuple(
+        Control(str(c.get("kind")), None if c.get("image") == "auto" else str(c.get("image")),
+                float(c.get("scale", DEFAULT_SCALE)), float(c.get("start", 0.0)),
+                float(c.get("end", 1.0)), c.get("model"))
+        for c in recipe.guides.get("controls", []) if isinstance(c, dict))
+    prompts = tuple(ImagePrompt(str(p.get("image")), float(p.get("weight", DEFAULT_WEIGHT)),
+                                p.get("model"))
+                    for p in recipe.guides.get("image_prompts", []) if isinstance(p, dict))
+    return _diffuse(host, client, recipe.task, recipe.again(), recipe.model,
+                    recipe.task == "inpaint", _Guides(controls, prompts),
+                    canvas=recipe.task == "generate")
+
+
+def _recipes(host: HostDocument, client: Client, task: str, sent: Mapping[str, Any],
+             info: ResultInfo, count: int) -> list[Recipe | None]:
+    """What made each result, for hosts that keep it with the layer (`keep_recipe`)."""
+    if getattr(host, "keep_recipe", None) is None:
+        return [None] * count
+    try:
+        version = client.hello().daemon_version
+    except SfumatoError:
+        version = ""
+    return list(recipes(task, sent, info, count, version))
+
+
+def _keep(host: HostDocument, recipe: Recipe | None) -> None:
+    if recipe is not None:
+        host.keep_recipe(recipe.to_json())  # type: ignore[attr-defined]  # optional
+
+
+def _guide_recipe(guides: _Guides) -> dict[str, Any]:
+    """The controls and image prompts as a recipe keeps them: by layer, not raster."""
+    found: dict[str, Any] = {}
+    if guides.controls:
+        found["controls"] = [control.wire(control.layer or "auto")
+                             for control in guides.controls]
+    if guides.image_prompts:
+        found["image_prompts"] = [{**prompt.wire(0), "image": prompt.layer}
+                                  for prompt in guides.image_prompts]
+    return found
 
 
 def _preprocess(host: HostDocument, client: Client, kind: str,

@@ -78,6 +78,9 @@ class HostDocument(Protocol):
 
     # Optional, looked up with getattr by the actions: a host that can show step previews
     # defines `show_preview(self, raster: Raster, step: int) -> None` (an rgba8 raster).
+    # A host that keeps what made a result with it defines `keep_recipe(self, text: str) ->
+    # None`: store `text` (bridge/recipe.py JSON) with the layer `add_layer` just made, so that
+    # it is saved with the document (GIMP: a layer parasite; Krita: an annotation).
 
 
 class LayerReader(Protocol):

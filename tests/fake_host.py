@@ -28,11 +28,14 @@ class FakeHost:
                  selection: Rect | None = None, empty_selection: bool = False,
                  layout: Layout = Layout.RGBA8, image: Raster | None = None,
                  others: dict[str, tuple[Raster, int, int]] | None = None,
-                 canvas: tuple[int, int] | None = None) -> None:
+                 canvas: tuple[int, int] | None = None, keeps_recipes: bool = False) -> None:
         self.width, self.height = size
         self.x, self.y = offset
         # the image's size; default: just holding the layer
         self.canvas = canvas or (offset[0] + size[0], offset[1] + size[1])
+        self.recipes: dict[str, str] = {}  # layer name -> recipe text (keeps_recipes)
+        if keeps_recipes:  # the optional capability, as GIMP's and Krita's adapters have it
+            self.keep_recipe = self._keep_recipe
         self.layout = image.layout if image is not None else layout
         self.image = image
         self.selection = selection
@@ -111,6 +114,10 @@ class FakeHost:
         self.log.append(("scale_image", factor))
         self.x, self.y = round(self.x * factor), round(self.y * factor)
         self.width, self.height = round(self.width * factor), round(self.height * factor)
+
+    def _keep_recipe(self, text: str) -> None:
+        self.log.append(("keep_recipe",))
+        self.recipes[self.layers[-1][3]] = text
 
     def canvas_size(self) -> tuple[int, int]:
         return self.canvas

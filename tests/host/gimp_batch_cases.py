@@ -138,6 +138,14 @@ def run_case(case, folder):
             f.write(visible(image, fmt))
         status, message, seconds = call(image, source, case)
         new = [layer for layer in image.get_layers() if layer.get_id() not in before_ids]
+        then = None
+        if case.get("then") and new:  # a second procedure, run on the newest layer
+            ids = {layer.get_id() for layer in image.get_layers()}
+            then_status, then_message, _ = call(image, new[0], {**case, **case["then"]})
+            added = [layer for layer in image.get_layers() if layer.get_id() not in ids]
+            then = {"status": then_status, "message": then_message,
+                    "new_layers": [layer.get_name() for layer in added],
+                    "recipes": [recipe_of(layer) for layer in added]}
         for index, layer in enumerate(new):
             with open(os.path.join(folder, f"new_{index}.raw"), "wb") as f:
                 f.write(read(layer, fmt))
@@ -149,7 +157,10 @@ def run_case(case, folder):
             Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image,
                            Gio.File.new_for_path(os.path.join(folder, "composite.png")), None)
         scaled = [image.get_width(), image.get_height()] != case["canvas"]
+        kept = recipes_saved_and_reopened(image, new, folder) if case.get("xcf") else None
         return {
+            "recipes": [recipe_of(layer) for layer in new], "recipes_reopened": kept,
+            "then": then,
             "status": status, "message": message, "seconds": seconds,
             "image_size": [image.get_width(), image.get_height()],
             "precision": image.get_precision().value_nick,
@@ -165,6 +176,24 @@ def run_case(case, folder):
         }
     finally:
         image.delete()  # else GIMP notes "a stray image seems to have been left around"
+
+
+def recipe_of(layer):
+    """The sfumato-recipe parasite's text (issue 19), or None."""
+    parasite = layer.get_parasite("sfumato-recipe")
+    return None if parasite is None else bytes(parasite.get_data()).decode()
+
+
+def recipes_saved_and_reopened(image, new, folder):
+    """Save as .xcf, open it again: each new layer's recipe, by name, as read back."""
+    path = os.path.join(folder, "saved.xcf")
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path), None)
+    reopened = load(path)
+    try:
+        return {layer.get_name(): recipe_of(reopened.get_layer_by_name(layer.get_name()))
+                for layer in new}
+    finally:
+        reopened.delete()
 
 
 for case in CASES:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from sfumato.bridge import actions
 from sfumato.bridge.geometry import Rect
+from sfumato.bridge.guides import Control
+from sfumato.bridge.protocol import Welcome
 from sfumato.bridge.raster import Layout
+from sfumato.bridge.recipe import Recipe
 from sfumato.bridge.schema import EXPAND
 
 from tests.fake_host import FakeHost, pixels
@@ -93,3 +96,58 @@ def test_a_failed_expand_leaves_the_canvas_as_it_was() -> None:
     assert not outcome.ok and "sdxl-inpaint" in outcome.message
     assert host.canvas == (300, 200) and host.layers == []
     assert not any(e[0] == "grow_canvas" for e in host.log)
+
+
+class VersionedClient(FakeClient):
+    def hello(self) -> Welcome:
+        return Welcome(id="h", daemon_version="9.9")
+
+
+def test_each_result_layer_keeps_its_recipe_where_the_host_can() -> None:
+    host = FakeHost((200, 100), selection=Rect(50, 20, 40, 30), keeps_recipes=True,
+                    others={"lines": (pixels(200, 100), 0, 0)})
+    client = VersionedClient(host, rasters=[pixels(8, 8), pixels(8, 8)],
+                             info={"offset": [0, 0], "seeds": [5, 6], "model": "my-sdxl",
+                                   "names": ["a", "b"]})
+    outcome = actions.generate(host, client, {"prompt": "kite", "variants": 2, "steps": 9},
+                               "my-sdxl", controls=[Control("canny", "lines", 0.8)])
+    assert outcome.ok, outcome.message
+    first, second = (Recipe.from_json(host.recipes[name]) for name in ("a", "b"))
+    assert (first.task, first.model, first.daemon_version) == ("generate", "my-sdxl", "9.9")
+    assert (first.seed, second.seed) == (5, 6)
+    assert first.params == {"prompt": "kite", "variants": 1, "steps": 9, "seed": 5}
+    assert first.guides["controls"][0]["image"] == "lines"  # the layer, not a raster index
+    # kept inside the one undo step, right after each layer is made
+    order = [e[0] for e in host.log if e[0] in ("undo_start", "add_layer", "keep_recipe",
+                                                "undo_end")]
+    assert order == ["undo_start", "add_layer", "keep_recipe", "add_layer", "keep_recipe",
+                     "undo_end"]
+
+
+def test_regenerate_sends_the_same_recipe_without_its_seed() -> None:
+    host = FakeHost((200, 100), selection=Rect(50, 20, 40, 30), keeps_recipes=True,
+                    others={"lines": (pixels(200, 100), 0, 0)})
+    client = VersionedClient(host, rasters=[pixels(8, 8)],
+                             info={"offset": [0, 0], "seeds": [5], "model": "my-sdxl",
+                                   "names": ["a"]})
+    actions.generate(host, client, {"prompt": "kite", "steps": 9, "seed": 5}, "my-sdxl",
+                     controls=[Control("canny", "lines", 0.8)])
+    client.info = {"offset": [0, 0], "seeds": [77], "model": "my-sdxl", "names": ["b"]}
+    outcome = actions.regenerate(host, client, host.recipes["a"])
+    assert outcome.ok, outcome.message
+    first, again = client.requests
+    assert again["task"] == "generate" and again["model"] == "my-sdxl"
+    # the same settings, controls included; the daemon picks a new seed
+    assert {k: v for k, v in first["params"].items() if k != "seed"} == again["params"]
+    assert "seed" not in again["params"] and first["params"]["seed"] == 5
+    assert Recipe.from_json(host.recipes["b"]).seed == 77
+
+
+def test_regenerate_refuses_what_is_no_recipe_or_cannot_be_repainted() -> None:
+    host = FakeHost((200, 100))
+    client = VersionedClient(host, rasters=[pixels(8, 8)])
+    assert not actions.regenerate(host, client, "{}").ok
+    expand_recipe = Recipe("expand", {"right": 8}).to_json()
+    outcome = actions.regenerate(host, client, expand_recipe)
+    assert not outcome.ok and "undo it and run it again" in outcome.message
+    assert client.requests == [] and host.layers == []

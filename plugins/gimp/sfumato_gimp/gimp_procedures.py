@@ -143,6 +143,13 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
         "it, as a new layer", REMOVE,
         task_arguments(REMOVE) + [REMOVE_MODEL_ARG, ENDPOINT_ARG],
     ),
+    # the recipe a result layer keeps, painted again with a new seed; no settings of its own
+    # (the contract it names is only the procedure table's shape: the recipe's task rules)
+    "plug-in-sfumato-regenerate": (
+        "Re_generate", "Paint the selected sfumato layer again from the recipe it keeps: the "
+        "same task, model and settings with a new seed, as a new layer under it", GENERATE,
+        [ENDPOINT_ARG],
+    ),
     "plug-in-sfumato-upscale": (
         "_Upscale layer…", "Upscale the active layer (the image grows with it), or only the "
         "selection into a new layer", UPSCALE,

@@ -55,6 +55,8 @@ def _params(name: str, config: Gimp.ProcedureConfig) -> dict:
 def _act(name: str, host, client, config: Gimp.ProcedureConfig):
     from sfumato.bridge import actions
 
+    if name == "plug-in-sfumato-regenerate":  # no settings: the recipe has them all
+        return _regenerate(host, client)
     model = config.get_property("model") or None
     if name == "plug-in-sfumato-upscale":
         return actions.upscale_layer(host, client, _params(name, config), model,
@@ -100,6 +102,26 @@ def _guided(name: str, host, client, config: Gimp.ProcedureConfig, model):
     action = actions.inpaint_selection if operation == "inpaint" else actions.refine
     return action(host, client, _params(name, config), model, controls=controls,
                   image_prompts=prompts)
+
+
+def _regenerate(host, client):
+    """The recipe the selected layer keeps, run again on the layer under it (its source:
+    results are added directly above their source) and the current selection."""
+    from gimp_host import GimpHost
+    from sfumato.bridge import actions
+    from sfumato.bridge.recipe import RECIPE_KEY
+
+    result = host.layer
+    parasite = result.get_parasite(RECIPE_KEY)
+    if parasite is None:
+        return _refused(host, "Select a layer sfumato made (it keeps the recipe that made "
+                        "it) to regenerate it. The image is unchanged.")
+    parent = result.get_parent()
+    siblings = parent.get_children() if parent is not None else host.image.get_layers()
+    below = host.image.get_item_position(result) + 1
+    source = siblings[below] if below < len(siblings) else result
+    return actions.regenerate(GimpHost(host.image, source, host.interactive), client,
+                              bytes(parasite.get_data()).decode())
 
 
 def _refused(host, message: str):

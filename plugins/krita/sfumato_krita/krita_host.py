@@ -24,6 +24,7 @@ from typing import Any
 
 from sfumato.bridge.actions import ActionError
 from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.recipe import RECIPE_KEY
 from sfumato.bridge.selection import Rect
 
 from .pixel_formats import (
@@ -151,6 +152,14 @@ class KritaHost:
     def canvas_size(self) -> tuple[int, int]:
         return self.document.width(), self.document.height()
 
+    def keep_recipe(self, text: str) -> None:
+        """What made the layer just added, as a document annotation named after the layer's
+        id (`recipe_key`): saved in the .kra."""
+        from PyQt5.QtCore import QByteArray
+
+        self.document.setAnnotation(recipe_key(self.added[-1]), "sfumato recipe",
+                                    QByteArray(text.encode()))
+
     def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
         # Krita's own Image > Resize Canvas (one undo step of its own): every layer keeps its
         # pixels, which move by (left, top)
@@ -256,6 +265,11 @@ def find_layer(document: Any, ref: str) -> Any | None:
             by_name = node
         stack.extend(node.childNodes())
     return by_name
+
+
+def recipe_key(node: Any) -> str:
+    """The annotation that keeps what made `node`: sfumato-recipe-<its uniqueId>."""
+    return f"{RECIPE_KEY}-{str(node.uniqueId().toString()).strip('{}')}"
 
 
 def _colour_space(node: Any) -> tuple[str, str, str]:
