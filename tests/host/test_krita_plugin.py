@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from sfumato.bridge.recipe import Recipe
 
 from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
 
@@ -69,6 +70,7 @@ def _cases(closed: str) -> list[dict[str, Any]]:
                                    "sfumato_image_prompt_layer": "stripes",
                                    "sfumato_image_prompt_weight": 1.0},
          "restore": {"sfumato_image_prompt_layer": ""}},
+        *GENERATE_CASES,
         {"name": "cancel", "action": "sfumato_inpaint", "selection": INPAINT_SEL, "cancel": True,
          "widgets": {**TINY, "sfumato_steps": 150}},
         {"name": "no_daemon", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
@@ -80,7 +82,24 @@ def _cases(closed: str) -> list[dict[str, Any]]:
         # last: it scales the whole image
         {"name": "upscale_whole", "action": "sfumato_upscale", "selection": None,
          "widgets": {"sfumato_scale": 4.0, "sfumato_upscale_selection_only": False}},
+        *EXPAND_CASES,  # after the last: it grows the canvas
     ]
+
+
+# Generate and expand (issue 19): the plug-in's own actions, settings from the docker.
+GENERATE_CASES = [
+    {"name": "generate", "action": "sfumato_generate", "selection": None,
+     "widgets": {**TINY, "sfumato_model": "tiny-gen", "sfumato_steps": 2}},
+    # on the generated layer: its recipe again, a new seed, painted on the source under it
+    {"name": "regenerate", "action": "sfumato_regenerate", "selection": None,
+     "on_new_of": "generate", "undo": True, "widgets": {"sfumato_model": "tiny"}},
+]
+GROWN = {"sfumato_left": 8, "sfumato_right": 24, "sfumato_bottom": 8}
+EXPAND_CASES = [
+    {"name": "expand", "action": "sfumato_expand", "selection": None,
+     "widgets": {**TINY, "sfumato_steps": 2, **GROWN},
+     "restore": {name: 0 for name in GROWN}},
+]
 
 
 @dataclass
@@ -141,6 +160,7 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
     try:
         build_tiny_image_encoder(tmp / "ip" / "image_encoder")
         models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
+                  "tiny-gen": build_tiny_model("sdxl", tmp / "tiny-sdxl"),
                   "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
                   "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors")}
         for name, path in models.items():
@@ -523,3 +543,57 @@ def test_cmyk_and_lab_are_refused_with_a_message(runner: RunnerRun, case: str,
     assert not facts["ok"] and facts["unchanged"]
     assert model in facts["message"] and "Convert Image Color Space" in facts["message"]
     assert facts["refusal"] == facts["message"]
+
+
+# --- generate and expand (issue 19) ----------------------------------------------------------
+
+
+def test_generate_paints_a_canvas_sized_layer_keeping_its_recipe(krita: Run) -> None:
+    widgets = krita.case("docker")["widgets"]
+    for name in ("sfumato_new_picture", "sfumato_expand", "sfumato_left", "sfumato_bottom"):
+        assert widgets[name]["visible"], name
+    case = krita.case("generate")
+    assert case["message"] == "", case["message"]
+    assert case["source_unchanged"] and case["selection_unchanged"]
+    new, pixels = _new_layer(krita, "generate")
+    _assert_above_source(case, new)
+    assert new["name"] == "Generate: a red kite (seed 7)"
+    assert new["bounds"] == [0, 0, *case["canvas"]]
+    assert (pixels[..., 3] == 255).all()
+    (recipe,) = [Recipe.from_json(text) for text in case["recipes"]]
+    assert (recipe.task, recipe.model, recipe.seed) == ("generate", "tiny-gen", 7)
+    assert recipe.params["prompt"] == "a red kite" and recipe.params["steps"] == 2
+
+
+def test_regenerate_paints_the_recipe_again_with_a_new_seed(krita: Run) -> None:
+    first = Recipe.from_json(krita.case("generate")["recipes"][0])
+    case = krita.case("regenerate")
+    assert case["message"] == "", case["message"]
+    new, _ = _new_layer(krita, "regenerate")
+    _assert_above_source(case, new)  # on the source, under the layer it repainted
+    (again,) = [Recipe.from_json(text) for text in case["recipes"]]
+    # the recipe's model, not the docker's; the same settings, a new seed
+    assert again.model == "tiny-gen" and again.seed != first.seed
+    assert {**again.params, "seed": first.seed} == first.params
+    assert new["name"] == f"Generate: a red kite (seed {again.seed})"
+    before = [layer["name"] for layer in case["layers"] if layer not in case["new"]]
+    assert case["layers_after_undo"] == before  # one undo step
+
+
+def test_expand_grows_the_canvas_and_paints_only_the_border_and_seam(krita: Run) -> None:
+    case = krita.case("expand")
+    assert case["message"] == "", case["message"]
+    (w, h), (gw, gh) = case["canvas_before"], case["canvas"]
+    left, right, bottom = (GROWN[f"sfumato_{side}"] for side in ("left", "right", "bottom"))
+    assert (gw, gh) == (w + left + right, h + bottom)  # exactly the amounts asked
+    new, _ = _new_layer(krita, "expand")
+    _assert_above_source(case, new)
+    assert new["name"] == "Expand: a red kite (seed 7)"
+    before = krita.raw("expand", "composite_before", (w, h))
+    after = krita.raw("expand", "composite_after", (gw, gh))
+    border = np.ones((gh, gw), bool)
+    border[:h, left:left + w] = False
+    assert (after[..., 3][border] == 255).all()  # every new pixel painted
+    seam = 32  # expand's default feather: the fill blends this far into the picture
+    assert np.array_equal(after[:h - seam, left + seam:left + w - seam],
+                          before[:h - seam, seam:w - seam])  # moved by (left, 0), kept

@@ -18,13 +18,14 @@ from sfumato.bridge.schema import EXPAND, INPAINT, UPSCALE
 
 from .daemon_status import CHECKING, DaemonState, from_error, from_report
 from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
-from .krita_host import KritaHost, refusal
+from .krita_host import KritaHost, layer_below, layer_recipe, refusal
 from .task_fields import request_params, stored
 
 SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
-TASKS = ("inpaint", "refine", "paint", "generate", "expand", "upscale", "remove")
+TASKS = ("inpaint", "refine", "paint", "generate", "expand", "regenerate", "upscale",
+         "remove")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,16 @@ class Controller(QObject):
         document = self.app.activeDocument()
         node = document.activeNode() if document is not None else None
         refused = refusal(document, node)
+        recipe = None
+        if refused is None and task == "regenerate":
+            # the selected result's recipe, painted on its source: the layer under it
+            recipe = layer_recipe(document, node)
+            if recipe is None:
+                refused = ("Pick a layer sfumato made (it keeps the recipe that made it) to "
+                           "regenerate it. The image is unchanged.")
+            else:
+                node = layer_below(node) or node
+                refused = refusal(document, node)
         if refused is not None:
             self._say(refused)
             return False
@@ -171,7 +182,7 @@ class Controller(QObject):
         signals.finished.connect(self._finished)
         threaded = ThreadedHost(host, self.calls, signals, self._cancel)
         self._signals = signals
-        self._job = JobThread(_work(task, settings), threaded, self.endpoint)
+        self._job = JobThread(_work(task, settings, recipe), threaded, self.endpoint)
         self.last_message = ""
         self.busy_changed.emit(True)
         self.progress.emit(0.0, f"sfumato {task}: starting")
@@ -236,11 +247,14 @@ class Controller(QObject):
         self.status_changed.emit(state)
 
 
-def _work(task: str, settings: Settings) -> Callable[[Any, Any], ActionOutcome]:
+def _work(task: str, settings: Settings,
+          recipe: str | None = None) -> Callable[[Any, Any], ActionOutcome]:
     """The job, run in the worker thread with its host and client."""
     model = settings.model or None
 
     def work(host: Any, client: Any) -> ActionOutcome:
+        if task == "regenerate" and recipe is not None:
+            return actions.regenerate(host, client, recipe)
         if task == "upscale":
             return actions.upscale_layer(host, client, settings.upscale_params(),
                                          settings.upscaler or None,

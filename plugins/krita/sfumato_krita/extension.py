@@ -19,6 +19,7 @@ ACTIONS = {
     "sfumato_refine": ("sfumato: Refine", "refine"),
     "sfumato_generate": ("sfumato: Generate new picture", "generate"),
     "sfumato_expand": ("sfumato: Expand canvas", "expand"),
+    "sfumato_regenerate": ("sfumato: Regenerate selected result", "regenerate"),
     "sfumato_remove": ("sfumato: Remove object", "remove"),
     "sfumato_upscale": ("sfumato: Upscale", "upscale"),
 }

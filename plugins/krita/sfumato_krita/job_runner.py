@@ -90,6 +90,16 @@ class ThreadedHost:
     def scale_image(self, factor: float) -> None:
         self.calls.call(lambda: self.host.scale_image(factor))
 
+    def canvas_size(self) -> tuple[int, int]:
+        width, height = self.calls.call(self.host.canvas_size)
+        return int(width), int(height)
+
+    def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
+        self.calls.call(lambda: self.host.grow_canvas(left, top, right, bottom))
+
+    def keep_recipe(self, text: str) -> None:
+        self.calls.call(lambda: self.host.keep_recipe(text))
+
     def progress(self, fraction: float, text: str) -> None:
         self.signals.progress.emit(float(fraction), text)
 

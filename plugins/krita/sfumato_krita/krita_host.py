@@ -267,6 +267,23 @@ def find_layer(document: Any, ref: str) -> Any | None:
     return by_name
 
 
+def layer_recipe(document: Any, node: Any) -> str | None:
+    """The recipe that made `node` (kept by `keep_recipe`), or None."""
+    data = document.annotation(recipe_key(node))
+    text = bytes(data).decode("utf-8", "replace") if data is not None else ""
+    return text or None
+
+
+def layer_below(node: Any) -> Any | None:
+    """The sibling directly under `node` (where a result's source is), or None."""
+    parent = node.parentNode()
+    siblings = parent.childNodes() if parent is not None else []  # bottom first
+    ids = [str(child.uniqueId().toString()) for child in siblings]
+    here = str(node.uniqueId().toString())
+    index = ids.index(here) if here in ids else 0
+    return siblings[index - 1] if index > 0 else None
+
+
 def recipe_key(node: Any) -> str:
     """The annotation that keeps what made `node`: sfumato-recipe-<its uniqueId>."""
     return f"{RECIPE_KEY}-{str(node.uniqueId().toString()).strip('{}')}"

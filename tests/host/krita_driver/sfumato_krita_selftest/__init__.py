@@ -182,6 +182,10 @@ class Driver:
             _write(folder, "composite_before.raw", bytes(self.doc.pixelData(0, 0, w, h)))
             state["canvas_before"] = [w, h]
             state["started"] = time.monotonic()
+            if case.get("on_new_of"):  # act on an earlier case's result layer (regenerate)
+                (earlier,) = self.report["cases"][case["on_new_of"]]["new"]
+                self.doc.setActiveNode(_node(self.doc, earlier["id"]))
+                self.doc.waitForDone()
             Krita.instance().action(case["action"]).trigger()  # the plug-in's own action
             return True
 
@@ -217,6 +221,8 @@ class Driver:
             result = {
                 "seconds": time.monotonic() - state["started"],
                 "layers": after, "new": new, "canvas": [w, h],
+                "canvas_before": state["canvas_before"],
+                "recipes": [_recipe(self.doc, layer["id"]) for layer in new],
                 "source_index": [layer["id"] for layer in after].index(
                     self.source.uniqueId().toString()),
                 "source_unchanged": resized or bytes(self.source.pixelData(0, 0, w, h))
@@ -280,6 +286,17 @@ class Driver:
             self.doc.waitForDone()
             self.doc.setModified(False)  # right before quitting, else "save?" hangs
         Krita.instance().action("file_quit").trigger()
+
+
+def _node(doc, layer_id):
+    return next(n for n in doc.rootNode().childNodes() if n.uniqueId().toString() == layer_id)
+
+
+def _recipe(doc, layer_id):
+    """The recipe annotation sfumato keeps for a layer (issue 19), or None."""
+    data = doc.annotation("sfumato-recipe-" + layer_id.strip("{}"))
+    text = bytes(data).decode() if data is not None else ""
+    return text or None
 
 
 def _pause(seconds):
