@@ -1,5 +1,6 @@
 """The generate and expand tasks end to end on tiny real pipelines (SDXL, SD 1.5, FLUX; SDXL
-inpaint and FLUX Fill for expand), loaded through the real loader."""
+inpaint and FLUX Fill for expand), loaded through the real loader; generate with controls and
+image prompts too."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from sfumato.core.pixels.compose import composite_over
 from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.tasks import expand, generate
 
-pytest_plugins = ["tests.tiny_fixtures"]  # the tiny model store and provider fixtures
+# the tiny model store and provider, and the tiny ControlNets and IP-Adapters beside them
+pytest_plugins = ["tests.tiny_fixtures", "tests.guide_fixtures"]
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +150,30 @@ def test_expand_refuses_to_add_nothing(make_context: Callable[..., Any]) -> None
     with pytest.raises(SfumatoError) as caught:
         expand.run(make_context(FAST, [array_to_raster(_layer(), Layout.RGBA8)], "sdxl-inpaint"))
     assert caught.value.code is ErrorCode.BAD_PARAMS and "at least one of" in caught.value.message
+
+
+def _edges() -> np.ndarray:
+    """A picture with strong edges under the area: what an "auto" control is made of."""
+    layer = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
+    layer[..., 3] = 255
+    layer[20:70, 40:110, :3] = (220, 40, 40)
+    return layer
+
+
+@pytest.mark.parametrize(("model", "guides"), [
+    ("sdxl", {"controls": [{"kind": "canny"}]}),
+    ("sdxl", {"image_prompts": [{"image": 1, "weight": 1.0}]}),
+    ("flux", {"controls": [{"kind": "canny"}]}),  # FluxControlNetPipeline, around FLUX's parts
+])
+def test_generate_follows_controls_and_image_prompts(guided_context: Callable[..., Any],
+                                                      model: str, guides: dict[str, Any]
+                                                      ) -> None:
+    rasters = [array_to_raster(_edges(), Layout.RGBA8)]
+    if "image_prompts" in guides:
+        rasters.append(array_to_raster(_layer(3), Layout.RGBA8))
+    params = {**FAST, "seed": 3, "resolution": 128}
+    plain = generate.run(guided_context(params, rasters[:1], model))
+    guided = generate.run(guided_context({**params, **guides}, rasters, model))
+    assert guided.info["offset"] == plain.info["offset"] == [0, 0]
+    assert (guided.rasters[0].width, guided.rasters[0].height) == (WIDTH, HEIGHT)
+    assert bytes(guided.rasters[0].data) != bytes(plain.rasters[0].data)
