@@ -93,6 +93,10 @@ GENERATE_CASES = [
     # on the generated layer: its recipe again, a new seed, painted on the source under it
     {"name": "regenerate", "action": "sfumato_regenerate", "selection": None,
      "on_new_of": "generate", "undo": True, "widgets": {"sfumato_model": "tiny"}},
+    # the docker set otherwise, then filled from the generated layer's recipe
+    {"name": "reuse", "action": "sfumato_reuse_settings", "selection": None,
+     "on_new_of": "generate", "widgets": {"sfumato_prompt": "a blue boat", "sfumato_steps": 9,
+                                          "sfumato_model": "tiny"}},
 ]
 GROWN = {"sfumato_left": 8, "sfumato_right": 24, "sfumato_bottom": 8}
 EXPAND_CASES = [
@@ -578,6 +582,12 @@ def test_regenerate_paints_the_recipe_again_with_a_new_seed(krita: Run) -> None:
     assert new["name"] == f"Generate: a red kite (seed {again.seed})"
     before = [layer["name"] for layer in case["layers"] if layer not in case["new"]]
     assert case["layers_after_undo"] == before  # one undo step
+
+
+def test_reuse_settings_fills_the_docker_from_the_recipe(krita: Run) -> None:
+    case = krita.case("reuse")
+    assert case["message"] == "" and case["new"] == []
+    assert case["docker_after"] == {"prompt": "a red kite", "steps": 2, "model": "tiny-gen"}
 
 
 def test_expand_grows_the_canvas_and_paints_only_the_border_and_seam(krita: Run) -> None:

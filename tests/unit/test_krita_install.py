@@ -32,7 +32,8 @@ def test_install_lays_out_plugin_desktop_action_and_vendored_bridge(tmp_path: Pa
     actions = ET.parse(tmp_path / "res" / "actions" / "sfumato_krita.action").getroot()
     names = {a.get("name"): a.findtext("shortcut") for a in actions.iter("Action")}
     assert set(names) == {"sfumato_inpaint", "sfumato_refine", "sfumato_generate",
-                          "sfumato_expand", "sfumato_regenerate", "sfumato_upscale",
+                          "sfumato_expand", "sfumato_regenerate", "sfumato_reuse_settings",
+                          "sfumato_upscale",
                           "sfumato_remove"}
     assert all(names.values())
     assert "Python Plugin Manager" in report  # not enabled: says how to

@@ -211,3 +211,15 @@ def test_generate_and_expand_run_with_the_contracts_defaults(schema: TaskSchema)
         0 if schema is EXPAND else 1)
     with pytest.raises(SfumatoError):
         schema.read({"strength": 0.5})  # neither takes a strength: always a new picture
+
+
+def test_reuse_settings_asks_the_daemon_for_the_recipe_again() -> None:
+    params = {"prompt": "a kite", "negative_prompt": "blur", "steps": 9, "seed": 41,
+              "variants": 1, "feather": 4, "right": 64, "strength": 0.3}
+    settings = task_fields.reused(params)
+    assert (settings["prompt"], settings["negative_prompt"], settings["strength"]) == (
+        "a kite", "blur", 0.3)
+    again = task_fields.request_params(GENERATE, task_fields.stored(settings["generate_values"]))
+    assert again == {"steps": 9, "seed": 41, "variants": 1, "feather": 4}
+    sides = task_fields.request_params(EXPAND, task_fields.stored(settings["expand_values"]))
+    assert sides == {"right": 64}

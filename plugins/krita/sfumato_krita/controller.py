@@ -13,13 +13,15 @@ from PyQt5.QtGui import QImage
 from sfumato.bridge import actions, schema
 from sfumato.bridge.actions import ActionOutcome
 from sfumato.bridge.endpoints import resolve_endpoint
+from sfumato.bridge.errors import SfumatoError
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
+from sfumato.bridge.recipe import Recipe
 from sfumato.bridge.schema import EXPAND, INPAINT, UPSCALE
 
 from .daemon_status import CHECKING, DaemonState, from_error, from_report
 from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
 from .krita_host import KritaHost, layer_below, layer_recipe, refusal
-from .task_fields import request_params, stored
+from .task_fields import request_params, reused, stored
 
 SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
@@ -87,6 +89,7 @@ class Controller(QObject):
     message = pyqtSignal(str)
     status_changed = pyqtSignal(object)  # DaemonState
     settings_changed = pyqtSignal(object)  # Settings
+    settings_reused = pyqtSignal(object)  # Settings, from a result's recipe: show them all
     finished = pyqtSignal(object)  # ActionOutcome
 
     def __init__(self, app: Any) -> None:
@@ -129,6 +132,24 @@ class Controller(QObject):
         self.settings_changed.emit(self.settings)
         if self.settings.endpoint != old.endpoint:
             self.refresh_status()
+
+    def reuse_settings(self) -> bool:
+        """The active layer's recipe (a result sfumato made) as the docker's settings."""
+        document = self.app.activeDocument()
+        node = document.activeNode() if document is not None else None
+        text = layer_recipe(document, node) if node is not None else None
+        if text is None:
+            self._say("Pick a layer sfumato made (it keeps the recipe that made it) to reuse "
+                      "its settings.")
+            return False
+        try:
+            recipe = Recipe.from_json(text)
+        except SfumatoError as exc:
+            self._say(f"sfumato: {exc.message}")
+            return False
+        self.update(model=recipe.model or "", **reused(recipe.params))
+        self.settings_reused.emit(self.settings)
+        return True
 
     def _load_settings(self) -> Settings:
         loaded: dict[str, Any] = {}

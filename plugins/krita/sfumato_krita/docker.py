@@ -70,6 +70,7 @@ class SfumatoDocker(DockWidget):
         c.progress.connect(self._show_progress)
         c.preview.connect(self._show_preview)
         c.message.connect(self._show_message)
+        c.settings_reused.connect(self._show_reused)
         self._show_status(c.status)
         self._show_busy(c.busy)
         c.refresh_status()
@@ -129,6 +130,18 @@ class SfumatoDocker(DockWidget):
         self.cancel.clicked.connect(self.controller.cancel)
         buttons.addWidget(self.cancel)
         layout.addLayout(buttons)
+        results = QHBoxLayout()  # on a result layer: its recipe (issue 19)
+        self.regenerate = _named(QPushButton("Regenerate", root), "sfumato_regenerate")
+        self.regenerate.setToolTip("Paint the selected sfumato layer again: its settings, a "
+                                   "new seed")
+        self.regenerate.clicked.connect(lambda: self.controller.start("regenerate"))
+        results.addWidget(self.regenerate)
+        self.reuse = _named(QPushButton("Reuse settings", root), "sfumato_reuse")
+        self.reuse.setToolTip("Fill this docker with the settings the selected sfumato layer "
+                              "was made with")
+        self.reuse.clicked.connect(self.controller.reuse_settings)
+        results.addWidget(self.reuse)
+        layout.addLayout(results)
 
         self.progress = _named(QProgressBar(root), "sfumato_progress")
         self.progress.setRange(0, 1000)
@@ -314,6 +327,14 @@ class SfumatoDocker(DockWidget):
         self.image_prompt_weight.setValue(s.image_prompt_weight)
         self._refresh_layers()
 
+    def _show_reused(self, s: Settings) -> None:
+        self._building = True
+        try:
+            self._show_settings(s)
+        finally:
+            self._building = False
+        self._show_status(self.controller.status)  # the daemon's model lists, kept
+
     def _show_status(self, state: DaemonState) -> None:
         self._refresh_layers()  # the status ticks every few seconds: layers added since show
         colour = STATE_COLOURS.get(state.state, ERROR_COLOUR)
@@ -333,6 +354,7 @@ class SfumatoDocker(DockWidget):
     def _show_busy(self, busy: bool) -> None:
         self.generate.setEnabled(not busy)
         self.new_picture.setEnabled(not busy)
+        self.regenerate.setEnabled(not busy)
         self.expand.setEnabled(not busy)
         self.remove.setEnabled(not busy)
         self.upscale.setEnabled(not busy)

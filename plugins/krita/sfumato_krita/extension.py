@@ -23,6 +23,7 @@ ACTIONS = {
     "sfumato_remove": ("sfumato: Remove object", "remove"),
     "sfumato_upscale": ("sfumato: Upscale", "upscale"),
 }
+REUSE_ACTION = ("sfumato_reuse_settings", "sfumato: Reuse settings of selected result")
 MENU = "tools/scripts"
 
 
@@ -38,6 +39,8 @@ class SfumatoExtension(Extension):
         for action_id, (text, task) in ACTIONS.items():
             action = window.createAction(action_id, text, MENU)
             action.triggered.connect(lambda _checked=False, t=task: controller.start(t))
+        reuse = window.createAction(*REUSE_ACTION, MENU)
+        reuse.triggered.connect(lambda _checked=False: controller.reuse_settings())
 
 
 def register() -> None:

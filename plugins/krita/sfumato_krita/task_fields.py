@@ -88,3 +88,22 @@ def request_params(schema: TaskSchema, values: Mapping[str, Any]) -> dict[str, A
     return {name: value for name, value in values.items()
             if name in names and not schema.param(name).means_absent(value)}
 
+
+
+def reused(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The docker's settings from a recipe's params (Reuse settings): the prompt boxes,
+    strength, and the values of the task fields and expand's sides, as the docker keeps them."""
+    shared = {f.name for f in GENERATE_FIELDS}
+    sides = {f.name for f in EXPAND_FIELDS}
+    settings: dict[str, Any] = {
+        "prompt": str(params.get("prompt") or ""),
+        "negative_prompt": str(params.get("negative_prompt") or ""),
+        "generate_values": json.dumps({k: v for k, v in params.items() if k in shared},
+                                      sort_keys=True),
+        "expand_values": json.dumps({k: v for k, v in params.items() if k in sides},
+                                    sort_keys=True),
+    }
+    strength = params.get("strength")
+    if isinstance(strength, int | float) and not isinstance(strength, bool):
+        settings["strength"] = float(strength)
+    return settings

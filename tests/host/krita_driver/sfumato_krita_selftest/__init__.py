@@ -223,6 +223,9 @@ class Driver:
                 "layers": after, "new": new, "canvas": [w, h],
                 "canvas_before": state["canvas_before"],
                 "recipes": [_recipe(self.doc, layer["id"]) for layer in new],
+                "docker_after": {"prompt": _widget("sfumato_prompt").toPlainText(),
+                                 "steps": _widget("sfumato_steps").value(),
+                                 "model": _widget("sfumato_model").currentData()},
                 "source_index": [layer["id"] for layer in after].index(
                     self.source.uniqueId().toString()),
                 "source_unchanged": resized or bytes(self.source.pixelData(0, 0, w, h))
