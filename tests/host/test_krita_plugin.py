@@ -71,6 +71,7 @@ def _cases(closed: str) -> list[dict[str, Any]]:
                                    "sfumato_image_prompt_weight": 1.0},
          "restore": {"sfumato_image_prompt_layer": ""}},
         *GENERATE_CASES,
+        *REMOVE_CASES,
         {"name": "cancel", "action": "sfumato_inpaint", "selection": INPAINT_SEL, "cancel": True,
          "widgets": {**TINY, "sfumato_steps": 150}},
         {"name": "no_daemon", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
@@ -97,6 +98,14 @@ GENERATE_CASES = [
     {"name": "reuse", "action": "sfumato_reuse_settings", "selection": None,
      "on_new_of": "generate", "widgets": {"sfumato_prompt": "a blue boat", "sfumato_steps": 9,
                                           "sfumato_model": "tiny"}},
+]
+# Object removal (issue 17): the Remove object box's own model list and fields.
+REMOVE_EDGES = {"sfumato_remove_grow": 2, "sfumato_remove_feather": 4,
+                "sfumato_remove_context": 8}
+REMOVE_CASES = [
+    {"name": "remove", "action": "sfumato_remove", "selection": INPAINT_SEL, "undo": True,
+     "widgets": {"sfumato_remover": "tiny-lama", **REMOVE_EDGES},
+     "restore": {"sfumato_remover": ""}},
 ]
 GROWN = {"sfumato_left": 8, "sfumato_right": 24, "sfumato_bottom": 8}
 EXPAND_CASES = [
@@ -152,6 +161,7 @@ def source_pixels() -> np.ndarray:
 @pytest.fixture(scope="module")
 def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[DaemonProcess]:
+    from tests.tiny_fill import build_tiny_lama
     from tests.tiny_models import (
         build_tiny_controlnet,
         build_tiny_image_encoder,
@@ -166,7 +176,8 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
         models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
                   "tiny-gen": build_tiny_model("sdxl", tmp / "tiny-sdxl"),
                   "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
-                  "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors")}
+                  "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors"),
+                  "tiny-lama": build_tiny_lama(tmp / "tiny-lama.safetensors")}
         for name, path in models.items():
             added = _run([*SFUMATO, "models", "add", name, path], env=process.env())
             assert added.returncode == 0, added.stderr
@@ -607,3 +618,25 @@ def test_expand_grows_the_canvas_and_paints_only_the_border_and_seam(krita: Run)
     seam = 32  # expand's default feather: the fill blends this far into the picture
     assert np.array_equal(after[:h - seam, left + seam:left + w - seam],
                           before[:h - seam, seam:w - seam])  # moved by (left, 0), kept
+
+
+# --- object removal (issue 17) -------------------------------------------------------------------
+
+
+def test_remove_object_adds_a_layer_over_the_selection_in_one_undo_step(krita: Run) -> None:
+    case = krita.case("remove")
+    assert case["message"] == "", case["message"]
+    assert case["source_unchanged"] and case["selection_unchanged"]
+    new, pixels = _new_layer(krita, "remove")
+    _assert_above_source(case, new)
+    assert new["name"] == "Remove (tiny-lama)"
+    sx, sy, sw, sh = INPAINT_SEL
+    x, y, w, h = new["bounds"]
+    reach = REMOVE_EDGES["sfumato_remove_grow"] + REMOVE_EDGES["sfumato_remove_feather"] + 1
+    assert x <= sx and y <= sy and x + w >= sx + sw and y + h >= sy + sh
+    assert x >= sx - reach and y >= sy - reach
+    assert x + w <= sx + sw + reach and y + h <= sy + sh + reach
+    assert (pixels[sy - y : sy - y + sh, sx - x : sx - x + sw, 3] == 255).all()
+    _assert_outside_untouched(krita, "remove", new, pixels)
+    assert case["layers_after_undo"] == [
+        layer["name"] for layer in case["layers"] if layer not in case["new"]]
