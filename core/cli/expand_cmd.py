@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.recipe import recipes
 from sfumato.bridge.schema import EXPAND, EXPAND_SIDES, ResultInfo
 from sfumato.core.cli.generate_cmd import variant_path
@@ -17,6 +18,7 @@ from sfumato.core.cli.model_choice import choose_model
 from sfumato.core.cli.output_paths import refuse_existing
 from sfumato.core.cli.task_flags import add_task_flags, task_values
 from sfumato.core.config import load_settings
+from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.image_files import probe, read_rgba, write_image
 
 
@@ -28,6 +30,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "pixels, its colours matched to the picture's.")
     cmd.add_argument("image", type=Path)
     cmd.add_argument("--model", help="inpaint model id from `sfumato models list`")
+    cmd.add_argument("--aspect", metavar="W:H",
+                     help="grow to this aspect ratio instead (e.g. 16:9), evenly on the two "
+                     "sides that need it; the per-side amounts are then worked out")
     cmd.add_argument("-o", "--output", type=Path, required=True,
                      help="the expanded picture; -2, -3... for more variants")
     cmd.add_argument("--layer-out", type=Path,
@@ -47,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.endpoint)
     like = probe(args.image, settings.max_pixels)
     image = read_rgba(args.image, settings.max_pixels)
+    if args.aspect is not None:
+        for side, amount in zip(EXPAND_SIDES, sides_for_aspect(image.width, image.height,
+                                                               args.aspect), strict=True):
+            setattr(args, side, amount)
     params = task_values(args, EXPAND)
     left, top, right, bottom = (int(params.get(side) or 0) for side in EXPAND_SIDES)
     outputs = [variant_path(base, i) for base in filter(None, (args.output, args.layer_out))
@@ -77,3 +86,21 @@ def run(args: argparse.Namespace) -> int:
                       "seed": info.seed, "seeds": list(info.seeds), "model": info.model,
                       "warnings": list(info.warnings)}))
     return 0
+
+
+def sides_for_aspect(width: int, height: int, aspect: str) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) that grow a width x height picture to the aspect ratio
+    "W:H", split evenly (the odd pixel on the right or bottom); nothing when it has it."""
+    wide, sep, high = aspect.partition(":")
+    try:
+        ratio = float(wide) / float(high)
+    except (ValueError, ZeroDivisionError):
+        ratio = 0.0
+    if not sep or not 0.01 <= ratio <= 100:
+        raise SfumatoError(ErrorCode.BAD_PARAMS, f"--aspect {aspect!r}: write it as W:H, "
+                           "e.g. 16:9 or 1:1")
+    if width / height < ratio:  # too narrow: add columns
+        extra = round(height * ratio) - width
+        return extra // 2, 0, extra - extra // 2, 0
+    extra = round(width / ratio) - height
+    return 0, extra // 2, 0, extra - extra // 2

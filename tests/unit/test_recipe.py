@@ -77,3 +77,4 @@ def test_inspect_says_when_a_file_keeps_no_recipe(tmp_path: Path,
     assert read_text(path) == {"Comment": "hello"}
     assert main(["inspect", str(path)]) == 1
     assert "keeps no sfumato recipe" in capsys.readouterr().err
+
