@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from sfumato.bridge.recipe import Recipe
+from sfumato.bridge.schema import INPAINT
+from sfumato.core.pixels.compose import composite_over
 
 from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
 
@@ -220,7 +222,7 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         proc = _run([HOSTS / "run-gimp.sh", "--plugins", plugins, "--bind", tmp,
                      "--env", f"SFUMATO_ENDPOINT={daemon.endpoint}",
                      "--env", f"SFUMATO_CASES={tmp / 'cases.json'}",
-                     "--env", f"SFUMATO_CASES_OUT={out}", "--timeout", 240, BATCH])
+                     "--env", f"SFUMATO_CASES_OUT={out}", "--timeout", 600, BATCH], timeout=660)
         seconds = time.monotonic() - started
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         print(f"GIMP ran {len(cases)} cases in {seconds:.1f} s")
@@ -334,7 +336,7 @@ def _assert_repainted(gimp: Run, name: str) -> dict[str, Any]:
     # Only the selection's box plus margin was sent: the layers lie inside it and cover it.
     lx, ly = report["source_offsets_before"]
     lw, lh = LARGE_SOURCE
-    margin = 2 * (TINY["grow"] + TINY["feather"]) + TINY["context"]
+    margin = INPAINT.reach({k: TINY[k] for k in ("grow", "feather", "context")})
     sx, sy, sw, sh = case["selection"]["rect"]
     box = report["selection_box_before"]  # GIMP's bounds: partially selected pixels too
     if case["selection"]["shape"] == "feathered":
@@ -369,6 +371,28 @@ def test_inpaint_on_offset_layer(gimp: Run) -> None:
     png = np.asarray(Image.open(gimp.folder / "inpaint_offset" / "composite.png"))
     after = gimp.raw("inpaint_offset", "composite_after", LARGE_CANVAS, "u8")
     assert np.array_equal(png[..., :3], after[..., :3])  # what the PNG export shows
+
+
+@pytest.mark.parametrize("name", ["inpaint_offset", "inpaint_u16", "inpaint_feathered",
+                                  "inpaint_variants"])
+def test_the_visible_image_is_the_daemons_composite(gimp: Run, name: str) -> None:
+    """What the artist sees equals the daemon's composite (the CLI's `-o`) within one 8-bit
+    level everywhere, the feathered edge included: GIMP composites our layers in the same
+    sRGB-encoded values the daemon blended in, not in linear light."""
+    report = gimp.result(name)
+    canvas, precision = _canvas(name), BY_NAME[name]["precision"]
+    expected = gimp.raw(name, "composite_before", canvas, precision)
+    partial = 0
+    layers = list(enumerate(_new_layers(report)))
+    for index, layer in reversed(layers):  # bottom first, as GIMP stacks them
+        pixels = gimp.raw(name, f"new_{index}", tuple(layer["size"]), precision)
+        limit = np.iinfo(pixels.dtype).max
+        partial += int(((pixels[..., 3] > 0) & (pixels[..., 3] < limit)).sum())
+        expected = composite_over(expected, pixels, tuple(layer["offsets"]))
+    assert layers and partial > 0  # there is a feather band to get wrong
+    after = gimp.raw(name, "composite_after", canvas, precision)
+    level = 1 if precision == "u8" else 257
+    assert np.abs(after.astype(np.int64) - expected.astype(np.int64)).max() <= level
 
 
 def test_inpaint_variants_become_one_layer_each(gimp: Run) -> None:

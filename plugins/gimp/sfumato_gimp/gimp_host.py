@@ -110,6 +110,14 @@ class GimpHost:
         # It is filled before it joins the image, so a failure cannot leave a blank layer.
         layer = Gimp.Layer.new(self.image, name, raster.width, raster.height, kind, 100.0,
                                Gimp.LayerMode.NORMAL)
+        if not self._linear_light():
+            # The daemon blended the feathered edge in the image's own sRGB-encoded values,
+            # as the CLI's output does; GIMP 3 composites a normal layer in linear light and
+            # would show up to ~70 levels more at the edge. The artist sees what was computed.
+            # (A linear-light image stays linear: converting every pixel under the layer to
+            # sRGB and back would move untouched float pixels by rounding.)
+            layer.set_composite_space(Gimp.LayerColorSpace.RGB_NON_LINEAR)
+            layer.set_blend_space(Gimp.LayerColorSpace.RGB_NON_LINEAR)
         buffer = layer.get_buffer()
         buffer.set(Gegl.Rectangle.new(0, 0, raster.width, raster.height),
                    FORMATS[raster.layout], raster.packed_bytes())
