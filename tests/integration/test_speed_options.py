@@ -74,10 +74,10 @@ def test_batched_tiles_give_the_same_pixels_as_one_at_a_time(tmp_path: Path) -> 
 
 def test_a_bad_batch_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     models = _upscaler_home(tmp_path)
-    with pytest.raises(SfumatoError) as err:
-        _upscale(models, _photo(40, 40), batch=0)
+    with pytest.raises(SfumatoError) as err:  # 0 means "the daemon's", as front ends show it
+        _upscale(models, _photo(40, 40), batch=-1)
     assert err.value.code is ErrorCode.BAD_PARAMS
-    assert "batch" in err.value.message
+    assert "batch must be a whole number from 1 to 64" in err.value.message
 
 
 def test_config_dtype_reaches_the_loaded_upscaler(tmp_path: Path) -> None:
