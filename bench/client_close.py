@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.daemon_process import start_daemon  # noqa: E402
+from tests.support.daemon_process import start_daemon  # noqa: E402
 
 TARGET_S = 0.5
 HOST = """

@@ -23,8 +23,8 @@ from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.protocol import Progress  # noqa: E402
 from sfumato.bridge.raster import Layout, Raster  # noqa: E402
 
-from tests.daemon_process import start_daemon  # noqa: E402
-from tests.tiny_upscaler import build_tiny_upscaler  # noqa: E402
+from tests.support.daemon_process import start_daemon  # noqa: E402
+from tests.support.tiny_upscaler import build_tiny_upscaler  # noqa: E402
 
 TARGET_S = 0.050
 

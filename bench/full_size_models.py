@@ -105,7 +105,7 @@ def _sdxl_modules() -> dict[str, Any]:
 def _sdxl_inpaint(modules: dict[str, Any]) -> Any:
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline
 
-    from tests.tiny_models import clip_tokenizer
+    from tests.support.tiny_models import clip_tokenizer
 
     return StableDiffusionXLInpaintPipeline(
         **modules, tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(),
@@ -137,7 +137,7 @@ def _flux_modules() -> dict[str, Any]:
 def _flux_fill(modules: dict[str, Any]) -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline
 
-    from tests.tiny_models import clip_tokenizer, t5_tokenizer
+    from tests.support.tiny_models import clip_tokenizer, t5_tokenizer
 
     return FluxFillPipeline(
         **modules, tokenizer=clip_tokenizer(), tokenizer_2=t5_tokenizer(),

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.protocol import Cancelled, Failed, Progress, Result  # noqa: E402
 
-from tests.daemon_process import DaemonProcess, start_daemon  # noqa: E402
+from tests.support.daemon_process import DaemonProcess, start_daemon  # noqa: E402
 
 
 def arguments(description: str, steps: int) -> argparse.Namespace:

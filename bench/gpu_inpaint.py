@@ -76,7 +76,7 @@ def run(kind: str, steps: int, target_s: float, reference: str) -> int:
 
 def _model_folder(kind: str, args: Any, device: str) -> Path:
     if args.tiny:
-        from tests.tiny_models import build_tiny_model
+        from tests.support.tiny_models import build_tiny_model
 
         return build_tiny_model(kind, Path(tempfile.mkdtemp()) / f"tiny-{kind}")
     from full_size_models import build_full_size

@@ -105,7 +105,7 @@ def _model(home: Path, args: Any) -> tuple[Path, str]:
     from sfumato.core.models.registry import Registry
 
     if args.tiny:
-        from tests.tiny_upscaler import build_tiny_upscaler
+        from tests.support.tiny_upscaler import build_tiny_upscaler
 
         return build_tiny_upscaler(home / "tiny-x2.safetensors"), "tiny"
     from sfumato.core.models.ncnn_import import ensure_default_upscaler

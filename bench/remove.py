@@ -4,7 +4,7 @@ LaMa over the whole canvas (what IOPaint does)?
 1. Selection cost. `bridge.actions.remove_object` from the host's first read to the new
    layer, against a real daemon process on a loopback socket running a LaMa registered with
    `sfumato models add`. The same 256x256 selection sits in the middle of a 1024x1024 and of
-   an 8192x8192 canvas (tests/fake_host.py: pixels are made only for the rectangle asked, as
+   an 8192x8192 canvas (tests/support/fake_host.py: pixels are made only for the rectangle asked, as
    an editor reads tiles); the two alternate round by round (bench/rounds.py) and the median
    of the per-round ratios is printed against the target: at most 1.1x.
 2. Against whole-canvas LaMa. The same selection on a `--canvas` square: `remove` end to end
@@ -46,9 +46,9 @@ from sfumato.bridge import actions  # noqa: E402
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.selection import Rect  # noqa: E402
 
-from tests.daemon_process import start_daemon  # noqa: E402
-from tests.fake_host import FakeHost  # noqa: E402
-from tests.tiny_fill import build_big_lama, build_tiny_lama  # noqa: E402
+from tests.support.daemon_process import start_daemon  # noqa: E402
+from tests.support.fake_host import FakeHost  # noqa: E402
+from tests.support.tiny_fill import build_big_lama, build_tiny_lama  # noqa: E402
 
 SELECTION = 256
 TARGET_RATIO = 1.1

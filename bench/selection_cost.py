@@ -2,13 +2,14 @@
 
 Times what an artist waits for: `bridge.actions.inpaint_selection` from the host's first read
 to the new layer, against a real daemon process on a loopback socket running a tiny
-random-weight inpainting pipeline (tests/tiny_models.py) registered with `sfumato models add`.
+random-weight inpainting pipeline (tests/support/tiny_models.py) registered with
+`sfumato models add`.
 The same 256x256 selection sits in the middle of a 1024x1024 canvas and of a 16384x16384
 canvas; the two alternate round by round (bench/rounds.py: so that load from elsewhere on the
 machine hits both alike) and the median of the per-round ratios, with their range, is
 printed against the target: at most 1.1x.
 
-The host is tests/fake_host.py's FakeHost: like a real editor reading tiles, it makes pixels
+The host is tests/support/fake_host.py's FakeHost: like a real editor reading tiles, it makes pixels
 and the selection mask only for the rectangle asked, at a cost that grows with that
 rectangle, and never holds the whole canvas. So a read of the whole layer or mask (1 GiB and
 256 MiB at 16384x16384) shows in the times, as it would in GIMP. The pixels read from the host
@@ -38,8 +39,8 @@ from sfumato.bridge import actions  # noqa: E402
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.selection import Rect  # noqa: E402
 
-from tests.daemon_process import start_daemon  # noqa: E402
-from tests.fake_host import FakeHost  # noqa: E402
+from tests.support.daemon_process import start_daemon  # noqa: E402
+from tests.support.fake_host import FakeHost  # noqa: E402
 
 SELECTION = 256
 TARGET_RATIO = 1.1
@@ -75,7 +76,7 @@ def _add_tiny_model(kind: str, tmp: Path, env: dict[str, str]) -> None:
     # An unusable torchvision must look absent before diffusers is imported, as it does in
     # the daemon's worker and in the test suite (tests/conftest.py).
     guard_torchvision()
-    from tests.tiny_models import build_tiny_model
+    from tests.support.tiny_models import build_tiny_model
 
     folder = build_tiny_model(kind, tmp / f"tiny-{kind}")
     subprocess.run([sys.executable, "-m", "sfumato.core", "models", "add", "tiny", str(folder)],

@@ -42,7 +42,7 @@ import rounds  # noqa: E402
 from sfumato.bridge.client import Client  # noqa: E402
 from sfumato.bridge.raster import Layout, Raster  # noqa: E402
 
-from tests.daemon_process import start_daemon  # noqa: E402
+from tests.support.daemon_process import start_daemon  # noqa: E402
 
 SIZES = {"4k": (3840, 2160), "8k": (7680, 4320)}
 TARGET = 2.0

@@ -40,7 +40,7 @@ from sfumato.core.models.ncnn_import import ensure_default_upscaler  # noqa: E40
 from sfumato.core.models.registry import Registry  # noqa: E402
 from sfumato.core.models.upscaler_loader import input_memory_format, load_upscaler  # noqa: E402
 
-from tests.daemon_process import DaemonProcess, start_daemon  # noqa: E402
+from tests.support.daemon_process import DaemonProcess, start_daemon  # noqa: E402
 
 NCNN_INDEX = {
     "realesr-animevideov3-x2": 0,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import DaemonProcess, start_daemon
+from tests.support.daemon_process import DaemonProcess, start_daemon
 
 DATA = Path(__file__).parent / "data"
 

@@ -19,10 +19,10 @@ from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import inpaint, upscale
 
-from tests.daemon_process import start_daemon
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import start_daemon
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
-pytest_plugins = ["tests.tiny_fixtures"]
+pytest_plugins = ["tests.support.tiny_fixtures"]
 
 pytestmark = pytest.mark.gpu
 

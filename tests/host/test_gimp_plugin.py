@@ -30,7 +30,7 @@ from sfumato.bridge.recipe import Recipe
 from sfumato.bridge.schema import INPAINT
 from sfumato.core.pixels.compose import composite_over
 
-from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
+from tests.support.daemon_process import DaemonProcess, free_endpoint, start_daemon
 
 pytestmark = pytest.mark.host
 
@@ -177,8 +177,8 @@ def _write_inputs(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    from tests.tiny_fill import build_tiny_lama
-    from tests.tiny_models import (
+    from tests.support.tiny_fill import build_tiny_lama
+    from tests.support.tiny_models import (
         build_tiny_controlnet,
         build_tiny_image_encoder,
         build_tiny_ip_adapter,

@@ -29,7 +29,7 @@ import pytest
 from PIL import Image
 from sfumato.bridge.recipe import Recipe
 
-from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
+from tests.support.daemon_process import DaemonProcess, free_endpoint, start_daemon
 
 pytestmark = pytest.mark.host
 
@@ -161,8 +161,8 @@ def source_pixels() -> np.ndarray:
 @pytest.fixture(scope="module")
 def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[DaemonProcess]:
-    from tests.tiny_fill import build_tiny_lama
-    from tests.tiny_models import (
+    from tests.support.tiny_fill import build_tiny_lama
+    from tests.support.tiny_models import (
         build_tiny_controlnet,
         build_tiny_image_encoder,
         build_tiny_ip_adapter,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import DaemonProcess, start_daemon
+from tests.support.daemon_process import DaemonProcess, start_daemon
 
 INJECT = Path(__file__).resolve().parents[1] / "inject"  # see tests/inject/sitecustomize.py
 HOSTILE_MAX_PIXELS = 65_536  # frames and messages up to 2 MiB of pixels: the tests stay small

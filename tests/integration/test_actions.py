@@ -14,9 +14,9 @@ from sfumato.bridge.client import Client
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect, crop
 
-from tests.daemon_process import DaemonProcess, free_endpoint
-from tests.fake_host import FakeHost
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import DaemonProcess, free_endpoint
+from tests.support.fake_host import FakeHost
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 from sfumato.core.pixels.arrays import array_to_raster, rgba_layout_for
 
-from tests.daemon_process import DaemonProcess, free_endpoint, start_daemon
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import DaemonProcess, free_endpoint, start_daemon
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 

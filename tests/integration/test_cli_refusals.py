@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.daemon_process import free_endpoint
+from tests.support.daemon_process import free_endpoint
 
 pytestmark = pytest.mark.integration
 

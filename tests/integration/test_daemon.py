@@ -22,8 +22,8 @@ from sfumato.bridge.client import (
 from sfumato.bridge.protocol import Cancelled, ErrorCode, Progress, Result
 from sfumato.bridge.raster import Layout, Raster
 
-from tests.daemon_process import DaemonProcess, start_daemon
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import DaemonProcess, start_daemon
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 

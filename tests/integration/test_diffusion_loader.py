@@ -20,9 +20,9 @@ from sfumato.core.models.diffusion_loader import (
 )
 from sfumato.core.models.registry import ModelEntry
 
-from tests.tiny_models import KINDS
+from tests.support.tiny_models import KINDS
 
-pytest_plugins = ["tests.tiny_fixtures"]  # the tiny model store and provider fixtures
+pytest_plugins = ["tests.support.tiny_fixtures"]  # the tiny model store and provider fixtures
 
 pytestmark = pytest.mark.integration
 

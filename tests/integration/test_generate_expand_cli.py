@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from sfumato.core.cli.inspect_cmd import read_recipe
 
-from tests.daemon_process import DaemonProcess
-from tests.tiny_models import build_tiny_model
+from tests.support.daemon_process import DaemonProcess
+from tests.support.tiny_models import build_tiny_model
 
 pytestmark = pytest.mark.integration
 

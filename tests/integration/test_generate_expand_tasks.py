@@ -19,7 +19,7 @@ from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.tasks import expand, generate
 
 # the tiny model store and provider, and the tiny ControlNets and IP-Adapters beside them
-pytest_plugins = ["tests.tiny_fixtures", "tests.guide_fixtures"]
+pytest_plugins = ["tests.support.tiny_fixtures", "tests.support.guide_fixtures"]
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from sfumato.core.pixels.compose import composite_over, resize_rgb
 from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.tasks import inpaint, preprocess, refine
 
-pytest_plugins = ["tests.tiny_fixtures", "tests.guide_fixtures"]
+pytest_plugins = ["tests.support.tiny_fixtures", "tests.support.guide_fixtures"]
 
 pytestmark = pytest.mark.integration
 
@@ -317,7 +317,7 @@ def test_single_file_controlnets_draw_what_their_folders_draw(
     from sfumato.core.models.model_add import register_model, register_sources
     from sfumato.core.models.registry import Registry
 
-    from tests.original_layout import save_original_layout_controlnet
+    from tests.support.original_layout import save_original_layout_controlnet
 
     store = guide_home / "store"
     registry = Registry(guide_home)
@@ -366,7 +366,7 @@ def test_a_single_file_controlnet_missing_tensors_is_refused_not_run_half_random
     from sfumato.core.models.model_add import register_model
     from sfumato.core.models.registry import Registry
 
-    from tests.original_layout import save_original_layout_controlnet
+    from tests.support.original_layout import save_original_layout_controlnet
 
     whole = save_original_layout_controlnet(guide_home / "store" / "canny-sdxl",
                                             tmp_path / "whole.safetensors")
@@ -388,7 +388,7 @@ def test_a_warm_image_prompt_reads_no_adapter_from_disk(
     from sfumato.core.models.model_add import register_model
     from sfumato.core.models.registry import Registry
 
-    from tests.tiny_models import build_tiny_ip_adapter
+    from tests.support.tiny_models import build_tiny_ip_adapter
 
     adapter = build_tiny_ip_adapter("sdxl", tmp_path / "ip-adapter_sdxl.safetensors")
     register_model(Registry(guide_home), "ip-warm", adapter)

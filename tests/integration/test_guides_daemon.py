@@ -19,9 +19,9 @@ from sfumato.bridge.guides import Control, ImagePrompt
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect
 
-from tests.daemon_process import DaemonProcess
-from tests.fake_host import FakeHost
-from tests.tiny_models import (
+from tests.support.daemon_process import DaemonProcess
+from tests.support.fake_host import FakeHost
+from tests.support.tiny_models import (
     build_tiny_controlnet,
     build_tiny_image_encoder,
     build_tiny_ip_adapter,
@@ -41,7 +41,7 @@ def sfumato(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def guided_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    from tests.daemon_process import start_daemon
+    from tests.support.daemon_process import start_daemon
 
     tmp = tmp_path_factory.mktemp("guided-daemon")
     daemon = start_daemon(tmp / "home")

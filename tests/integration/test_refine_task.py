@@ -16,7 +16,7 @@ from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.task_api import CancelToken
 from sfumato.core.tasks import refine
 
-pytest_plugins = ["tests.tiny_fixtures"]  # the tiny model store and provider fixtures
+pytest_plugins = ["tests.support.tiny_fixtures"]  # the tiny model store and provider fixtures
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect
 from sfumato.core.pixels.masks import soft_mask
 
-from tests.daemon_process import DaemonProcess, start_daemon
-from tests.fake_host import FakeHost
-from tests.tiny_fill import build_tiny_lama
-from tests.tiny_models import build_tiny_model
+from tests.support.daemon_process import DaemonProcess, start_daemon
+from tests.support.fake_host import FakeHost
+from tests.support.tiny_fill import build_tiny_lama
+from tests.support.tiny_models import build_tiny_model
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from sfumato.core.models.fill_run import fill_size
 from sfumato.core.models.model_add import describe_model, register_sources
 from sfumato.core.models.registry import Registry
 
-from tests.tiny_fill import build_big_lama, build_tiny_lama
+from tests.support.tiny_fill import build_big_lama, build_tiny_lama
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from sfumato.core.pixels.compose import composite_over
 from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.tasks import remove
 
-from tests.tiny_fill import build_tiny_lama
+from tests.support.tiny_fill import build_tiny_lama
 
-pytest_plugins = ["tests.tiny_fixtures"]
+pytest_plugins = ["tests.support.tiny_fixtures"]
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from sfumato.bridge.endpoints import CurveKeys
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.transport import load_client_keys
 
-from tests.daemon_process import free_endpoint, start_daemon
+from tests.support.daemon_process import free_endpoint, start_daemon
 
 pytestmark = pytest.mark.integration
 

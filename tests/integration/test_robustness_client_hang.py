@@ -16,7 +16,7 @@ from sfumato.bridge.client import DaemonUnavailable
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.transport import LINGER_MS
 
-from tests.daemon_process import DaemonProcess
+from tests.support.daemon_process import DaemonProcess
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def test_a_frozen_daemon_never_hangs_the_host(daemon: DaemonProcess) -> None:
 
 
 def test_a_dead_daemon_never_hangs_the_host(tmp_path: Path) -> None:
-    from tests.daemon_process import start_daemon
+    from tests.support.daemon_process import start_daemon
 
     daemon = start_daemon(tmp_path / "home")
     client = daemon.client(timeout_s=1.0)

@@ -18,10 +18,10 @@ import zmq.utils.monitor
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 
-from tests.daemon_process import DaemonProcess
-from tests.hostile_frames import HostileGenerator
-from tests.hostile_peer import HOSTILE_SHAPE, hostile_references, memory_file, reference
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import DaemonProcess
+from tests.support.hostile_frames import HostileGenerator
+from tests.support.hostile_peer import HOSTILE_SHAPE, hostile_references, memory_file, reference
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from sfumato.bridge.client import Client, ClientError
 from sfumato.bridge.protocol import ErrorCode
 
-from tests.daemon_process import DaemonProcess, start_daemon
+from tests.support.daemon_process import DaemonProcess, start_daemon
 
 pytestmark = pytest.mark.integration
 

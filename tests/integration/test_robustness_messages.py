@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon_process import DaemonProcess
-from tests.hostile_peer import RawPeer, header
+from tests.support.daemon_process import DaemonProcess
+from tests.support.hostile_peer import RawPeer, header
 
 pytestmark = pytest.mark.integration
 

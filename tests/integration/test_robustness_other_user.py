@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon_process import DaemonProcess
+from tests.support.daemon_process import DaemonProcess
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the account cannot enter the project's venv
 

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from sfumato.bridge.shared_pixels import open_reference
 
-from tests.daemon_process import DaemonProcess
-from tests.hostile_peer import (
+from tests.support.daemon_process import DaemonProcess
+from tests.support.hostile_peer import (
     HOSTILE_SHAPE,
     RawPeer,
     header,

@@ -14,8 +14,8 @@ from sfumato.bridge.client import RequestRejected
 from sfumato.bridge.protocol import ErrorCode, Failed, Progress, Result
 from sfumato.bridge.raster import Layout, Raster
 
-from tests.daemon_process import DaemonProcess, start_daemon
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import DaemonProcess, start_daemon
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 

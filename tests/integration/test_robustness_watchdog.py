@@ -17,8 +17,8 @@ from sfumato.bridge.protocol import ErrorCode, Failed, Result
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.core.models.registry import ModelEntry, Registry
 
-from tests.daemon_process import DaemonProcess, start_daemon
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.daemon_process import DaemonProcess, start_daemon
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.integration
 

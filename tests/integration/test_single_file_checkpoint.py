@@ -19,8 +19,8 @@ from sfumato.core.pixels.arrays import array_to_raster
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import inpaint, refine
 
-from tests.original_layout import UNET_PREFIX, save_original_layout_checkpoint
-from tests.tiny_models import build_tiny_model
+from tests.support.original_layout import UNET_PREFIX, save_original_layout_checkpoint
+from tests.support.tiny_models import build_tiny_model
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,9 @@ from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import TaskContext
 from sfumato.core.tasks import inpaint, upscale
 
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
-pytest_plugins = ["tests.tiny_fixtures"]
+pytest_plugins = ["tests.support.tiny_fixtures"]
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from sfumato.core.errors import JobCancelled
 from sfumato.core.task_api import CancelToken
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.tiny_fixtures"]  # the tiny model store and provider fixtures
+pytest_plugins = ["tests.support.tiny_fixtures"]  # the tiny model store and provider fixtures
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HEIGHT, WIDTH = 96, 128

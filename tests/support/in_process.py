@@ -3,7 +3,7 @@ process on an `inproc://` ZeroMQ socket, with the real client connected to it. C
 server logic (hello, ping, status, admission, the queue, cancel, ownership) is then testable
 in the unit tier, without a daemon process or TCP. The worker is the one part left out: an
 idle stand-in that never becomes ready, so jobs stay queued (tests that run jobs use the real
-daemon process, tests/daemon_process.py)."""
+daemon process, tests/support/daemon_process.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from sfumato.bridge.protocol import Progress, Result
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import INPAINT, TASKS
 
-from tests.fake_host import FakeHost, pixels
+from tests.support.fake_host import FakeHost, pixels
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from sfumato.bridge.raster import Layout
 from sfumato.bridge.recipe import Recipe
 from sfumato.bridge.schema import EXPAND
 
-from tests.fake_host import FakeHost, pixels
+from tests.support.fake_host import FakeHost, pixels
 from tests.unit.test_actions_fake_host import FakeClient
 
 pytestmark = pytest.mark.unit

@@ -309,7 +309,7 @@ def test_a_reply_file_is_freed_only_by_its_client_and_reused_only_for_it() -> No
 def test_a_reference_to_anything_but_a_sealed_memory_file_is_refused_without_opening(
     tmp_path,  # noqa: ANN001 - pytest fixture
 ) -> None:
-    from tests.hostile_peer import HOSTILE_BYTES, hostile_references
+    from tests.support.hostile_peer import HOSTILE_BYTES, hostile_references
 
     with hostile_references(tmp_path) as references:
         for what, ref in references:

@@ -17,7 +17,7 @@ from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import CancelToken, Limits, TaskContext
 from sfumato.core.tasks import upscale
 
-from tests.tiny_upscaler import build_tiny_upscaler
+from tests.support.tiny_upscaler import build_tiny_upscaler
 
 pytestmark = pytest.mark.unit
 

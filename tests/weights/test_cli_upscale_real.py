@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sfumato.bridge.client import Client
 
-from tests.daemon_process import free_endpoint
+from tests.support.daemon_process import free_endpoint
 from tests.weights.ncnn_reference import ncnn_reference, psnr
 
 pytestmark = pytest.mark.weights

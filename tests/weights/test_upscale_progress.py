@@ -14,7 +14,7 @@ from sfumato.bridge.raster import Layout, Raster
 from sfumato.core.models.ncnn_import import bundled_ncnn_folder, ensure_default_upscaler
 from sfumato.core.models.registry import Registry
 
-from tests.daemon_process import start_daemon
+from tests.support.daemon_process import start_daemon
 from tests.weights.ncnn_reference import unavailable
 
 pytestmark = pytest.mark.weights

@@ -2,7 +2,7 @@
 registered in a real registry, and the worker's real model provider loading them through the
 real loader. Built once per session (well under a second each).
 
-Test modules load them with `pytest_plugins = ["tests.tiny_fixtures"]` (or the root conftest
+Test modules load them with `pytest_plugins = ["tests.support.tiny_fixtures"]` (or the root conftest
 can, for every test).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.tiny_models import KINDS, build_tiny_model
+from tests.support.tiny_models import KINDS, build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """pytest fixtures for controls and image prompts: a model store holding the tiny pipelines of
-tests/tiny_fixtures.py plus tiny ControlNets, a T2I-Adapter, IP-Adapters and their image
+tests/support/tiny_fixtures.py plus tiny ControlNets, a T2I-Adapter, IP-Adapters and their image
 encoder, depth and pose preprocessor models, each registered through the real
 `sfumato models add` code, and a provider over it.
 
-Test modules load them with `pytest_plugins = ["tests.tiny_fixtures", "tests.guide_fixtures"]`.
+Test modules load them with
+`pytest_plugins = ["tests.support.tiny_fixtures", "tests.support.guide_fixtures"]`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.tiny_models import (
+from tests.support.tiny_models import (
     build_tiny_controlnet,
     build_tiny_depth_estimator,
     build_tiny_flux_controlnet,
