@@ -165,7 +165,7 @@ def _bench_model(clients: dict[str, Any], daemons: dict[str, DaemonProcess], nam
                  *(rounds.spread(race.ratios("ncnn", j)) if "ncnn" in race.times else "n/a"
                    for j in jobs),
                  rounds.spread(race.ratios("sfumato", "bare")) if "bare" in race.times
-                 else "n/a (too large for one pass)"]
+                 else "n/a" if args.no_bare else "n/a (too large for one pass)"]
         if "before" in jobs:
             cells.append(rounds.spread(race.ratios("before", "sfumato")))
         cells.append(f"{load}-{rounds.load_average().split()[0]}")
