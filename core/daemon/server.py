@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import resource
 import time
 import uuid
 from collections.abc import Sequence
@@ -57,6 +56,7 @@ from sfumato.core.daemon.client_auth import ClientAuth
 from sfumato.core.daemon.client_names import ClientNames, same_owner
 from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
+from sfumato.core.daemon.limits import max_frame_bytes, raise_open_files_limit
 from sfumato.core.daemon.reply_backlog import ReplyBacklog
 from sfumato.core.daemon.result_receipts import ResultReceipts
 from sfumato.core.daemon.result_store import ResultStore
@@ -136,7 +136,7 @@ class Daemon:
         return endpoint
 
     def serve(self) -> None:
-        _raise_open_files_limit()
+        raise_open_files_limit()
         self._worker.start()
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
@@ -600,24 +600,6 @@ class Daemon:
         if self.settings.idle_exit_s <= 0 or self._running is not None or len(self._queue):
             return False
         return time.monotonic() - self._last_activity > self.settings.idle_exit_s
-
-
-def max_frame_bytes(settings: Settings) -> int:
-    """The largest frame a client may send: the largest allowed raster (RGBA float) plus
-    room for the JSON frames. zmq disconnects a peer that sends more."""
-    return settings.max_pixels * 16 + (1 << 20)
-
-
-def _raise_open_files_limit() -> None:
-    """Every shared-memory mapping holds a descriptor (bounded per client and in all, see
-    MappingCache): take what the system allows, so the bounds, not 1,024, decide."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = max(soft, 1 << 16) if hard == resource.RLIM_INFINITY else hard
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # keep the soft limit
 
 
 def _with_id(message: Message, request_id: str) -> Message:

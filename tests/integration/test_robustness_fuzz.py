@@ -106,7 +106,7 @@ def _hostile_exchange(bounded_daemon: DaemonProcess, references: list[dict],
 
 def test_an_oversize_frame_disconnects_only_its_sender(bounded_daemon: DaemonProcess) -> None:
     from sfumato.core.config import load_settings
-    from sfumato.core.daemon.server import max_frame_bytes
+    from sfumato.core.daemon.limits import max_frame_bytes
 
     limit = max_frame_bytes(load_settings(home=bounded_daemon.home))
     flooder = _dealer(None)
