@@ -359,6 +359,7 @@ class ResultInfo:
     scale: float | None = None  # upscale: the factor used
     model: str | None = None  # the model id that ran
     work_ratio: float | None = None  # upscale: pixels the model ran / pixels asked for
+    tiles: int | None = None  # upscale: windows the model ran over
 
     @property
     def seed(self) -> int | None:
@@ -371,7 +372,7 @@ class ResultInfo:
             wire["name"] = self.names[0]
         if self.seeds:
             wire["seeds"], wire["seed"] = list(self.seeds), self.seeds[0]
-        for key in ("scale", "model", "work_ratio"):
+        for key in ("scale", "model", "work_ratio", "tiles"):
             if getattr(self, key) is not None:
                 wire[key] = getattr(self, key)
         return wire
@@ -389,6 +390,7 @@ class ResultInfo:
             scale=_number(info.get("scale")),
             model=info["model"] if isinstance(info.get("model"), str) else None,
             work_ratio=_number(info.get("work_ratio")),
+            tiles=next(iter(_ints([info.get("tiles")])), None),
         )
 
 
