@@ -10,16 +10,14 @@ from pathlib import Path
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.recipe import recipes
 from sfumato.bridge.schema import EXPAND, EXPAND_SIDES, ResultInfo
-from sfumato.core.cli.generate_cmd import variant_path
-from sfumato.core.cli.inspect_cmd import keep_recipe
 from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
-from sfumato.core.cli.output_paths import refuse_existing
 from sfumato.core.cli.task_flags import add_task_flags, task_values
+from sfumato.core.cli.variant_outputs import refuse_existing_variants, write_variants
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
-from sfumato.core.pixels.image_files import probe, read_rgba, write_image
+from sfumato.core.pixels.image_files import probe, read_rgba
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -46,8 +44,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
-    from sfumato.core.pixels.compose import composite_over
+    from sfumato.core.pixels.arrays import raster_to_array
 
     settings = load_settings(args.endpoint)
     like = probe(args.image, settings.max_pixels)
@@ -58,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, side, amount)
     params = task_values(args, EXPAND)
     left, top, right, bottom = (int(params.get(side) or 0) for side in EXPAND_SIDES)
-    outputs = [variant_path(base, i) for base in filter(None, (args.output, args.layer_out))
-               for i in range(int(params.get("variants") or 1))]
-    for path in outputs:
-        refuse_existing(path, args.overwrite)
+    refuse_existing_variants(args.output, args.layer_out, int(params.get("variants") or 1),
+                             args.overwrite)
     with connect_or_start(settings, "expand") as client:
         model = choose_model(client, "expand", args.model)
         version = client.hello().daemon_version
@@ -72,16 +67,8 @@ def run(args: argparse.Namespace) -> int:
     grown = np.zeros((image.height + top + bottom, image.width + left + right, 4), source.dtype)
     grown[top:top + image.height, left:left + image.width] = source
     offset = (info.offset[0] + left, info.offset[1] + top)  # on the expanded canvas
-    for index, layer in enumerate(outcome.rasters):
-        picture = composite_over(grown, raster_to_array(layer), offset)
-        out = variant_path(args.output, index)
-        write_image(out, array_to_raster(picture, image.layout), like=like,
-                    overwrite=args.overwrite)
-        if args.layer_out is not None:
-            write_image(variant_path(args.layer_out, index), layer, overwrite=args.overwrite)
-            keep_recipe(variant_path(args.layer_out, index), kept[index])
-        keep_recipe(out, kept[index])
-        print(f"wrote {out}")
+    write_variants(grown, outcome.rasters, offset, image.layout, kept, args.output,
+                   args.layer_out, like, args.overwrite)
     print(json.dumps({"size": [grown.shape[1], grown.shape[0]], "offset": list(offset),
                       "seed": info.seed, "seeds": list(info.seeds), "model": info.model,
                       "warnings": list(info.warnings)}))

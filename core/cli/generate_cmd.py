@@ -12,15 +12,14 @@ from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.recipe import recipes
 from sfumato.bridge.schema import GENERATE, ResultInfo
 from sfumato.core.cli.diffusion_cmd import guide_params
-from sfumato.core.cli.inspect_cmd import keep_recipe
 from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
-from sfumato.core.cli.output_paths import refuse_existing
 from sfumato.core.cli.task_flags import add_task_flags, task_values
+from sfumato.core.cli.variant_outputs import refuse_existing_variants, write_variants
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
-from sfumato.core.pixels.image_files import ImageInfo, probe, read_mask, read_rgba, write_image
+from sfumato.core.pixels.image_files import ImageInfo, probe, read_mask, read_rgba
 
 MAX_SIDE = 16384
 
@@ -56,8 +55,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
-    from sfumato.core.pixels.compose import composite_over
+    from sfumato.core.pixels.arrays import raster_to_array
 
     settings = load_settings(args.endpoint)
     like: ImageInfo | None = None
@@ -78,27 +76,16 @@ def run(args: argparse.Namespace) -> int:
         rasters.append(read_mask(args.mask, settings.max_pixels))
     params = task_values(args, GENERATE)
     params.update(guide_params(args.control, args.image_prompt, args.ip_adapter, rasters))
-    outputs = [variant_path(base, i) for base in filter(None, (args.output, args.layer_out))
-               for i in range(int(params.get("variants") or 1))]
-    for path in outputs:
-        refuse_existing(path, args.overwrite)
+    refuse_existing_variants(args.output, args.layer_out, int(params.get("variants") or 1),
+                             args.overwrite)
     with connect_or_start(settings, "generate") as client:
         model = choose_model(client, "generate", args.model)
         version = client.hello().daemon_version
         outcome = run_job(client, "generate", params, rasters, model, "generate")
     info = ResultInfo.from_wire(outcome.result.info)
     kept = recipes("generate", params, info, len(outcome.rasters), version)
-    source = raster_to_array(canvas)
-    for index, layer in enumerate(outcome.rasters):
-        picture = composite_over(source, raster_to_array(layer), info.offset)
-        out = variant_path(args.output, index)
-        write_image(out, array_to_raster(picture, canvas.layout), like=like,
-                    overwrite=args.overwrite)
-        if args.layer_out is not None:
-            write_image(variant_path(args.layer_out, index), layer, overwrite=args.overwrite)
-            keep_recipe(variant_path(args.layer_out, index), kept[index])
-        keep_recipe(out, kept[index])
-        print(f"wrote {out}")
+    write_variants(raster_to_array(canvas), outcome.rasters, info.offset, canvas.layout, kept,
+                   args.output, args.layer_out, like, args.overwrite)
     print(json.dumps({"offset": list(info.offset), "seed": info.seed, "seeds": list(info.seeds),
                       "model": info.model, "warnings": list(info.warnings)}))
     return 0
@@ -114,7 +101,3 @@ def parse_size(text: str) -> tuple[int, int]:
     raise SfumatoError(ErrorCode.BAD_PARAMS, f"--size {text!r}: write it as WIDTHxHEIGHT, "
                        f"each side 1 to {MAX_SIDE} pixels (e.g. 1216x832)")
 
-
-def variant_path(base: Path, index: int) -> Path:
-    """`base` for the first variant, base-2, base-3... for the others."""
-    return base if index == 0 else base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
