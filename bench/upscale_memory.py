@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -109,7 +110,7 @@ MALLOC_CHILD = textwrap.dedent(
     from sfumato.core.device.memory import reuse_freed_memory
     from sfumato.core.models.upscaler_loader import input_memory_format, load_upscaler
     model = load_upscaler(__import__("pathlib").Path(sys.argv[1]))
-    side, reuse = int(sys.argv[2]), sys.argv[3] == "reuse"
+    side, reuse = int(sys.argv[2]), sys.argv[3] == "reuse"  # "thp": set in the environment
     def forward(n):
         x = torch.rand(1, 3, n, n).contiguous(memory_format=input_memory_format(model))
         with torch.inference_mode():
@@ -128,19 +129,22 @@ MALLOC_CHILD = textwrap.dedent(
 
 def _malloc(name: str, path: str, side: int, count: int) -> None:
     def run(mode: str) -> dict:
+        env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1" if mode == "thp" else "0")
         done = subprocess.run([sys.executable, "-c", MALLOC_CHILD, path, str(side), mode],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=True, env=env)
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
-    ratios = []
+    modes = ["default", "reuse", "thp"]
+    ratios: dict[str, list[float]] = {"reuse": [], "thp": []}
     for index in range(count):
-        modes = ("default", "reuse") if index % 2 == 0 else ("reuse", "default")
-        figures = {mode: run(mode) for mode in modes}
-        ratios.append(figures["default"]["seconds"] / figures["reuse"]["seconds"])
-        print(f"{name} {side}² second pass: glibc defaults {figures['default']['seconds']:.1f} s"
-              f" ({figures['default']['faults']} page faults), freed memory reused "
-              f"{figures['reuse']['seconds']:.1f} s ({figures['reuse']['faults']})", flush=True)
-    print(f"{name}: defaults / reused time per round {rounds.spread(ratios)}")
+        figures = {mode: run(mode) for mode in modes[index % 3:] + modes[:index % 3]}
+        for mode in ratios:
+            ratios[mode].append(figures["default"]["seconds"] / figures[mode]["seconds"])
+        print(f"{name} {side}² second pass: " + ", ".join(
+            f"{mode} {figures[mode]['seconds']:.2f} s ({figures[mode]['faults']} page faults)"
+            for mode in modes), flush=True)
+    for mode, values in ratios.items():
+        print(f"{name}: defaults / {mode} time per round {rounds.spread(values)}")
 
 
 def _speed(name: str, path: Path, sides: list[int], count: int) -> None:
