@@ -97,10 +97,14 @@ def scan_models(args: argparse.Namespace) -> int:
                            "models folder of ComfyUI (e.g. ~/ComfyUI/models), of A1111 "
                            "(stable-diffusion-webui/models) or the Hugging Face cache "
                            "(~/.cache/huggingface/hub)")
-    entries = register_sources(_registry(args), args.folder, config=args.config)
+    refused: list[str] = []
+    entries = register_sources(_registry(args), args.folder, config=args.config,
+                               refused=refused)
     for entry in entries:
         print(f"added {entry.name}: {entry.kind} ({entry.format}) from {entry.path}")
-    if not entries:
+    for line in refused:
+        print(f"not added {line}")
+    if not entries and not refused:
         print(f"no models found in {args.folder}")
     return 0
 

@@ -114,17 +114,28 @@ def _image_encoder_folder(adapter: Path, given: Path | None) -> str | None:
     return str(beside) if (beside / "config.json").is_file() else None
 
 
-def register_sources(registry: Registry, folder: Path, *,
-                     config: Path | None = None) -> list[ModelEntry]:
-    """Register every model found in a ComfyUI, A1111 or Hugging Face cache folder."""
-    from sfumato.core.models.sources import scan_model_sources
+def register_sources(registry: Registry, folder: Path, *, config: Path | None = None,
+                     refused: list[str] | None = None) -> list[ModelEntry]:
+    """Register every model found in a ComfyUI, A1111 or Hugging Face cache folder. What was
+    found but cannot be registered (a checkpoint with no config, a pickled fill) is added to
+    `refused` as "path: why and what to do", so the admin is told instead of left guessing."""
+    from sfumato.core.models.sources import pickled_fills, scan_model_sources
 
+    found = folder.expanduser().resolve()
     added = []
-    for candidate in scan_model_sources(folder.expanduser().resolve()):
+    for candidate in scan_model_sources(found):
         try:
             entry = describe_model(candidate.name, candidate.path, config=config)
-        except SfumatoError:
-            continue  # e.g. a checkpoint with no config: listed by `scan`, not registered
+        except SfumatoError as exc:
+            if refused is not None:
+                refused.append(f"{candidate.path}: {exc.message}")
+            continue
         registry.add(entry)
         added.append(entry)
+    for path in pickled_fills(found):
+        try:
+            describe_model(path.stem, path)  # refuses it, saying what to get instead
+        except SfumatoError as exc:
+            if refused is not None:
+                refused.append(f"{path}: {exc.message}")
     return added

@@ -43,6 +43,7 @@ _FILL_DIRS = (
     "inpaint",
     "lama",
 )
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")  # how IOPaint and others ship fills
 _DIFFUSERS_DIRS = ("models/diffusers", "diffusers")
 _HF_DIRS = ("hub", "huggingface/hub")
 _MAX_DEPTH = 3  # checkpoint folders are often sorted into a level or two of subfolders
@@ -86,6 +87,22 @@ def scan_model_sources(folder: Path) -> list[Candidate]:
         for sub in _FILL_DIRS:
             found += _checkpoints(folder / sub, "comfyui/iopaint")
     return _unique(found)
+
+
+def pickled_fills(folder: Path) -> list[Path]:
+    """Pickle-based weight files where removal fills are kept (IOPaint's big-lama.pt, a .pth
+    MAT): never loaded, but a scan names them, so the admin learns to fetch .safetensors."""
+    folder = Path(folder)
+    found: set[Path] = set()
+    for sub in _FILL_DIRS:
+        place = folder / sub
+        if not place.is_dir():
+            continue
+        for path in place.rglob("*"):
+            if path.suffix.lower() in _PICKLE_SUFFIXES and path.is_file() and \
+                    len(path.relative_to(place).parts) <= _MAX_DEPTH:
+                found.add(path.resolve())
+    return sorted(found)
 
 
 def _plain_folder(folder: Path) -> list[Candidate]:

@@ -5,6 +5,9 @@ the published key layouts stand in for the real downloads (no hub here)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,10 +83,40 @@ def test_scan_finds_fills_where_comfyui_and_iopaint_keep_them(tmp_path: Path) ->
     build_tiny_lama(iopaint / "torch" / "hub" / "checkpoints" / "big-lama.safetensors")
     torch.jit.save(torch.jit.script(torch.nn.Conv2d(4, 3, 3)),
                    str(iopaint / "torch" / "hub" / "checkpoints" / "big-lama.pt"))
+    from safetensors.torch import load_file
+
+    old = comfy / "inpaint" / "old"  # a pickled state dict, a level down
+    old.mkdir()
+    torch.save(load_file(str(build_tiny_lama(tmp_path / "tiny.safetensors"))),
+               str(old / "lama.pth"))
     registry = Registry(tmp_path / "home")
-    found = register_sources(registry, comfy) + register_sources(registry, iopaint)
+    refused: list[str] = []
+    found = register_sources(registry, comfy, refused=refused) + \
+        register_sources(registry, iopaint, refused=refused)
     assert {(e.name, e.kind) for e in found} == {("lama-fourier", "lama"), ("big-lama", "lama")}
     assert all(e.path.endswith(".safetensors") for e in registry.entries())  # not the .pt
+    # the pickled ones are named, each with what to get instead, never silently passed over
+    assert len(refused) == 2, refused
+    by_file = {line.split(":", 1)[0].rsplit("/", 1)[-1]: line for line in refused}
+    assert set(by_file) == {"big-lama.pt", "lama.pth"}
+    assert "TorchScript" in by_file["big-lama.pt"]
+    assert ".safetensors only" in by_file["lama.pth"]
+
+
+def test_models_scan_prints_what_it_could_not_add(tmp_path: Path) -> None:
+    import torch
+
+    fills = tmp_path / "cache" / "torch" / "hub" / "checkpoints"
+    fills.mkdir(parents=True)
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(4, 3, 3)), str(fills / "big-lama.pt"))
+    done = subprocess.run([sys.executable, "-m", "sfumato.core", "models", "scan",
+                           str(tmp_path / "cache")], capture_output=True, text=True,
+                          env=dict(os.environ, SFUMATO_HOME=str(tmp_path / "home")),
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "not added" in done.stdout and "big-lama.pt" in done.stdout
+    assert "big-lama.safetensors" in done.stdout  # what to get instead
+    assert "no models found" not in done.stdout
 
 
 def test_pull_knows_the_fills() -> None:
