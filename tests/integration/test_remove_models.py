@@ -17,7 +17,7 @@ from sfumato.core.models.fill_run import fill_size
 from sfumato.core.models.model_add import describe_model, register_sources
 from sfumato.core.models.registry import Registry
 
-from tests.support.tiny_fill import build_big_lama, build_tiny_lama
+from tests.support.tiny_fill import build_big_lama, build_mat, build_tiny_lama
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +34,8 @@ def test_big_lama_in_its_published_layout_loads_through_spandrel(tmp_path: Path)
 
 
 def test_mat_loads_through_spandrel_extra_arches(tmp_path: Path) -> None:
-    import torch
-    from safetensors.torch import save_file
-    from sfumato.core.models.torchvision_guard import prepare_spandrel_import
-
-    prepare_spandrel_import()
-    from spandrel_extra_arches.architectures.MAT import MAT
-
-    torch.manual_seed(0)
-    state = MAT().state_dict()  # the generator's keys, as Places_512_FullData_G holds them
-    path = tmp_path / "MAT_Places512_G_fp16.safetensors"
-    save_file({k.removeprefix("model."): (v.half() if v.is_floating_point() else v).contiguous()
-               for k, v in state.items()}, str(path))
-    entry = describe_model("mat", path)
+    # the generator's keys, as Places_512_FullData_G holds them
+    entry = describe_model("mat", build_mat(tmp_path / "MAT_Places512_G_fp16.safetensors"))
     assert (entry.kind, entry.format) == ("mat", "safetensors")
     assert fill_size("mat", 300, 200, None) == (512, 512)  # MAT works on its square
 

@@ -1,7 +1,7 @@
 """The remove task on real parts: a tiny LaMa registered with `models add` and loaded through
-the real loader (spandrel, .safetensors), OpenCV's Telea with no fill model, a tiny SD 1.5
-inpaint pipeline refining the fill. The torchvision here is unusable, so these also show
-that LaMa runs beside the stand-in."""
+the real loader (spandrel, .safetensors), MAT at its one real shape, OpenCV's Telea with no
+fill model, a tiny SD 1.5 inpaint pipeline refining the fill. The torchvision here is
+unusable, so these also show that LaMa runs beside the stand-in."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sfumato.core.pixels.compose import composite_over
 from sfumato.core.pixels.masks import soft_mask
 from sfumato.core.tasks import remove
 
-from tests.support.tiny_fill import build_tiny_lama
+from tests.support.tiny_fill import build_mat, build_tiny_lama
 
 pytest_plugins = ["tests.support.tiny_fixtures"]
 
@@ -133,6 +133,28 @@ def test_a_diffusion_model_refines_the_fill_without_touching_the_rest(
     kept = _run(make_context, {**params, "refine_strength": 0.0}, layer, mask, "sd15-inpaint")
     alone = _run(make_context, {}, layer, mask, lama)
     assert np.array_equal(raster_to_array(kept.rasters[0]), raster_to_array(alone.rasters[0]))
+
+
+def test_mat_fills_the_selection_through_its_512_square(make_context: Callable[..., Any],
+                                                        tiny_home: Path) -> None:
+    from sfumato.core.models.model_add import register_model
+    from sfumato.core.models.registry import Registry
+
+    # MAT at its real (only) size, random weights: one pass, 7-13 s on this CPU
+    path = build_mat(tiny_home / "models" / "inpaint" / "MAT_Places512_G_fp16.safetensors")
+    entry = register_model(Registry(tiny_home), "mat", path)
+    assert (entry.kind, entry.format) == ("mat", "safetensors")
+    layer, mask = _scene()
+    result = _run(make_context, {}, layer, mask, "mat")
+    (raster,) = result.rasters
+    x, y = result.info["offset"]
+    # the crop went to MAT's 512² square and came back at the crop's own size and place
+    assert 0 < x <= 98 - 24 and 0 < y <= 58 - 24
+    assert 152 + 24 <= x + raster.width < WIDTH and 102 + 24 <= y + raster.height < HEIGHT
+    placed, outside = _placed(layer, result)
+    assert np.array_equal(placed[outside], layer[outside])  # bit-identical outside
+    assert (placed[60:100, 100:150] != layer[60:100, 100:150]).any()  # the object was filled
+    assert result.info["names"] == ["Remove (mat)"] and result.info["model"] == "mat"
 
 
 @pytest.mark.parametrize(("model", "params", "code", "words"), [
