@@ -115,22 +115,23 @@ def test_with_no_fill_model_telea_removes_the_object_and_says_so(
     assert inside[:, 0].mean() < 120 and inside[:, 2].mean() > 150
 
 
+@pytest.mark.parametrize("model", ["sd15-inpaint", "sdxl-inpaint", "flux-fill"])
 def test_a_diffusion_model_refines_the_fill_without_touching_the_rest(
-        make_context: Callable[..., Any], lama: str) -> None:
+        make_context: Callable[..., Any], lama: str, model: str) -> None:
     layer, mask = _scene()
     steps: list[tuple[int, int, str]] = []
     params = {"refine_strength": 0.6, "steps": 2, "seed": 11, "resolution": 128,
               "fill_model": lama}
-    result = _run(make_context, params, layer, mask, "sd15-inpaint",
+    result = _run(make_context, params, layer, mask, model,
                   progress=lambda step, total, stage: steps.append((step, total, stage)))
-    assert result.info["seeds"] == [11] and result.info["model"] == "sd15-inpaint"
-    assert result.info["names"] == ["Remove (sd15-inpaint, seed 11)"]
+    assert result.info["seeds"] == [11] and result.info["model"] == model
+    assert result.info["names"] == [f"Remove ({model}, seed 11)"]
     placed, outside = _placed(layer, result)
     assert np.array_equal(placed[outside], layer[outside])
     assert (placed[60:100, 100:150] != layer[60:100, 100:150]).any()
     assert ("fill" in {s[2] for s in steps}) and any(s[2] == "denoise" for s in steps)
     # strength 0 keeps the fill: the LaMa result, without a denoising step
-    kept = _run(make_context, {**params, "refine_strength": 0.0}, layer, mask, "sd15-inpaint")
+    kept = _run(make_context, {**params, "refine_strength": 0.0}, layer, mask, model)
     alone = _run(make_context, {}, layer, mask, lama)
     assert np.array_equal(raster_to_array(kept.rasters[0]), raster_to_array(alone.rasters[0]))
 
