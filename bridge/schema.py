@@ -336,6 +336,25 @@ REMOVE = TaskSchema(
     DIFFUSION_LAYOUTS, REMOVE_KINDS, ("image", "mask"))
 TASKS[REMOVE.name] = REMOVE
 
+# --- edit by instruction (issue 19) ---------------------------------------------------------
+
+# instruction-following edit models: InstructPix2Pix (SD 1.5, SDXL), FLUX.1 Kontext,
+# Qwen-Image-Edit (and its Plus)
+EDIT_KINDS = frozenset({"instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext",
+                        "qwen-image-edit", "qwen-image-edit-plus"})
+EDIT = TaskSchema(
+    "edit", "change a picture (or its selected part) as an instruction says: \"make it "
+    "night\", \"remove the hat\"",
+    (Param("instruction", str, "", "what to change, in words (\"make it night\")",
+           label="_Instruction"),)
+    + _without(_diffusion_params(strength=1.0, grow=0, context=64), "prompt", "strength")
+    + (Param("image_guidance", float, None, "InstructPix2Pix only: how closely to keep the "
+             "picture (image guidance scale); 0 or absent: 1.5", 0.0, 20.0, absent=0.0,
+             absent_label="model's usual", label="_Image guidance"),),
+    DIFFUSION_LAYOUTS, EDIT_KINDS, ("image", "mask?"))
+TASKS[EDIT.name] = EDIT
+
+
 def task_schema(name: str) -> TaskSchema:
     schema = TASKS.get(name)
     if schema is None:

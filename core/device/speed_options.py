@@ -24,7 +24,8 @@ log = logging.getLogger("sfumato.speed")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 CUDA_TILE_BATCH = 4
 MAX_TILE_BATCH = 64
-_FLUX_KINDS = frozenset({"flux", "flux-fill"})
+_FLUX_KINDS = frozenset({"flux", "flux-fill", "flux-kontext", "qwen-image-edit",
+                         "qwen-image-edit-plus"})  # bf16, never fp16
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def pipeline_dtype(options: SpeedOptions, device: str, kind: str) -> Any:
     if name == "auto":
         name = _cuda_half() if device.startswith("cuda") else "fp32"
     if name == "fp16" and kind in _FLUX_KINDS:
-        log.warning("FLUX overflows in fp16; running it in bf16")
+        log.warning("FLUX and Qwen-Image overflow in fp16; running it in bf16")
         name = "bf16"
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 

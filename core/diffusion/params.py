@@ -42,7 +42,8 @@ def read_params(params: dict[str, Any], schema: TaskSchema) -> DiffusionParams:
     seed = values["seed"]
     first = secrets.randbelow(SEED_LIMIT) if seed is None else int(seed)
     return DiffusionParams(
-        prompt=values["prompt"].strip(),
+        prompt=str(values.get("prompt", values.get("instruction", ""))).strip(),  # edit: its
+        # instruction is what the model reads as the prompt
         negative_prompt=values["negative_prompt"].strip(),
         steps=values["steps"],
         guidance=values["guidance"],

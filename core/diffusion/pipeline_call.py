@@ -44,7 +44,38 @@ def default_guidance(pipe: Any) -> float:
     name = type(pipe).__name__
     if name == "FluxFillPipeline":
         return 30.0  # FLUX Fill is guidance-distilled at high values
+    if name.startswith("FluxKontext"):
+        return 2.5  # what Black Forest Labs run Kontext at
+    if name.startswith("QwenImageEdit"):
+        return 4.0  # its true CFG scale (`edit_options`)
+    if name == "StableDiffusionXLInstructPix2PixPipeline":
+        return 5.0
+    if name == "StableDiffusionInstructPix2PixPipeline":
+        return 7.5
     return 3.5 if is_flux(pipe) else 7.0
+
+
+IMAGE_GUIDANCE = 1.5  # InstructPix2Pix's usual image guidance scale
+
+
+def edit_options(pipe: Any, guidance: float | None, image_guidance: float | None,
+                 negative_prompt: str) -> tuple[dict[str, Any], list[str]]:
+    """The further keyword arguments an edit model takes, and what the artist should be told:
+    InstructPix2Pix weighs the input picture (image guidance); Qwen-Image-Edit guides by true
+    CFG, which needs a negative prompt (a space when there is none)."""
+    accepted = inspect.signature(pipe.__call__).parameters
+    extra: dict[str, Any] = {}
+    warnings: list[str] = []
+    if "image_guidance_scale" in accepted:
+        extra["image_guidance_scale"] = IMAGE_GUIDANCE if image_guidance is None \
+            else image_guidance
+    elif image_guidance is not None:
+        warnings.append("image guidance is InstructPix2Pix's setting; this model ignored it")
+    if type(pipe).__name__.startswith("QwenImageEdit"):
+        extra["true_cfg_scale"] = default_guidance(pipe) if guidance is None else guidance
+        extra["negative_prompt"] = negative_prompt or " "
+        extra["guidance_scale"] = None  # only guidance-distilled transformers read it
+    return extra, warnings
 
 
 def fit_prompts(pipe: Any, prompt: str, negative_prompt: str) -> tuple[str, str, list[str]]:
@@ -121,8 +152,14 @@ def generate(
         "guidance_scale": default_guidance(pipe) if guidance is None else guidance,
         "generator": torch.Generator(device="cpu").manual_seed(seed),
         "output_type": "np",
-        "callback_on_step_end": callback,
     }
+    if "callback_on_step_end" in accepted:
+        kwargs["callback_on_step_end"] = callback
+    elif "callback" in accepted and callback is not None:  # the older hook (SDXL
+        # InstructPix2Pix): step, timestep, latents after every step
+        kwargs["callback"] = lambda step, timestep, latents: callback(
+            pipe, step, timestep, {"latents": latents})
+        kwargs["callback_steps"] = 1
     if "image" in accepted:  # text-to-image pipelines only take the size
         kwargs["image"] = Image.fromarray(from_float(image, np.dtype(np.uint8)), "RGB")
     if "strength" in accepted:
@@ -132,6 +169,9 @@ def generate(
         kwargs["mask_image"] = Image.fromarray(np.where(selected, 255, 0).astype(np.uint8), "L")
     if "height" in accepted:
         kwargs["height"], kwargs["width"] = height, width
+    if "max_area" in accepted:  # FLUX Kontext: else it rescales to 1 MP and snaps the input
+        # to its preferred sizes, and the result comes back zoomed against the picture
+        kwargs["max_area"], kwargs["_auto_resize"] = width * height, False
     if negative_prompt and "negative_prompt" in accepted:
         kwargs["negative_prompt"] = negative_prompt
     kwargs.update(extra or {})  # e.g. ip_adapter_image (core/guidance.py)

@@ -54,11 +54,13 @@ def repaint(
     cancel: CancelToken,
     guidance: CropGuidance | None = None,
     match_colour: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> list[np.ndarray]:
     """One RGBA layer (the crop's size and dtype) per seed; see `compose_result_layer`.
     Previews go to `preview` as small rgba8 rasters. `guidance`: controls and image prompts
     for this crop (core/guidance.py). `match_colour` False: a new picture (generate) keeps its
-    own colours instead of taking those of the pixels around it."""
+    own colours instead of taking those of the pixels around it. `extra`: further keyword
+    arguments for every pipeline call (edit: image guidance, true CFG)."""
     height, width = crop_rgba.shape[:2]
     size = native_size(width, height, geometry.native_pixels, geometry.multiple)
     model_image = resize_rgb(rgb_over_grey(crop_rgba), size)
@@ -101,7 +103,7 @@ def repaint(
                 strength=prompting.strength,
                 seed=seed,
                 callback=callback,
-                extra=None if runs is None else runs.kwargs,
+                extra={**(extra or {}), **({} if runs is None else runs.kwargs)},
             )
             generated = resize_rgb(generated, (width, height))
             if match_colour:

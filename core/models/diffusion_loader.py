@@ -32,6 +32,14 @@ PIPELINE_KINDS: dict[str, str] = {
     "FluxFillPipeline": ModelKind.FLUX_FILL.value,
     "FluxPipeline": ModelKind.FLUX.value,
     "FluxImg2ImgPipeline": ModelKind.FLUX.value,
+    # edit by instruction (issue 19)
+    "StableDiffusionInstructPix2PixPipeline": ModelKind.INSTRUCT_PIX2PIX.value,
+    "StableDiffusionXLInstructPix2PixPipeline": ModelKind.SDXL_INSTRUCT_PIX2PIX.value,
+    "FluxKontextPipeline": ModelKind.FLUX_KONTEXT.value,
+    "FluxKontextInpaintPipeline": ModelKind.FLUX_KONTEXT.value,
+    "QwenImageEditPipeline": ModelKind.QWEN_IMAGE_EDIT.value,
+    "QwenImageEditInpaintPipeline": ModelKind.QWEN_IMAGE_EDIT.value,
+    "QwenImageEditPlusPipeline": ModelKind.QWEN_IMAGE_EDIT_PLUS.value,
 }
 
 # (kind, task) -> the diffusers pipeline class that runs it
@@ -55,7 +63,17 @@ TASK_PIPELINES: dict[tuple[str, str], str] = {
     ("sdxl", "expand"): "StableDiffusionXLInpaintPipeline",
     ("sd15-inpaint", "expand"): "StableDiffusionInpaintPipeline",
     ("flux-fill", "expand"): "FluxFillPipeline",
+    # edit by instruction: the picture goes in whole, the instruction says what changes
+    ("instruct-pix2pix", "edit"): "StableDiffusionInstructPix2PixPipeline",
+    ("sdxl-instruct-pix2pix", "edit"): "StableDiffusionXLInstructPix2PixPipeline",
+    ("flux-kontext", "edit"): "FluxKontextPipeline",
+    ("qwen-image-edit", "edit"): "QwenImageEditPipeline",
+    ("qwen-image-edit-plus", "edit"): "QwenImageEditPlusPipeline",
 }
+
+# a base family whose UNet takes 8 input channels (noise + the picture's latents)
+_INSTRUCT_OF = {ModelKind.SD15.value: ModelKind.INSTRUCT_PIX2PIX.value,
+                ModelKind.SDXL.value: ModelKind.SDXL_INSTRUCT_PIX2PIX.value}
 
 _UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 
@@ -99,6 +117,8 @@ def _folder_kind(folder: Path) -> str | None:
         unet = _read_json(folder / "unet" / "config.json") or {}
         if unet.get("in_channels") == 9:
             kind = inpaint_of[kind]
+        elif unet.get("in_channels") == 8:  # latents + the picture's latents: InstructPix2Pix
+            kind = _INSTRUCT_OF[kind]
     elif kind == ModelKind.FLUX.value:
         transformer = _read_json(folder / "transformer" / "config.json") or {}
         if transformer.get("in_channels") == 384:
@@ -111,11 +131,14 @@ def checkpoint_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
     unet_in = shapes.get("model.diffusion_model.input_blocks.0.0.weight")
     if unet_in is not None and len(unet_in) == 4:
         inpaint = unet_in[1] == 9
+        family = None
         if any(k.startswith("conditioner.embedders.1.") for k in shapes):
-            return ModelKind.SDXL_INPAINT.value if inpaint else ModelKind.SDXL.value
-        if any(k.startswith("cond_stage_model.transformer.") for k in shapes):
-            return ModelKind.SD15_INPAINT.value if inpaint else ModelKind.SD15.value
-        return None  # SD 2.x, the SDXL refiner and others are not served
+            family = ModelKind.SDXL_INPAINT.value if inpaint else ModelKind.SDXL.value
+        elif any(k.startswith("cond_stage_model.transformer.") for k in shapes):
+            family = ModelKind.SD15_INPAINT.value if inpaint else ModelKind.SD15.value
+        if family is not None and unet_in[1] == 8:  # InstructPix2Pix reads the picture too
+            return _INSTRUCT_OF[family]
+        return family  # None: SD 2.x, the SDXL refiner and others are not served
     for prefix in ("", "model.diffusion_model."):
         img_in = shapes.get(f"{prefix}img_in.weight")
         if img_in is not None and f"{prefix}double_blocks.0.img_attn.qkv.weight" in shapes:
@@ -336,6 +359,8 @@ def _assemble(cls: Any, components: dict[str, Any], config: dict[str, Any]) -> A
             kwargs[name] = components[name]
         elif name == "requires_safety_checker":
             kwargs[name] = False  # sfumato edits artists' own images; no NSFW filter model
+        elif name == "add_watermarker":
+            kwargs[name] = False  # an invisible watermark would change the artist's pixels
         elif name in config:
             kwargs[name] = config[name]
         elif param.default is param.empty:

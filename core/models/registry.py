@@ -34,6 +34,12 @@ class ModelKind(str, Enum):
     SD15 = "sd15"
     FLUX_FILL = "flux-fill"
     FLUX = "flux"
+    # edit by instruction (core/tasks/edit.py)
+    INSTRUCT_PIX2PIX = "instruct-pix2pix"
+    SDXL_INSTRUCT_PIX2PIX = "sdxl-instruct-pix2pix"
+    FLUX_KONTEXT = "flux-kontext"
+    QWEN_IMAGE_EDIT = "qwen-image-edit"
+    QWEN_IMAGE_EDIT_PLUS = "qwen-image-edit-plus"
     # guides: they steer a diffusion model's run (core/guidance.py)
     CONTROLNET = "controlnet"
     T2I_ADAPTER = "t2i-adapter"

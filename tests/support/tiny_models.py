@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-KINDS = ("sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux")
+KINDS = ("sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux",
+         "instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext")  # the last three: edit
 
 TINY_RESOLUTION = 256  # UNet sample_size 32 x VAE factor 8
 _CLIP_WIDTH = 32
@@ -31,6 +32,11 @@ def build_tiny_model(kind: str, dest: Path) -> Path:
         "sd15": lambda: _sd15(in_channels=4, inpaint=False),
         "flux-fill": lambda: _flux(fill=True),
         "flux": lambda: _flux(fill=False),
+        # edit by instruction: InstructPix2Pix's UNet reads the picture's latents beside the
+        # noise (8 channels); Kontext is FLUX's transformer with the picture as more tokens
+        "instruct-pix2pix": lambda: _sd15(in_channels=8, inpaint=False, edit=True),
+        "sdxl-instruct-pix2pix": lambda: _sdxl(in_channels=8, inpaint=False, edit=True),
+        "flux-kontext": lambda: _flux(fill=False, kontext=True),
     }
     if kind not in builders:
         raise ValueError(f"no tiny model for kind {kind!r}; known: {', '.join(KINDS)}")
@@ -146,10 +152,11 @@ def _unet(in_channels: int, cross_attention_dim: int, sdxl: bool) -> Any:
 # --- pipelines -----------------------------------------------------------------------------
 
 
-def _sdxl(in_channels: int, inpaint: bool) -> Any:
+def _sdxl(in_channels: int, inpaint: bool, edit: bool = False) -> Any:
     from diffusers import (
         EulerDiscreteScheduler,
         StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLInstructPix2PixPipeline,
         StableDiffusionXLPipeline,
     )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -168,14 +175,17 @@ def _sdxl(in_channels: int, inpaint: bool) -> Any:
             timestep_spacing="leading", steps_offset=1,
         ),
     }
+    if edit:
+        return StableDiffusionXLInstructPix2PixPipeline(**components, add_watermarker=False)
     cls = StableDiffusionXLInpaintPipeline if inpaint else StableDiffusionXLPipeline
     return cls(**components)
 
 
-def _sd15(in_channels: int, inpaint: bool) -> Any:
+def _sd15(in_channels: int, inpaint: bool, edit: bool = False) -> Any:
     from diffusers import (
         DDIMScheduler,
         StableDiffusionInpaintPipeline,
+        StableDiffusionInstructPix2PixPipeline,
         StableDiffusionPipeline,
     )
     from transformers import CLIPTextModel
@@ -194,14 +204,17 @@ def _sd15(in_channels: int, inpaint: bool) -> Any:
         "feature_extractor": None,
         "requires_safety_checker": False,
     }
+    if edit:
+        return StableDiffusionInstructPix2PixPipeline(**components)
     cls = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
     return cls(**components)
 
 
-def _flux(fill: bool) -> Any:
+def _flux(fill: bool, kontext: bool = False) -> Any:
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         FluxFillPipeline,
+        FluxKontextPipeline,
         FluxPipeline,
         FluxTransformer2DModel,
     )
@@ -241,6 +254,8 @@ def _flux(fill: bool) -> Any:
             axes_dims_rope=(4, 6, 6),
         ),
     }
+    if kontext:
+        return FluxKontextPipeline(**components)
     cls = FluxFillPipeline if fill else FluxPipeline
     return cls(**components)
 
