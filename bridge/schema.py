@@ -355,6 +355,28 @@ EDIT = TaskSchema(
 TASKS[EDIT.name] = EDIT
 
 
+# --- segment (issue 18) ----------------------------------------------------------------------
+
+SEGMENTER_KINDS = frozenset({"segmenter"})  # SAM, SAM 2.1, SAM 3 (transformers)
+MATTING_KINDS = frozenset({"matting"})  # VitMatte: soft edges from a mask's trimap
+WORDS_FAMILY = "SAM 3"  # the only segmenter that takes words
+SEGMENT = TaskSchema(
+    "segment", "a mask of the object at points, in a box or named in words (no prompt: the "
+               "main subject)",
+    (
+        Param("text", str, "", f"words naming what to select (\"the cat\"); {WORDS_FAMILY} "
+              "segmenters only", label="_Words"),
+        Param("soft", bool, False, "refine the edge into a soft mask (hair, fur) with a "
+              "matting model", label="S_oft edges"),
+        Param("matting", str, "", "the matting model id for soft edges; empty: a registered "
+              "one", label="_Matting model", model_kinds=MATTING_KINDS),
+        Param("context", int, 64, "pixels around the rough selection the model sees", 0,
+              MAX_EDGE_PX, label="_Context"),
+    ),
+    DIFFUSION_LAYOUTS, SEGMENTER_KINDS, ("image", "mask?"), structured=("points", "box"))
+TASKS[SEGMENT.name] = SEGMENT
+
+
 def task_schema(name: str) -> TaskSchema:
     schema = TASKS.get(name)
     if schema is None:

@@ -32,6 +32,10 @@ TRANSFORMERS_MODELS: dict[str, str] = {
     "GLPNForDepthEstimation": ModelKind.DEPTH_ESTIMATOR.value,
     "ZoeDepthForDepthEstimation": ModelKind.DEPTH_ESTIMATOR.value,
     "VitPoseForPoseEstimation": ModelKind.POSE_ESTIMATOR.value,
+    "SamModel": ModelKind.SEGMENTER.value,
+    "Sam2Model": ModelKind.SEGMENTER.value,
+    "Sam3Model": ModelKind.SEGMENTER.value,
+    "VitMatteForImageMatting": ModelKind.MATTING.value,
 }
 # config.json `model_type` of a transformers folder whose `architectures` is missing -> its kind
 TRANSFORMERS_MODEL_TYPES: dict[str, str] = {"vitpose": ModelKind.POSE_ESTIMATOR.value}

@@ -43,6 +43,12 @@ class WorkerModels:
         return require_kind(found or self.registry.get(name), kinds)
 
     def load(self, entry: ModelEntry) -> Any:
+        if entry.kind in (ModelKind.SEGMENTER.value, ModelKind.MATTING.value):
+            from sfumato.core.models.segmenter_loader import load_segmentation_model
+
+            # the same cache and budget as the diffusion models: either evicts the other
+            return self.cache.get(f"{entry.kind}:{entry.name}:{entry.path}",
+                                  lambda: load_segmentation_model(entry, self.device))
         if entry.kind in (ModelKind.LAMA.value, ModelKind.MAT.value):
             from sfumato.core.models.fill_loader import load_fill_model
 

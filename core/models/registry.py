@@ -51,6 +51,9 @@ class ModelKind(str, Enum):
     # object removal fills (spandrel's masked-image models; core/models/fill_loader.py)
     LAMA = "lama"
     MAT = "mat"
+    # segmentation (core/models/segmenter_loader.py): SAM, SAM 2.1, SAM 3; VitMatte
+    SEGMENTER = "segmenter"
+    MATTING = "matting"
 
 
 class ModelFormat(str, Enum):

@@ -1,0 +1,82 @@
+"""Tiny random-weight segmenters and a matting model, built from their transformers configs and
+saved as they are released (config.json + model.safetensors, save_pretrained), so tests load
+them through the daemon's real loader. Working size 64 px (the real ones: 1024 and 512), so a
+whole model runs in milliseconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+SIDE = 64  # the tiny models' working size (image_size); real SAM / SAM 2 work at 1024
+
+
+def build_tiny_sam(dest: Path, seed: int = 11) -> Path:
+    """SamModel (SAM 1): a 1-layer ViT image encoder, prompt encoder and mask decoder."""
+    from transformers import SamConfig, SamModel
+
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config={"hidden_size": 16, "output_channels": 16, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": SIDE, "patch_size": 8,
+                       "window_size": 4, "global_attn_indexes": [1], "num_pos_feats": 8,
+                       "mlp_dim": 32},
+        prompt_encoder_config={"hidden_size": 16, "image_size": SIDE, "patch_size": 8,
+                               "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 16, "mlp_dim": 32, "num_attention_heads": 2,
+                             "iou_head_hidden_dim": 16})
+    SamModel(config).eval().save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def build_tiny_sam2(dest: Path, seed: int = 12) -> Path:
+    """Sam2Model (SAM 2.1): a 2-stage Hiera image encoder with its feature pyramid."""
+    from transformers import Sam2Config, Sam2Model
+
+    torch.manual_seed(seed)
+    backbone = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "image_size": [SIDE, SIDE],
+                "num_query_pool_stages": 2,
+                "blocks_per_stage": [1, 1, 2], "embed_dim_per_stage": [8, 16, 32],
+                "num_attention_heads_per_stage": [1, 1, 2], "window_size_per_stage": [4, 4, 4],
+                "global_attention_blocks": [3],
+                "window_positional_embedding_background_size": [2, 2]}
+    config = Sam2Config(
+        vision_config={"backbone_config": backbone, "backbone_channel_list": [32, 16, 8],
+                       "backbone_feature_sizes": [[16, 16], [8, 8], [4, 4]],
+                       "fpn_hidden_size": 16, "fpn_top_down_levels": [1, 2],
+                       "num_feature_levels": 3},
+        prompt_encoder_config={"hidden_size": 16, "image_size": SIDE, "patch_size": 16,
+                               "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 16, "mlp_dim": 32, "num_attention_heads": 2,
+                             "iou_head_hidden_dim": 16})
+    Sam2Model(config).eval().save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def build_tiny_vitmatte(dest: Path, seed: int = 13) -> Path:
+    """VitMatteForImageMatting: a tiny ViTDet backbone over image + trimap (4 channels)."""
+    from transformers import VitDetConfig, VitMatteConfig, VitMatteForImageMatting
+
+    torch.manual_seed(seed)
+    backbone = VitDetConfig(num_channels=4, image_size=64, patch_size=16, hidden_size=16,
+                            num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
+                            out_features=["stage2"])
+    config = VitMatteConfig(backbone_config=backbone, hidden_size=16,
+                            convstream_hidden_sizes=[8, 8, 8], fusion_hidden_sizes=[16, 8, 8, 8])
+    VitMatteForImageMatting(config).eval().save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def segmentation_home(home: Path) -> Path:
+    """An SFUMATO_HOME with tiny `sam`, `sam2` and `vitmatte` registered as `sfumato models
+    add` registers them (kinds detected from the folders)."""
+    from sfumato.core.models.model_add import register_model
+    from sfumato.core.models.registry import Registry
+
+    registry = Registry(home)
+    folders = home / "models" / "segment"
+    for name, build in (("sam", build_tiny_sam), ("sam2", build_tiny_sam2),
+                        ("vitmatte", build_tiny_vitmatte)):
+        register_model(registry, name, build(folders / name))
+    return home
