@@ -55,8 +55,8 @@ def blend_weights(tiles: list[Rect]) -> list[np.ndarray]:
     the whole band it shares with each neighbour (an image border keeps full weight), so the
     weights of overlapping tiles trade off smoothly and a seam becomes a gentle ramp."""
     xs, ys = sorted({t.x for t in tiles}), sorted({t.y for t in tiles})
-    return [(_ramp(ys, t.y, t.height)[:, None] * _ramp(xs, t.x, t.width)[None, :])[..., None]
-            for t in tiles]
+    return [(_ramp(ys, t.y, t.height)[:, None] * _ramp(xs, t.x, t.width)[None, :])
+            [..., None].astype(np.float32) for t in tiles]
 
 
 def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
@@ -74,8 +74,9 @@ def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
     tiles = plan_tiles(width, height, side, overlap)
     per_tile = expected_steps(settings.steps, settings.strength)
     prompting = Prompting(settings.prompt, "", settings.steps, None, settings.strength)
-    total = np.zeros((height, width, 3), np.float64)
-    weights = np.zeros((height, width, 1), np.float64)
+    # float32 sums: at most four tiles meet at a pixel, far inside float32's precision
+    total = np.zeros((height, width, 3), np.float32)
+    weights = np.zeros((height, width, 1), np.float32)
     for index, (rect, weight) in enumerate(zip(tiles, blend_weights(tiles), strict=True)):
         def report(step: int, _: int, stage: str, index: int = index) -> None:
             progress(index * per_tile + step, len(tiles) * per_tile,
@@ -89,10 +90,11 @@ def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
             guidance=None if guides is None else guides.over(rect, (height, width)),
             match_colour=False,
         )
-        total[rect.slices] += layer[..., :3].astype(np.float64) * weight
+        total[rect.slices] += layer[..., :3] * weight
         weights[rect.slices] += weight
     limit = np.iinfo(image.dtype).max
-    rgb = np.rint(np.clip(total / np.maximum(weights, 1e-12), 0, limit)).astype(image.dtype)
+    rgb = np.rint(np.clip(total / np.maximum(weights, np.float32(1e-12)), 0, limit)) \
+        .astype(image.dtype)
     return np.concatenate([rgb, image[..., 3:4]], axis=2)
 
 

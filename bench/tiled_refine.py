@@ -1,0 +1,111 @@
+"""What tiling costs the diffusion refine of an upscale (`upscale --refine`): the task's
+`refine_tiled` (tile plan, per-tile repaint with its progress and cancel checks, cross-fade
+blend) against the bare diffusers pipeline called by hand on the same tiles, same steps,
+strength and seeds, with nothing blended. Target: at most 1.1x.
+
+A tiny random-weight SD 1.5 (tests/support/tiny_models.py, native 256²) loaded through the
+worker's real model provider, on the CPU, one thread; a 2x2 grid of tiles (448² picture).
+The two alternate round by round (bench/rounds.py) and the median of per-round ratios is
+printed.
+
+    .venv/bin/python bench/tiled_refine.py [--rounds 5] [--side 448] [--steps 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.support.tiny_models
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+import rounds  # noqa: E402
+
+TARGET_RATIO = 1.1
+STRENGTH = 0.3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--side", type=int, default=448, help="picture side, px")
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args()
+
+    import torch
+    from sfumato.core.config import Settings
+    from sfumato.core.diffusion.tiled_refine import RefineSettings, refine_tiled
+    from sfumato.core.models.provider import WorkerModels
+    from sfumato.core.models.registry import ModelEntry, Registry
+    from sfumato.core.models.torchvision_guard import guard_torchvision
+    from sfumato.core.task_api import CancelToken
+
+    from tests.support.tiny_models import build_tiny_model
+
+    guard_torchvision()  # as the worker does: an unloadable torchvision breaks diffusers' import
+    torch.set_num_threads(1)  # as the tests: steadier on two shared cores
+    with tempfile.TemporaryDirectory() as home:
+        folder = build_tiny_model("sd15", Path(home) / "models" / "sd15")
+        Registry(Path(home)).add(ModelEntry("sd15", "sd15", str(folder), "diffusers"))
+        models = WorkerModels(Settings(home=Path(home), endpoint="tcp://127.0.0.1:0"), "cpu")
+        pipe = models.load_pipeline(models.entry("sd15", frozenset({"sd15"}), None), "refine")
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 256, (args.side, args.side, 4), np.uint8)
+        image[..., 3] = 255
+        settings = RefineSettings("", STRENGTH, args.steps, 7, None)
+        tiles = _tiles_of(pipe, image)
+
+        def tiled() -> None:
+            refine_tiled(pipe, image, settings, guides=None, progress=lambda *_: None,
+                         cancel=CancelToken())
+
+        def bare() -> None:
+            for index, rect in enumerate(tiles):
+                _bare_call(pipe, image[rect.slices], settings, settings.seed + index)
+
+        tiled()
+        bare()  # warm both
+        race = rounds.alternate({"tiled": tiled, "bare": bare}, args.rounds)
+    ratios = race.ratios("tiled", "bare")
+    print(f"{args.side}² picture, {len(tiles)} tiles of {tiles[0].width}², {args.steps} steps "
+          f"at strength {STRENGTH}, tiny SD 1.5 on the CPU; load average "
+          f"{rounds.load_average()}:")
+    print(f"  refine_tiled: median {race.median('tiled') * 1000:8.1f} ms")
+    print(f"  bare pipe   : median {race.median('bare') * 1000:8.1f} ms (same tiles, no blend)")
+    print(f"  tiled / bare per round: {rounds.spread(ratios)}")
+    verdict = sorted(ratios)[len(ratios) // 2] <= TARGET_RATIO
+    print(f"verdict: {'ok' if verdict else 'over'} (target <= {TARGET_RATIO}x)")
+    return 0
+
+
+def _tiles_of(pipe: Any, image: np.ndarray) -> list[Any]:
+    """The task's own tile plan for this picture (as refine_tiled makes it)."""
+    import math
+
+    from sfumato.core.diffusion.pipeline_call import geometry
+    from sfumato.core.diffusion.tiled_refine import OVERLAP_SHARE, plan_tiles
+
+    model = geometry(pipe)
+    side = int(math.isqrt(model.native_pixels)) // model.multiple * model.multiple
+    return plan_tiles(image.shape[1], image.shape[0], side,
+                      max(model.multiple, side // OVERLAP_SHARE))
+
+
+def _bare_call(pipe: Any, crop: np.ndarray, settings: Any, seed: int) -> Any:
+    """diffusers by hand: the crop in, the same steps, strength and seed, numpy out."""
+    import torch
+    from PIL import Image
+
+    return pipe(prompt=settings.prompt, image=Image.fromarray(crop[..., :3], "RGB"),
+                strength=settings.strength, num_inference_steps=settings.steps,
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                output_type="np").images[0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
