@@ -18,6 +18,8 @@ examples:
   sfumato generate --prompt "a lighthouse at dusk" --size 1216x832 -o new.png
   sfumato expand img.png --right 512 --prompt "more coastline" --model sdxl-inpaint -o wide.png
   sfumato remove img.png --mask m.png -o out.png   the masked object gone (LaMa, MAT, Telea)
+  sfumato segment img.png --point 120,80 -o mask.png   a selection mask from a click (SAM)
+  sfumato cutout img.png -o subject.png      the main subject, background transparent
   sfumato models list                        what the daemon can use
   sfumato status                             is a daemon running, what is it doing
   sfumato cancel --all-mine                  stop every job your sfumato commands started
@@ -33,6 +35,7 @@ A command that needs the daemon starts one when none answers at SFUMATO_ENDPOINT
 def build_parser() -> argparse.ArgumentParser:
     from sfumato.core.cli import (
         cancel_cmd,
+        cutout_cmd,
         diffusion_cmd,
         doctor_cmd,
         expand_cmd,
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         plugins_cmd,
         preprocess_cmd,
         remove_cmd,
+        segment_cmd,
         serve_cmd,
         status_cmd,
         stop_cmd,
@@ -61,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    doctor_cmd, keys_cmd):
         module.register(verbs)
     remove_cmd.register(verbs)
+    segment_cmd.register(verbs)
+    cutout_cmd.register(verbs)
     _common_options_after_verbs(verbs)
     return parser
 

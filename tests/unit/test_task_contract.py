@@ -46,6 +46,7 @@ CLI_LINES = {
     "generate": ["generate", "-o", "out.png"],
     "expand": ["expand", "in.png", "-o", "out.png"],
     "remove": ["remove", "in.png", "--mask", "m.png", "-o", "out.png"],
+    "segment": ["segment", "in.png", "-o", "mask.png"],
 }
 GIMP_PROCEDURE = {"inpaint": "plug-in-sfumato-inpaint", "refine": "plug-in-sfumato-refine",
                   "upscale": "plug-in-sfumato-upscale",
