@@ -48,6 +48,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+def release_device_memory() -> None:
+    """After running out of memory: collect what the failed attempt left and hand CUDA's
+    cached blocks back, so the next, smaller attempt starts from a clean pool."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 @contextlib.contextmanager
 def reuse_freed_memory() -> Iterator[None]:
     """While entered, large CPU buffers come from the process heap and go back to it when

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from sfumato.bridge.geometry import Rect
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import DIFFUSION_LAYOUTS, REFINE_UPSCALE_KINDS, SEED_LIMIT
+from sfumato.core.device.memory import is_out_of_memory, release_device_memory
 from sfumato.core.diffusion.conditioning import LoadedGuides, load_guides
 from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides
 from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, geometry
@@ -30,6 +31,7 @@ from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
 from sfumato.core.task_api import CancelToken, ModelProvider, TaskContext
 
 OVERLAP_SHARE = 8  # tiles overlap by 1/8 of their side
+MIN_TILE = 256  # smaller tiles see too little of the picture to refine it well
 TILE_CONTROL_SCALE = 0.6
 REFINABLE = DIFFUSION_LAYOUTS
 
@@ -96,6 +98,28 @@ def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
     rgb = np.rint(np.clip(total / np.maximum(weights, np.float32(1e-12)), 0, limit)) \
         .astype(image.dtype)
     return np.concatenate([rgb, image[..., 3:4]], axis=2)
+
+
+def refine_fitting(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
+                   guides: LoadedGuides | None, progress: Callable[[int, int, str], None],
+                   cancel: CancelToken) -> tuple[np.ndarray, int | None]:
+    """`refine_tiled` in tiles that fit the device's free memory: a pass that runs out of it
+    starts again in tiles a quarter smaller (down to MIN_TILE), so a big layer on a small GPU
+    still refines instead of failing. Returns the picture and the smaller side it took, None
+    when the first plan fitted."""
+    side = settings.tile or int(math.isqrt(geometry(pipe).native_pixels))
+    shrunk = None
+    while True:
+        try:
+            return refine_tiled(pipe, image, replace(settings, tile=side), guides=guides,
+                                progress=progress, cancel=cancel), shrunk
+        except Exception as exc:
+            smaller = side * 3 // 4
+            if not is_out_of_memory(exc) or smaller < MIN_TILE:
+                raise
+        release_device_memory()  # out of the except block: the failed pass's tensors are gone
+        side = shrunk = smaller
+        progress(0, 0, f"out of memory: refining again in {side}² tiles")
 
 
 def tile_guides(models: ModelProvider, pipe: Any) -> tuple[LoadedGuides | None, list[str]]:
@@ -166,6 +190,9 @@ def refine_upscaled(ctx: TaskContext, raster: Raster, values: dict[str, Any],
     seed = secrets.randbelow(SEED_LIMIT) if seed is None else seed
     settings = RefineSettings(values["refine_prompt"].strip(), values["refine_strength"],
                               values["refine_steps"], seed, values["refine_tile"])
-    image = refine_tiled(pipe, raster_to_array(raster), settings, guides=guides,
-                         progress=ctx.progress, cancel=ctx.cancel)
+    image, shrunk = refine_fitting(pipe, raster_to_array(raster), settings, guides=guides,
+                                   progress=ctx.progress, cancel=ctx.cancel)
+    if shrunk is not None:
+        warnings.append(f"the device ran out of memory, so the refine ran in {shrunk}² "
+                        "tiles; close other GPU programs or set a smaller refine tile")
     return array_to_raster(image, raster.layout), warnings

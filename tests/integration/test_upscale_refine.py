@@ -118,3 +118,41 @@ def test_progress_counts_every_tile_and_step_and_cancel_stops_within_a_step(
     with pytest.raises(JobCancelled):
         _refine(pipe, _image(), events=seen, cancel=CancelToken(AfterThree()))
     assert 1 <= len(seen) <= 2  # stopped in the second tile, not after all six
+
+
+def test_a_pass_that_runs_out_of_memory_starts_again_in_smaller_tiles(
+        pipe: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    photo = Image.open(DATA / "photo.png").convert("RGBA").resize((600, 400))
+    image = np.asarray(photo).copy()
+    real_repaint = tiled_refine.repaint
+    sides: list[int] = []
+
+    def small_device(pipe: Any, crop: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        sides.append(max(crop.shape[:2]))  # the device: no room for a tile above 300 px
+        if max(crop.shape[:2]) > 300:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_repaint(pipe, crop, *args, **kwargs)
+
+    monkeypatch.setattr(tiled_refine, "repaint", small_device)
+    events: list[tuple[int, int, str]] = []
+    settings = RefineSettings("a photo", 0.5, 2, 5, 512)
+    refined, shrunk = tiled_refine.refine_fitting(
+        pipe, image, settings, guides=None, progress=lambda *e: events.append(e),
+        cancel=CancelToken())
+    assert shrunk == 288  # 512 -> 384 -> 288: a quarter smaller each time it ran out
+    assert sides[0] == 512 and 384 in sides and max(sides[-6:]) <= 300
+    assert any("out of memory" in stage for *_, stage in events)
+    # the same picture as a plan of 288² tiles from the start
+    direct = refine_tiled(pipe, image, RefineSettings("a photo", 0.5, 2, 5, 288), guides=None,
+                          progress=lambda *_: None, cancel=CancelToken())
+    assert np.array_equal(refined, direct)
+
+    def no_room(pipe: Any, crop: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(tiled_refine, "repaint", no_room)
+    with pytest.raises(torch.OutOfMemoryError):  # below the smallest tile: the worker's
+        tiled_refine.refine_fitting(pipe, image, settings, guides=None,  # own fallback
+                                    progress=lambda *_: None, cancel=CancelToken())
