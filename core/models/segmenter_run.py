@@ -28,6 +28,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what SAM and SAM 2 were trained on
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)  # SAM 3's normalisation
 EMBEDDINGS_KEPT = 4  # layer versions whose encoder output is kept (a few MB each)
+SUBJECT_WORDS = "the main subject"  # SAM 3's prompt for "select subject"
+WORDS_THRESHOLD = 0.3  # Sam3Processor's default score for keeping an instance
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,51 @@ class Segmenter:
         return out.pred_masks[0, 0], out.iou_scores[0, 0]
 
     def decode_words(self, embeddings: Any, prompts: Prompts, height: int, width: int) -> Any:
-        raise words_refused(self.name)  # SAM 3 words: see segment's module docstring
+        """SAM 3: every object the words (and box) name, as one low-resolution logit map (the
+        union of the instances scoring above WORDS_THRESHOLD, as Sam3Processor keeps them)."""
+        import torch
+
+        if prompts.points:
+            raise SfumatoError(ErrorCode.BAD_PARAMS, "a SAM 3 segmenter takes words and a box, "
+                               "not points; for clicks choose a SAM or SAM 2.1 segmenter")
+        # Sam3Processor's words for a box alone; the subject gets a subject prompt
+        words = prompts.text or (SUBJECT_WORDS if prompts.subject else "visual")
+        tokens = self.tokenizer([words], padding="max_length", max_length=32, truncation=True,
+                                return_tensors="pt")
+        box = None
+        if prompts.box is not None:  # Sam3Processor: normalised to [0, 1], centre and size
+            require_torchvision("SAM 3's box prompts (roi_align)")
+            x0, y0, x1, y1 = prompts.box
+            box = np.array([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                            (x1 - x0) / width, (y1 - y0) / height])
+        logits, scores = self.decode_text(embeddings, tokens.input_ids.to(self.device),
+                                          tokens.attention_mask.to(self.device), box)
+        keep = scores > WORDS_THRESHOLD
+        if not bool(keep.any()):
+            if not prompts.subject:
+                return torch.full_like(logits[0], -1.0)  # nothing of that name: empty
+            keep = scores == scores.max()  # there is always a main subject
+        return logits[keep].max(dim=0).values
+
+    def decode_text(self, embeddings: Any, input_ids: Any, attention_mask: Any,
+                    box: np.ndarray | None) -> tuple[Any, Any]:
+        """SAM 3's detector and mask decoder: per-instance low-resolution mask logits (Q, h, w)
+        and their scores (Q,), the presence score folded in. The model's boundary."""
+        import torch
+
+        kwargs: dict[str, Any] = {"vision_embeds": embeddings, "input_ids": input_ids,
+                                  "attention_mask": attention_mask}
+        if box is not None:
+            kwargs["input_boxes"] = torch.tensor(box, dtype=torch.float32,
+                                                 device=self.device)[None, None]
+            kwargs["input_boxes_labels"] = torch.ones((1, 1), dtype=torch.long,
+                                                      device=self.device)
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        scores = out.pred_logits[0].sigmoid()
+        if getattr(out, "presence_logits", None) is not None:
+            scores = scores * out.presence_logits[0].sigmoid()
+        return out.pred_masks[0], scores
 
     def _decode_prompts(self, embeddings: Any, prompts: Prompts, height: int,
                         width: int) -> Any:
@@ -204,6 +250,18 @@ class Segmenter:
                                    align_corners=False)[..., :scaled_h, :scaled_w]
         logits = F.interpolate(logits, (height, width), mode="bilinear", align_corners=False)
         return logits[0, 0].cpu().numpy()
+
+
+def require_torchvision(what: str) -> None:
+    """A typed refusal when torchvision is unusable (the guard hid it) and `what` needs it."""
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        from sfumato.core.models.torchvision_guard import torchvision_hint
+
+        raise SfumatoError(ErrorCode.MISSING_DEPENDENCY, f"{what} need torchvision, which is "
+                           f"unusable here: {torchvision_hint()}; meanwhile give words alone, "
+                           "or use a SAM 2.1 segmenter for boxes") from None
 
 
 def words_refused(family: str) -> SfumatoError:

@@ -61,6 +61,7 @@ def _mask(result: TaskOutput) -> np.ndarray:
 def test_models_add_knows_segmenters_and_matting(provider: Any) -> None:
     kinds = {e.name: (e.kind, e.format) for e in provider.registry.entries()}
     assert kinds == {"sam": ("segmenter", "transformers"), "sam2": ("segmenter", "transformers"),
+                     "sam3": ("segmenter", "transformers"),
                      "vitmatte": ("matting", "transformers")}
 
 
@@ -197,9 +198,9 @@ def test_a_second_prompt_on_the_same_layer_skips_the_image_encoder(provider: Any
     assert sam2.encoder_runs == before + 2
 
 
-@pytest.mark.parametrize("model", ["sam", "sam2", None])
+@pytest.mark.parametrize("model", ["sam", "sam2"])
 def test_words_on_a_model_that_cannot_read_them_name_the_one_that_can(provider: Any,
-                                                                      model: str | None) -> None:
+                                                                      model: str) -> None:
     with pytest.raises(SfumatoError) as refused:
         _run(provider, {"text": "the cat"}, _layer(), model)
     assert refused.value.code is ErrorCode.WRONG_MODEL_KIND
@@ -237,3 +238,48 @@ def test_bad_prompts_are_refused_saying_what_is_wanted(provider: Any,
     with pytest.raises(SfumatoError) as refused:
         _run(provider, params, _layer(), "sam2")
     assert refused.value.code is ErrorCode.BAD_PARAMS
+
+
+@pytest.mark.parametrize("params", [{"text": "all windows"},
+                                    {"text": "the cat", "box": [5, 5, 40, 60]}, {}],
+                         ids=["words", "words-and-box", "subject"])
+def test_sam3_selects_by_words(provider: Any, monkeypatch: Any, params: dict[str, Any]) -> None:
+    """With words and no model named, the SAM 3 runs; the words reach its text encoder as
+    its tokenizer makes them, the box normalised as Sam3Processor does."""
+    sam3 = provider.load(provider.registry.get("sam3"))
+    seen: list[Any] = []
+    real = sam3.decode_text
+
+    def recording(embeddings: Any, ids: Any, attention: Any, box: Any) -> Any:
+        seen.append((ids, box))
+        return real(embeddings, ids, attention, box)
+
+    monkeypatch.setattr(sam3, "decode_text", recording)
+    if "box" in params and not _torchvision_works():
+        with pytest.raises(SfumatoError) as refused:  # SAM 3 pools box features with it
+            _run(provider, params, _layer(), None)
+        assert refused.value.code is ErrorCode.MISSING_DEPENDENCY
+        assert "torchvision" in str(refused.value) and "words alone" in str(refused.value)
+        return
+    result = _run(provider, params, _layer(), None if params else "sam3")
+    assert _mask(result).shape == (HEIGHT, WIDTH) and result.info["model"] == "sam3"
+    ((ids, box),) = seen
+    words = params.get("text", "the main subject")
+    assert sam3.tokenizer.decode(ids[0], skip_special_tokens=True).replace(" ", "") == \
+        words.replace(" ", "")
+    if "box" in params:
+        assert np.allclose(box, [25 / WIDTH, 35 / HEIGHT, 40 / WIDTH, 60 / HEIGHT])
+
+
+def test_sam3_refuses_clicks_naming_the_models_that_take_them(provider: Any) -> None:
+    with pytest.raises(SfumatoError) as refused:
+        _run(provider, {"text": "cat", "points": [[5, 5]]}, _layer(), "sam3")
+    assert refused.value.code is ErrorCode.BAD_PARAMS and "SAM 2.1" in str(refused.value)
+
+
+def _torchvision_works() -> bool:
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        return False
+    return True

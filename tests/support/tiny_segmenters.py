@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 SIDE = 64  # the tiny models' working size (image_size); real SAM / SAM 2 work at 1024
+SAM3_SIDE = 56  # the tiny SAM 3's (a multiple of its 14-pixel patches; the real one: 1008)
 
 
 def build_tiny_sam(dest: Path, seed: int = 11) -> Path:
@@ -54,6 +55,42 @@ def build_tiny_sam2(dest: Path, seed: int = 12) -> Path:
     return dest
 
 
+def build_tiny_sam3(dest: Path, seed: int = 14) -> Path:
+    """Sam3Model (SAM 3, prompts by words): a tiny ViT with its feature pyramid, a 1-layer CLIP
+    text encoder with a character-level tokenizer saved beside it (as SAM 3 is released), and
+    one-layer DETR encoder / decoder with 8 queries. Working size 56 (14-pixel patches)."""
+    from transformers import Sam3Config, Sam3Model
+
+    from tests.support.tiny_models import clip_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = clip_tokenizer()
+    width = 16
+    config = Sam3Config(
+        vision_config={"backbone_config": {
+            "model_type": "sam3_vit_model", "hidden_size": width, "intermediate_size": 32,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": SAM3_SIDE,
+            "patch_size": 14, "window_size": 2, "global_attn_indexes": [1],
+            "pretrain_image_size": 28},
+            "fpn_hidden_size": width, "backbone_feature_sizes": [[16, 16], [8, 8], [4, 4]]},
+        text_config={"vocab_size": len(tokenizer), "hidden_size": width,
+                     "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 32, "projection_dim": width,
+                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2},
+        geometry_encoder_config={"hidden_size": width, "num_layers": 1,
+                                 "num_attention_heads": 2, "intermediate_size": 32,
+                                 "roi_size": 2},
+        detr_encoder_config={"hidden_size": width, "num_layers": 1, "num_attention_heads": 2,
+                             "intermediate_size": 32},
+        detr_decoder_config={"hidden_size": width, "num_layers": 1, "num_queries": 8,
+                             "num_attention_heads": 2, "intermediate_size": 32},
+        mask_decoder_config={"hidden_size": width, "num_upsampling_stages": 3,
+                             "num_attention_heads": 2})
+    Sam3Model(config).eval().save_pretrained(dest, safe_serialization=True)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
 def build_tiny_vitmatte(dest: Path, seed: int = 13) -> Path:
     """VitMatteForImageMatting: a tiny ViTDet backbone over image + trimap (4 channels)."""
     from transformers import VitDetConfig, VitMatteConfig, VitMatteForImageMatting
@@ -69,7 +106,7 @@ def build_tiny_vitmatte(dest: Path, seed: int = 13) -> Path:
 
 
 def segmentation_home(home: Path) -> Path:
-    """An SFUMATO_HOME with tiny `sam`, `sam2` and `vitmatte` registered as `sfumato models
+    """An SFUMATO_HOME with tiny `sam`, `sam2`, `sam3` and `vitmatte` registered as `sfumato models
     add` registers them (kinds detected from the folders)."""
     from sfumato.core.models.model_add import register_model
     from sfumato.core.models.registry import Registry
@@ -77,6 +114,7 @@ def segmentation_home(home: Path) -> Path:
     registry = Registry(home)
     folders = home / "models" / "segment"
     for name, build in (("sam", build_tiny_sam), ("sam2", build_tiny_sam2),
+                        ("sam3", build_tiny_sam3),
                         ("vitmatte", build_tiny_vitmatte)):
         register_model(registry, name, build(folders / name))
     return home
