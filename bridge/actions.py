@@ -91,6 +91,14 @@ def generate(host: HostDocument, client: Client, params: Mapping[str, Any],
                                            guides, canvas=True))
 
 
+def edit(host: HostDocument, client: Client, params: Mapping[str, Any],
+         model: str | None) -> ActionOutcome:
+    """Change the selected area (or, with no selection, the whole active layer) as
+    `params["instruction"]` says, with an edit model, as new layers (one per variant) exactly
+    over it: nothing moves, nothing outside the selection changes."""
+    return _guarded(host, lambda: _diffuse(host, client, "edit", params, model, False))
+
+
 def expand_canvas(host: HostDocument, client: Client, params: Mapping[str, Any],
                   model: str | None) -> ActionOutcome:
     """Grow the canvas by `params` left/top/right/bottom pixels (as the host's own canvas-size
@@ -254,7 +262,7 @@ def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
     return ActionOutcome(True, "", tuple(names))
 
 
-REGENERATED = ("generate", "inpaint", "refine")
+REGENERATED = ("generate", "inpaint", "refine", "edit")
 
 
 def _regenerate(host: HostDocument, client: Client, text: str) -> ActionOutcome:

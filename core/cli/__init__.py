@@ -20,6 +20,7 @@ examples:
   sfumato remove img.png --mask m.png -o out.png   the masked object gone (LaMa, MAT, Telea)
   sfumato segment img.png --point 120,80 -o mask.png   a selection mask from a click (SAM)
   sfumato cutout img.png -o subject.png      the main subject, background transparent
+  sfumato edit img.png --instruction "make it night" --model kontext -o night.png
   sfumato models list                        what the daemon can use
   sfumato status                             is a daemon running, what is it doing
   sfumato cancel --all-mine                  stop every job your sfumato commands started
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         cutout_cmd,
         diffusion_cmd,
         doctor_cmd,
+        edit_cmd,
         expand_cmd,
         generate_cmd,
         inspect_cmd,
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove_cmd.register(verbs)
     segment_cmd.register(verbs)
     cutout_cmd.register(verbs)
+    edit_cmd.register(verbs)
     _common_options_after_verbs(verbs)
     return parser
 

@@ -15,6 +15,7 @@ import pytest
 from sfumato.bridge.errors import SfumatoError
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.schema import (
+    EDIT,
     EXPAND,
     GENERATE,
     INPAINT,
@@ -47,12 +48,13 @@ CLI_LINES = {
     "expand": ["expand", "in.png", "-o", "out.png"],
     "remove": ["remove", "in.png", "--mask", "m.png", "-o", "out.png"],
     "segment": ["segment", "in.png", "-o", "mask.png"],
+    "edit": ["edit", "in.png", "-o", "out.png"],
 }
 GIMP_PROCEDURE = {"inpaint": "plug-in-sfumato-inpaint", "refine": "plug-in-sfumato-refine",
                   "upscale": "plug-in-sfumato-upscale",
                   "preprocess": "plug-in-sfumato-preprocess",
                   "generate": "plug-in-sfumato-generate", "expand": "plug-in-sfumato-expand",
-                  "remove": "plug-in-sfumato-remove"}
+                  "remove": "plug-in-sfumato-remove", "edit": "plug-in-sfumato-edit"}
 
 
 @pytest.mark.parametrize("task", sorted(CLI_LINES))
@@ -224,3 +226,39 @@ def test_reuse_settings_asks_the_daemon_for_the_recipe_again() -> None:
     assert again == {"steps": 9, "seed": 41, "variants": 1, "feather": 4}
     sides = task_fields.request_params(EXPAND, task_fields.stored(settings["expand_values"]))
     assert sides == {"right": 64}
+
+
+# --- edit by instruction (issue 19) ----------------------------------------------------------
+
+
+def test_krita_has_a_field_for_every_edit_setting_and_the_prompt_box_is_its_instruction(
+        ) -> None:
+    fields = {f.name: f for f in task_fields.GENERATE_FIELDS + task_fields.EDIT_FIELDS}
+    for param in EDIT.params:
+        if param.name in task_fields.OWN_WIDGETS | {"instruction"}:
+            continue
+        field = fields[param.name]
+        if param.kind in (int, float):
+            assert field.low <= (param.low if param.absent is None else param.absent)
+            assert param.high is not None and field.high <= param.high
+    assert [f.object_name for f in task_fields.EDIT_FIELDS] == ["sfumato_edit_image_guidance"]
+    assert task_fields.request_params(EDIT, task_fields.stored("{}")) == {}
+    # an edit's recipe reused: its instruction back in the prompt box, its own setting kept
+    settings = task_fields.reused({"instruction": "make it night", "image_guidance": 2.0,
+                                   "steps": 12, "seed": 4})
+    assert settings["prompt"] == "make it night"
+    again = {**task_fields.stored(settings["generate_values"]),
+             **task_fields.stored(settings["edit_values"])}
+    assert task_fields.request_params(EDIT, again) == {"image_guidance": 2.0, "steps": 12,
+                                                       "seed": 4}
+
+
+def test_edit_runs_with_the_contracts_defaults_and_its_instruction_as_the_prompt() -> None:
+    params = read_params({"instruction": " make it night "}, EDIT)
+    defaults = EDIT.defaults()
+    assert params.prompt == "make it night" and params.strength == 1.0
+    assert (params.steps, params.context, params.feather) == (
+        defaults["steps"], defaults["context"], defaults["feather"])
+    assert EDIT.read({"image_guidance": 0.0})["image_guidance"] is None  # the placeholder
+    with pytest.raises(SfumatoError):
+        EDIT.read({"prompt": "x"})  # its words are the instruction, by that name

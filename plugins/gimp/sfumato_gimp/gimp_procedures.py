@@ -14,6 +14,7 @@ from sfumato.bridge.schema import (
     CONTROL_KINDS,
     CONTROL_SCALE,
     CONTROL_START,
+    EDIT,
     EXPAND,
     GENERATE,
     IMAGE_PROMPT_WEIGHT,
@@ -136,6 +137,12 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
         "_Expand canvas…", "Grow the canvas by the given pixels per side and paint the new "
         "border from the picture's edge, as a new layer over the active one", EXPAND,
         task_arguments(EXPAND) + [MODEL_ARG, ENDPOINT_ARG],
+    ),
+    # issue 19: edit by instruction (InstructPix2Pix, FLUX.1 Kontext, Qwen-Image-Edit)
+    "plug-in-sfumato-edit": (
+        "_Edit by instruction…", "Change the selection (or, with none, the whole layer) as "
+        "an instruction says (\"make it night\"), as a new layer exactly over it", EDIT,
+        task_arguments(EDIT) + [MODEL_ARG, ENDPOINT_ARG],
     ),
     # issue 17: object removal (LaMa, MAT, or an inpaint model over their fill)
     "plug-in-sfumato-remove": (

@@ -4,7 +4,8 @@ daemon. Results always arrive as new layers above the source, in one undo step.
 
 PDB: plug-in-sfumato-inpaint, plug-in-sfumato-refine, plug-in-sfumato-generate (text to
 image into the selection or the canvas), plug-in-sfumato-expand (grow the canvas and paint
-the new border), plug-in-sfumato-remove (the selected object gone, the background
+the new border), plug-in-sfumato-edit (change the selection or layer as an instruction
+says), plug-in-sfumato-remove (the selected object gone, the background
 continues), plug-in-sfumato-upscale,
 plug-in-sfumato-control and plug-in-sfumato-image-prompt (inpaint or refine guided by other
 layers: a control image, a reference picture), plug-in-sfumato-preprocess (a control image as
@@ -67,6 +68,8 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
         return _guided(name, host, client, config, model)
     if name == "plug-in-sfumato-generate":
         return actions.generate(host, client, _params(name, config), model)
+    if name == "plug-in-sfumato-edit":
+        return actions.edit(host, client, _params(name, config), model)
     if name == "plug-in-sfumato-expand":
         return actions.expand_canvas(host, client, _params(name, config), model)
     if name == "plug-in-sfumato-remove":

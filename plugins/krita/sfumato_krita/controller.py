@@ -16,7 +16,7 @@ from sfumato.bridge.endpoints import resolve_endpoint
 from sfumato.bridge.errors import SfumatoError
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
 from sfumato.bridge.recipe import Recipe
-from sfumato.bridge.schema import EXPAND, INPAINT, UPSCALE
+from sfumato.bridge.schema import EDIT, EXPAND, INPAINT, UPSCALE
 
 from .daemon_status import CHECKING, DaemonState, from_error, from_report
 from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
@@ -27,7 +27,7 @@ SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
 TASKS = ("inpaint", "refine", "paint", "generate", "expand", "regenerate", "upscale",
-         "remove")
+         "remove", "edit")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Settings:
     # (inpaint); less refines
     generate_values: str = "{}"  # the task settings the artist changed (task_fields.py), JSON
     expand_values: str = "{}"  # the sides (and nothing else) the artist set, JSON
+    edit_values: str = "{}"  # edit's own settings (image guidance) the artist set, JSON
     remover: str = ""  # remove's model: "" = the daemon's LaMa or MAT, else Telea
     remove_values: str = "{}"
     upscaler: str = ""
@@ -73,6 +74,15 @@ class Settings:
         params: dict[str, Any] = {"prompt": self.prompt, "negative_prompt": self.negative_prompt}
         values = {**stored(self.generate_values), **stored(self.expand_values)}
         params.update(request_params(EXPAND, values))
+        return params
+
+    def edit_params(self) -> dict[str, Any]:
+        """Edit's request: the prompt box is the instruction; the shared settings and edit's
+        own, as the artist changed them."""
+        params: dict[str, Any] = {"instruction": self.prompt,
+                                  "negative_prompt": self.negative_prompt}
+        values = {**stored(self.generate_values), **stored(self.edit_values)}
+        params.update(request_params(EDIT, values))
         return params
 
     def remove_params(self) -> dict[str, Any]:
@@ -285,6 +295,8 @@ def _work(task: str, settings: Settings,
                                     **settings.guides())
         if task == "expand":
             return actions.expand_canvas(host, client, settings.expand_params(), model)
+        if task == "edit":
+            return actions.edit(host, client, settings.edit_params(), model)
         if task == "remove":
             return actions.remove_object(host, client, settings.remove_params(),
                                          settings.remover or None)

@@ -33,6 +33,7 @@ from .controller import Settings, shared_controller
 from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
 from .krita_host import layer_choices
 from .task_fields import (
+    EDIT_FIELDS,
     EXPAND_FIELDS,
     GENERATE_FIELDS,
     REMOVE_FIELDS,
@@ -160,6 +161,7 @@ class SfumatoDocker(DockWidget):
 
         layout.addWidget(self._build_guides(root))
         layout.addWidget(self._build_expand(root))
+        layout.addWidget(self._build_edit(root))
         layout.addWidget(self._build_remove(root))
         layout.addWidget(self._build_upscale(root))
 
@@ -247,6 +249,20 @@ class SfumatoDocker(DockWidget):
         form.addRow(self.expand)
         return box
 
+    def _build_edit(self, parent: QWidget) -> QWidget:
+        """Edit by instruction (issue 19): the prompt box says what to change ("make it
+        night"); an edit model (InstructPix2Pix, FLUX Kontext, Qwen-Image-Edit) changes the
+        selection or the whole layer, the result exactly over it."""
+        box = _named(QGroupBox("Edit by instruction", parent), "sfumato_edit_group")
+        form = QFormLayout(box)
+        self.edit_fields = self._add_fields(box, form, EDIT_FIELDS, "edit_values")
+        self.edit = _named(QPushButton("Edit", box), "sfumato_edit")
+        self.edit.setToolTip("Change the selection (or the whole layer) as the prompt says, "
+                             "e.g. \"make it night\", with an edit model; a new layer")
+        self.edit.clicked.connect(lambda: self.controller.start("edit"))
+        form.addRow(self.edit)
+        return box
+
     def _build_remove(self, parent: QWidget) -> QWidget:
         """Remove the selected object (issue 17): LaMa / MAT, or an inpaint model over
         their fill; no prompt needed."""
@@ -312,6 +328,7 @@ class SfumatoDocker(DockWidget):
         self.strength.setValue(round(s.strength * 100))
         for made, setting in ((self.generate_fields, s.generate_values),
                               (self.expand_fields, s.expand_values),
+                              (self.edit_fields, s.edit_values),
                               (self.remove_fields, s.remove_values),
                               (self.upscale_fields, s.upscale_values)):
             values = stored(setting)
@@ -356,6 +373,7 @@ class SfumatoDocker(DockWidget):
         self.new_picture.setEnabled(not busy)
         self.regenerate.setEnabled(not busy)
         self.expand.setEnabled(not busy)
+        self.edit.setEnabled(not busy)
         self.remove.setEnabled(not busy)
         self.upscale.setEnabled(not busy)
         self.cancel.setEnabled(busy)

@@ -1,5 +1,6 @@
 """The Extension: Krita actions sfumato_inpaint, sfumato_refine, sfumato_generate (a new
 picture from the prompt), sfumato_expand (grow the canvas, paint the border),
+sfumato_edit (change the layer or selection as the prompt box's instruction says),
 sfumato_remove (the selected object gone) and
 sfumato_upscale (Tools >
 Scripts; their default shortcuts come from sfumato_krita.action and can be changed in
@@ -19,6 +20,7 @@ ACTIONS = {
     "sfumato_refine": ("sfumato: Refine", "refine"),
     "sfumato_generate": ("sfumato: Generate new picture", "generate"),
     "sfumato_expand": ("sfumato: Expand canvas", "expand"),
+    "sfumato_edit": ("sfumato: Edit by instruction", "edit"),
     "sfumato_regenerate": ("sfumato: Regenerate selected result", "regenerate"),
     "sfumato_remove": ("sfumato: Remove object", "remove"),
     "sfumato_upscale": ("sfumato: Upscale", "upscale"),

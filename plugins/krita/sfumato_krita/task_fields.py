@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sfumato.bridge.schema import (
+    EDIT,
     EXPAND,
     EXPAND_SIDES,
     INPAINT,
@@ -67,6 +68,11 @@ UPSCALE_FIELDS = fields(UPSCALE)
 # expand's own: the sides; its other settings are the shared ones above (a field the artist
 # never touched is left out, so expand gets its own feather and context from the daemon)
 EXPAND_FIELDS = tuple(field(EXPAND.param(side)) for side in EXPAND_SIDES)
+# edit's own (issue 19): its instruction is the docker's prompt box, its other settings the
+# shared ones above; image guidance is the one setting only it takes
+EDIT_FIELDS = tuple(replace(f, widget_prefix="sfumato_edit_")  # sfumato_edit_image_guidance
+                    for f in fields(EDIT, OWN_WIDGETS | {"instruction"})
+                    if f.name not in {g.name for g in GENERATE_FIELDS})
 # remove's own box (issue 17); its prompt stays the daemon's neutral one, the docker's
 # prompt box being what to paint
 REMOVE_FIELDS = tuple(replace(f, widget_prefix="sfumato_remove_")  # sfumato_remove_grow ...
@@ -95,13 +101,17 @@ def reused(params: Mapping[str, Any]) -> dict[str, Any]:
     strength, and the values of the task fields and expand's sides, as the docker keeps them."""
     shared = {f.name for f in GENERATE_FIELDS}
     sides = {f.name for f in EXPAND_FIELDS}
+    own_edit = {f.name for f in EDIT_FIELDS}
     settings: dict[str, Any] = {
-        "prompt": str(params.get("prompt") or ""),
+        # an edit's instruction goes in the prompt box, where Edit reads it
+        "prompt": str(params.get("prompt") or params.get("instruction") or ""),
         "negative_prompt": str(params.get("negative_prompt") or ""),
         "generate_values": json.dumps({k: v for k, v in params.items() if k in shared},
                                       sort_keys=True),
         "expand_values": json.dumps({k: v for k, v in params.items() if k in sides},
                                     sort_keys=True),
+        "edit_values": json.dumps({k: v for k, v in params.items() if k in own_edit},
+                                  sort_keys=True),
     }
     strength = params.get("strength")
     if isinstance(strength, int | float) and not isinstance(strength, bool):
