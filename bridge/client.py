@@ -18,7 +18,14 @@ from typing import Any, Protocol, TypeVar
 
 from . import codec
 from .codec import ProtocolError
-from .endpoints import CurveKeys, KeyFileError, key_from_env, resolve_endpoint
+from .endpoints import (
+    CurveKeys,
+    HandshakeFailed,
+    KeyFileError,
+    default_home,
+    key_from_env,
+    resolve_endpoint,
+)
 from .errors import SfumatoError
 from .private_ipc import check_private_ipc
 from .protocol import (
@@ -56,9 +63,9 @@ class DaemonConnection(Protocol):
 
 
 def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> DaemonConnection:
-    """The socket (with the CURVE keys named by SFUMATO_CURVE unless `curve` is given),
-    imported only now: without pyzmq the rest of the bridge still loads, so a plug-in can say
-    what is missing instead of failing to load at all."""
+    """The socket (with `curve`, else the keys SFUMATO_CURVE names, else this user's own in
+    SFUMATO_HOME/keys), imported only now: without pyzmq the rest of the bridge still loads,
+    so a plug-in can say what is missing instead of failing to load at all."""
     try:
         from .transport import DealerTransport, curve_from_env
     except ImportError as exc:
@@ -67,14 +74,36 @@ def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> Daemon
                           "Python your editor runs (`sfumato plugins install gimp` or `krita` "
                           "says how)") from None
     try:
-        keys = curve if curve is not None else curve_from_env()
+        keys = curve if curve is not None else curve_from_env(endpoint)
     except KeyFileError as exc:
-        raise ClientError(ErrorCode.AUTH_FAILED, str(exc)) from None
+        if exc.code is ErrorCode.DAEMON_UNAVAILABLE:  # no daemon ever ran in this home
+            return _Unreachable(DaemonUnavailable(exc.code, exc.message))
+        raise ClientError(exc.code, exc.message) from None
     try:  # an ipc socket another user could have put there gets no pixels
         check_private_ipc(endpoint)
     except SfumatoError as exc:
         raise ClientError(exc.code, exc.message) from None
     return DealerTransport(endpoint, routing_id=routing_id, curve=keys)
+
+
+class _Unreachable:
+    """A connection that cannot be made (no keys to check a daemon against): each send says
+    why, as a send to an absent daemon would, so callers handle it where they handle that."""
+
+    def __init__(self, error: ClientError) -> None:
+        self.error = error
+
+    def send(self, frames: Sequence[Buffer], timeout_s: float) -> bool:
+        raise self.error
+
+    def recv(self, timeout_s: float) -> list[memoryview] | None:
+        return None
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class ClientError(SfumatoError):
@@ -84,6 +113,11 @@ class ClientError(SfumatoError):
 
 class DaemonUnavailable(ClientError):
     pass
+
+
+class NotTheDaemon(ClientError):
+    """Something holds the daemon's port but could not prove it holds the daemon's key (or
+    the daemon refused this client's key): nothing was sent to it."""
 
 
 class RequestRejected(ClientError):
@@ -317,7 +351,12 @@ class Client:
         if carrier is not None:
             carrier.reuse = not isinstance(message, Submit)  # a job reads its input later
         frames = codec.encode(message, rasters, self.key, carrier)
-        if not self._transport.send(frames, self.timeout_s if timeout_s is None else timeout_s):
+        try:
+            sent = self._transport.send(frames, self.timeout_s if timeout_s is None
+                                        else timeout_s)
+        except HandshakeFailed as exc:
+            raise NotTheDaemon(ErrorCode.AUTH_FAILED, self._handshake_text(exc)) from None
+        if not sent:
             raise DaemonUnavailable(ErrorCode.DAEMON_UNAVAILABLE.value, self._no_daemon_text())
 
     def _request(
@@ -394,6 +433,8 @@ class Client:
         try:
             echoed = self.ping([probe])
             works = len(echoed) == 1 and bytes(echoed[0].data) == bytes(probe.data)
+        except NotTheDaemon:
+            raise
         except ClientError:
             works = False  # e.g. another machine behind a tunnel, or an older daemon
         finally:
@@ -408,6 +449,19 @@ class Client:
     def shares_memory(self) -> bool:
         """Whether pixels go through shared memory (known after the first raster sent)."""
         return self._pixels is not None and self._pixels.confirmed
+
+    def _handshake_text(self, failure: HandshakeFailed) -> str:
+        if failure.refused:
+            return (f"the daemon at {self.endpoint} does not know this client's key: on its "
+                    "machine, make a key folder with `sfumato keys client NAME` and set "
+                    "SFUMATO_CURVE to it here (this user's own programs need no folder: keep "
+                    "SFUMATO_HOME the daemon's)")
+        port = self.endpoint.rsplit(":", 1)[-1]
+        return (f"another program holds port {port} ({self.endpoint}) and could not prove it "
+                f"is your sfumato daemon (its key is in {default_home() / 'keys'}); nothing "
+                "was sent to it. Stop that program or set SFUMATO_ENDPOINT to where your "
+                "daemon listens (a daemon started with another SFUMATO_HOME has other keys: "
+                "use the same SFUMATO_HOME)")
 
     def _no_daemon_text(self) -> str:
         return (

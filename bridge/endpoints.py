@@ -1,11 +1,19 @@
-"""Where the daemon is and how to prove who we are to it: the endpoint, the shared signing key
-and CURVE key folders. Standard library only (the CURVE key files are read by
-transport.py), so that the plug-ins can load all of this in a Python without pyzmq."""
+"""Where the daemon is and how to prove who we are to it: the endpoint, the home its keys are
+in, the shared signing key and CURVE key folders. Standard library only (the CURVE key files
+are read by transport.py), so that the plug-ins can load all of this in a Python without
+pyzmq.
+
+Every TCP endpoint needs CURVE. A client of this user finds its keys in SFUMATO_HOME/keys
+(made by the daemon on its first start, readable by this user only): `server.key`, the
+daemon's public key, which the client checks the daemon against, and `local.key_secret`, the
+key pair every program of this user presents. A client on another machine uses a folder made
+by `sfumato keys client NAME`, named by SFUMATO_CURVE."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import SfumatoError
 from .protocol import ErrorCode
@@ -13,6 +21,29 @@ from .protocol import ErrorCode
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5655"
 SERVER_PUBLIC_FILE = "server.key"  # in a client key folder: the daemon's public key
 CLIENT_SECRET_FILE = "client.key_secret"  # in a client key folder: this client's key pair
+LOCAL_SECRET_FILE = "local.key_secret"  # in SFUMATO_HOME/keys: this user's programs' key pair
+NO_CURVE = "off"  # SFUMATO_CURVE=off: plain TCP, for a daemon with curve_on_loopback = false
+
+
+def default_home() -> Path:
+    """SFUMATO_HOME, else $XDG_DATA_HOME/sfumato, else ~/.local/share/sfumato: the daemon,
+    the command line and the plug-ins of one user all find the same keys here."""
+    env = os.environ.get("SFUMATO_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sfumato"
+
+
+def keys_dir(home: Path) -> Path:
+    return home / "keys"
+
+
+def needs_curve(endpoint: str) -> bool:
+    """Every TCP endpoint (loopback included: any local user can connect to it, or bind it
+    first); ipc:// is guarded by its socket file's permissions, inproc:// never leaves the
+    process."""
+    return endpoint.startswith("tcp://")
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:
@@ -40,3 +71,12 @@ class CurveKeys:
     server_public: bytes
     client_public: bytes
     client_secret: bytes
+
+
+class HandshakeFailed(SfumatoError):
+    """The CURVE handshake failed: `refused` when the daemon proved its key but refused ours;
+    otherwise the peer on the port could not prove it holds the daemon's secret key."""
+
+    def __init__(self, refused: bool) -> None:
+        super().__init__(ErrorCode.AUTH_FAILED, "the CURVE handshake failed")
+        self.refused = refused

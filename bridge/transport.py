@@ -1,19 +1,43 @@
-"""The client's socket: a ZeroMQ DEALER. The only bridge module that imports zmq."""
+"""The client's socket: a ZeroMQ DEALER. The only bridge module that imports zmq.
+
+With CURVE (every TCP endpoint), nothing goes out until the handshake has proved that the
+peer holds the daemon's secret key (ZMQ_IMMEDIATE: messages queue only to completed
+connections), and a socket monitor tells a peer that failed that proof (another program on
+the port) from a daemon that refused our key and from no daemon at all."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.auth
+import zmq.utils.monitor
 
-from .endpoints import CLIENT_SECRET_FILE, SERVER_PUBLIC_FILE, CurveKeys, KeyFileError
+from .endpoints import (
+    CLIENT_SECRET_FILE,
+    LOCAL_SECRET_FILE,
+    NO_CURVE,
+    SERVER_PUBLIC_FILE,
+    CurveKeys,
+    HandshakeFailed,
+    KeyFileError,
+    default_home,
+    keys_dir,
+    needs_curve,
+)
+from .protocol import ErrorCode
 from .raster import Buffer
 
 LINGER_MS = 100  # unsent messages (a last cancel) get this long; a dead daemon never blocks
+# a peer that accepts the connection but never completes the handshake is not the daemon
+# (whose I/O thread answers within milliseconds, busy or not)
+HANDSHAKE_MS = 5000
+_WATCHED = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 def load_client_keys(folder: str | Path) -> CurveKeys:
@@ -31,10 +55,36 @@ def load_client_keys(folder: str | Path) -> CurveKeys:
     return CurveKeys(server_public, client_public, client_secret)
 
 
-def curve_from_env() -> CurveKeys | None:
-    """Keys from the folder named by SFUMATO_CURVE, or None for a loopback/ipc daemon."""
+def local_keys(home: Path) -> CurveKeys:
+    """This user's keys in `home` (made by the daemon on its first start): the daemon's public
+    key and the key pair this user's programs share."""
+    folder = keys_dir(home)
+    try:
+        server_public, _ = zmq.auth.load_certificate(folder / SERVER_PUBLIC_FILE)
+        client_public, client_secret = zmq.auth.load_certificate(folder / LOCAL_SECRET_FILE)
+    except FileNotFoundError:
+        raise KeyFileError(f"no sfumato daemon answers: none has run for SFUMATO_HOME {home} "
+                           "yet (its keys, made on its first start, are not there); start one "
+                           "with `sfumato serve`, or set SFUMATO_HOME to the daemon's",
+                           ErrorCode.DAEMON_UNAVAILABLE) from None
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read this user's sfumato keys in {folder} ({exc}): they "
+                           "are made when the daemon first starts, so run `sfumato serve` (or "
+                           "any sfumato command) once; if the daemon runs with another "
+                           "SFUMATO_HOME, set SFUMATO_HOME to it") from None
+    if client_secret is None:
+        raise KeyFileError(f"{folder / LOCAL_SECRET_FILE} holds no secret key")
+    return CurveKeys(server_public, client_public, client_secret)
+
+
+def curve_from_env(endpoint: str = "tcp://") -> CurveKeys | None:
+    """The keys for `endpoint`: the folder named by SFUMATO_CURVE (a client on another
+    machine), else this user's own keys in SFUMATO_HOME; None for ipc:// and inproc://, or
+    with SFUMATO_CURVE=off (a daemon with curve_on_loopback = false)."""
     folder = os.environ.get("SFUMATO_CURVE")
-    return load_client_keys(folder) if folder else None
+    if folder == NO_CURVE or not needs_curve(endpoint):
+        return None
+    return load_client_keys(folder) if folder else local_keys(default_home())
 
 
 class DealerTransport:
@@ -54,10 +104,13 @@ class DealerTransport:
         self.curve = curve
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket[Any] | None = None
+        self._monitor: zmq.Socket[Any] | None = None
+        self._failure: HandshakeFailed | None = None
         self.reopen()
 
     def reopen(self) -> None:
         self.close()
+        self._failure = None
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         # queue only to a live connection, so "no daemon" shows up as a send that cannot go
@@ -70,13 +123,15 @@ class DealerTransport:
             sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_public)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.client_public)
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.client_secret)
+            sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
+            self._monitor = sock.get_monitor_socket(_WATCHED)
         sock.connect(self.endpoint)
         self._socket = sock
 
     def send(self, frames: Sequence[Buffer], timeout_s: float) -> bool:
         """Queue a frame set without copying pixel buffers; False when it cannot go out."""
         sock = self._require()
-        if not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
+        if not self._writable(sock, timeout_s):
             return False
         try:
             sock.send_multipart(list(frames), copy=False, flags=zmq.NOBLOCK)
@@ -103,9 +158,46 @@ class DealerTransport:
     def close(self) -> None:
         """Returns at once, whatever the daemon is doing: zmq closes in the background and
         gives up on unsent messages after LINGER_MS."""
+        if self._monitor is not None and self._socket is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         if self._socket is not None:
             self._socket.close(linger=LINGER_MS)
             self._socket = None
+
+    def _writable(self, sock: zmq.Socket[Any], timeout_s: float) -> bool:
+        """Wait until a message can go to a daemon that proved its key; raise HandshakeFailed
+        once the peer on the port failed to prove it, or refused our key."""
+        if self._monitor is None:
+            return bool(sock.poll(int(timeout_s * 1000), zmq.POLLOUT))
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLOUT)
+        poller.register(self._monitor, zmq.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._read_handshakes()
+            if sock.poll(0, zmq.POLLOUT):
+                return True
+            if self._failure is not None:
+                raise self._failure
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            poller.poll(max(1, int(left * 1000)))
+
+    def _read_handshakes(self) -> None:
+        """The last handshake's outcome, from the monitor (kept: a peer that failed once may
+        never be retried, and a later send must still say why)."""
+        monitor = self._monitor
+        while monitor is not None and monitor.poll(0):
+            event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._failure = None
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._failure = HandshakeFailed(refused=True)
+            else:  # FAILED_NO_DETAIL (wrong key, silence past HANDSHAKE_MS) or _PROTOCOL
+                self._failure = HandshakeFailed(refused=False)
 
     def _require(self) -> zmq.Socket[Any]:
         if self._socket is None:

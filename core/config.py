@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfumato.bridge.endpoints import resolve_endpoint
+from sfumato.bridge.endpoints import default_home, resolve_endpoint
 
 DEFAULT_UPSCALER = "realesrgan-x4plus"
 
@@ -42,6 +41,13 @@ class Settings:
     # replies a client has not read (queued frames, reply files it holds) past which a ping
     # echo is refused: a client that never reads cannot make the daemon hold pixels without end
     client_reply_bytes: int = 512 << 20
+    # CURVE on loopback TCP too, with keys made on first start (SFUMATO_HOME/keys): another
+    # local user can neither connect nor pose as the daemon. false opens a loopback endpoint
+    # to every local user (clients then need SFUMATO_CURVE=off); for measuring only
+    curve_on_loopback: bool = True
+    # queued jobs of one authenticated identity (a CURVE key: this user's programs share one,
+    # each remote machine has its own), whatever client ids it names
+    max_queue_per_identity: int = 16
     # --- speed (issue 8) ---
     shared_memory: bool = True  # pixels through memory files for clients on this machine
     # auto | bf16 | fp16 | fp32; auto = bf16 on CUDA (fp16 where it lacks bf16), else fp32
@@ -57,12 +63,7 @@ class Settings:
         SpeedOptions.from_settings(self)
 
 
-def default_home() -> Path:
-    env = os.environ.get("SFUMATO_HOME")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "sfumato"
+__all__ = ["DEFAULT_UPSCALER", "Settings", "default_home", "load_settings"]
 
 
 def load_settings(endpoint: str | None = None, home: Path | None = None) -> Settings:

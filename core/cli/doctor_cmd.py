@@ -91,11 +91,13 @@ def _network_access(home: Path, endpoint: str) -> tuple[bool, str]:
     from sfumato.core.daemon.keys import allowed_clients, is_loopback, keys_dir
 
     if not zmq.has("curve"):
-        return True, ("loopback only: this pyzmq lacks CURVE (libsodium); reinstall pyzmq "
-                      "from PyPI")
+        return False, ("this pyzmq lacks CURVE (libsodium), which every TCP endpoint needs; "
+                       "reinstall pyzmq from PyPI")
+    if not endpoint.startswith("tcp://"):
+        return True, "ipc: only this user may connect (the socket file is 0600)"
     if is_loopback(endpoint):
-        return True, ("loopback only (no keys needed); `sfumato keys --help` to serve other "
-                      "machines")
+        return True, ("loopback, CURVE with this user's keys (SFUMATO_HOME/keys, made on "
+                      "first start); `sfumato keys --help` to serve other machines")
     if not (keys_dir(home) / "server.key").exists():
         return False, "this endpoint needs CURVE keys: run `sfumato keys server`"
     return True, (f"CURVE, {len(allowed_clients(home))} client key(s) allowed "

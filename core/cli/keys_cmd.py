@@ -1,4 +1,5 @@
-"""`sfumato keys`: CURVE keys for a daemon that other machines reach over the network."""
+"""`sfumato keys`: CURVE keys; the daemon's own are made on its first start, other machines'
+clients are made and allowed here."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from sfumato.core.daemon.keys import (
 )
 
 DESCRIPTION = """\
-A daemon bound to loopback (the default) or ipc:// needs no keys. Bound to any other address
-(e.g. SFUMATO_ENDPOINT=tcp://0.0.0.0:5655) it refuses to start without CURVE keys, and then
-answers only clients whose public key is allowed. On the daemon's machine:
+Every TCP endpoint, loopback included, needs CURVE. On its first start the daemon makes its
+key pair and a key pair for this user's own programs in SFUMATO_HOME/keys (readable by this
+user only), so the command line, GIMP and Krita of this user connect with no set-up, and no
+other local user can connect or pose as the daemon. Bound beyond loopback (e.g.
+SFUMATO_ENDPOINT=tcp://0.0.0.0:5655) it also answers the client keys allowed here, and
+refuses to start until at least one is. On the daemon's machine:
 
-  sfumato keys server                  make the daemon's key pair (once)
+  sfumato keys server                  make the daemon's key pair now (else on first start)
   sfumato keys client laptop           a key folder for a client machine, already allowed
   sfumato keys allow NAME FILE.key     allow a public key made elsewhere
   sfumato keys revoke NAME             stop answering that client
@@ -32,7 +36,7 @@ SFUMATO_ENDPOINT=tcp://DAEMON-HOST:5655) there. Changes apply to a running daemo
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    cmd = verbs.add_parser("keys", help="CURVE keys for a daemon reached over the network",
+    cmd = verbs.add_parser("keys", help="CURVE keys: the daemon's, and other machines' clients",
                            description=DESCRIPTION,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = cmd.add_subparsers(dest="keys_action", required=True, metavar="ACTION")
@@ -57,8 +61,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _server(args: argparse.Namespace) -> int:
+    had = (keys_dir(default_home()) / "server.key_secret").exists()
     public = create_server_keys(default_home(), force=args.force)
-    print(f"daemon key pair written beside {public}")
+    if had and not args.force:
+        print(f"the daemon's key pair is already there ({public}); --force makes a new one")
+    else:
+        print(f"daemon key pair written beside {public}")
     print("next: `sfumato keys client NAME` for each machine that should connect")
     return 0
 
@@ -90,7 +98,7 @@ def _list(args: argparse.Namespace) -> int:
     if public.exists():
         print(f"daemon key: {public}")
     else:
-        print("daemon key: none (make one with `sfumato keys server`)")
+        print("daemon key: none yet (the daemon makes it on its first start)")
     clients = allowed_clients(home)
     if not clients:
         print("allowed clients: none")

@@ -11,7 +11,9 @@ import uuid
 from pathlib import Path
 
 from sfumato.bridge.client import Client, DaemonUnavailable
+from sfumato.bridge.endpoints import needs_curve
 from sfumato.core.config import Settings
+from sfumato.core.daemon.keys import ensure_local_keys
 
 START_TIMEOUT_S = 60.0
 AUTO_IDLE_EXIT_S = 600.0  # a daemon the CLI started goes away when nobody uses it
@@ -28,6 +30,10 @@ def daemon_answers(endpoint: str, timeout_s: float = 1.0) -> bool:
 
 def connect_or_start(settings: Settings, verb: str = "cli", *, quiet: bool = False) -> Client:
     """A client connected to a live daemon; starts one when none answers."""
+    if needs_curve(settings.endpoint):
+        # the keys the daemon would make on its first start, made now so that this client
+        # can check whoever answers on the port against them
+        ensure_local_keys(settings.home)
     if not daemon_answers(settings.endpoint):
         start_daemon(settings, quiet=quiet)
     return cli_client(settings, verb)

@@ -52,7 +52,7 @@ from sfumato.bridge.shared_pixels import daemon_pixels
 from sfumato.core import __version__
 from sfumato.core.config import Settings
 from sfumato.core.daemon.admission import check_submit
-from sfumato.core.daemon.client_auth import ClientAuth
+from sfumato.core.daemon.client_auth import ClientAuth, proven_identity
 from sfumato.core.daemon.client_names import ClientNames, same_owner
 from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
@@ -95,9 +95,12 @@ class Daemon:
     _stop_cancelled: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self._queue = JobQueue(self.settings.max_queue, self.settings.max_queue_per_client)
+        self._queue = JobQueue(self.settings.max_queue, self.settings.max_queue_per_client,
+                               max_per_identity=self.settings.max_queue_per_identity)
         self._results = ResultStore(self.settings.result_keep_bytes, self.settings.result_keep_s)
-        self._auth = ClientAuth(self.settings.home, self.settings.endpoint)
+        self._auth = ClientAuth(self.settings.home, self.settings.endpoint,
+                                self.settings.curve_on_loopback)
+        self._proven: dict[bytes, bytes] = {}  # client id -> the key it proved (fairness)
         self._auth_checked = 0.0
         self._registry = Registry(self.settings.home)
         self._worker = self.worker if self.worker is not None else WorkerSupervisor(self.settings)
@@ -238,6 +241,7 @@ class Daemon:
             self._last_activity = time.monotonic()
             identity = parts[0].bytes
             self._last_seen[identity] = time.monotonic()
+            self._proven[identity] = proven_identity(parts[-1])
             try:
                 self._serve_message(identity, [p.buffer for p in parts[1:]])
             except Exception:  # last resort: one bad message costs its answer, nothing else
@@ -353,6 +357,7 @@ class Daemon:
             params=message.params,
             rasters=rasters,  # zero-copy views; each keeps its zmq frame alive
             label=self._names.note(identity, message.client),
+            identity=self._proven.get(identity, b""),
         )
         position = self._queue.push(job)
         if self._running is not None:
@@ -593,6 +598,7 @@ class Daemon:
         for identity, seen in list(self._last_seen.items()):
             if now - seen > self.settings.client_timeout_s and identity not in busy:
                 del self._last_seen[identity]
+                self._proven.pop(identity, None)
                 self._names.forget(identity)
         self._backlog.sweep()
 

@@ -38,7 +38,7 @@ def tiny_daemon(daemon: DaemonProcess, tmp_path: Path) -> DaemonProcess:
 def test_upscale_layer_and_selection_through_the_daemon(tiny_daemon: DaemonProcess) -> None:
     image = _image(60, 40)
     whole = FakeHost((60, 40), offset=(7, 5), image=image)
-    with Client(tiny_daemon.endpoint, timeout_s=30) as client:
+    with tiny_daemon.client(timeout_s=30) as client:
         outcome = actions.upscale_layer(whole, client, {}, "tiny", selection_only=False)
         assert outcome.ok, outcome.message
         ((layer, x, y, name),) = whole.layers
@@ -71,7 +71,7 @@ def test_no_daemon_is_a_message_within_seconds() -> None:
 def test_cancel_from_the_host_changes_nothing(tiny_daemon: DaemonProcess) -> None:
     host = FakeHost((512, 384), image=_image(512, 384))
     host.cancel = True  # the artist pressed Cancel as soon as the job started
-    with Client(tiny_daemon.endpoint, timeout_s=30) as client:
+    with tiny_daemon.client(timeout_s=30) as client:
         outcome = actions.upscale_layer(host, client, {"tile": 32}, "tiny",
                                         selection_only=False)
     assert not outcome.ok and "cancelled" in outcome.message

@@ -55,13 +55,14 @@ def test_upscale_starts_a_daemon_then_reuses_it(tmp_path: Path) -> None:
         assert again.returncode == 0 and "starting" not in again.stderr  # reused
         assert Image.open(tmp_path / "a2.png").size == (80, 60)
     finally:
-        _stop_auto_started_daemon(env["SFUMATO_ENDPOINT"])
+        _stop_auto_started_daemon(env["SFUMATO_ENDPOINT"], Path(env["SFUMATO_HOME"]))
 
 
-def _stop_auto_started_daemon(endpoint: str) -> None:
+def _stop_auto_started_daemon(endpoint: str, home: Path) -> None:
     from sfumato.bridge.client import Client, DaemonUnavailable
+    from sfumato.bridge.transport import local_keys
 
-    with Client(endpoint, timeout_s=2) as client:
+    with Client(endpoint, timeout_s=2, curve=local_keys(home)) as client:
         try:
             os.kill(client.status().worker["daemon_pid"], signal.SIGTERM)
         except DaemonUnavailable:

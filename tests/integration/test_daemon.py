@@ -140,6 +140,8 @@ def test_malformed_frames_get_typed_rejections(tiny_daemon: DaemonProcess) -> No
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 5000)
+    for name, value in tiny_daemon.curve_options().items():
+        sock.setsockopt(getattr(zmq, name), value)
     sock.connect(tiny_daemon.endpoint)
     try:
         for frames in ([b"garbage"], [b"sfumato/9", b"{}", b"{}"],

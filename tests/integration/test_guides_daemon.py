@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from sfumato.bridge import actions
-from sfumato.bridge.client import Client
 from sfumato.bridge.guides import Control, ImagePrompt
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect
@@ -133,7 +132,7 @@ def test_actions_take_controls_and_image_prompts_from_other_layers(
                         image=_rgba(source), others=others)
 
     params = {"prompt": "a kite", "steps": 2, "seed": 3, "grow": 2, "feather": 4}
-    with Client(guided_daemon.endpoint, timeout_s=60) as client:
+    with guided_daemon.client(timeout_s=60) as client:
         plain = host()
         assert actions.inpaint_selection(plain, client, params, "tiny").ok
         guided = host()

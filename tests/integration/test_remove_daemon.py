@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from sfumato.bridge import actions
-from sfumato.bridge.client import Client
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.selection import Rect
@@ -95,7 +94,7 @@ def test_remove_object_puts_a_layer_over_the_selection(daemon: DaemonProcess,
     selection = Rect(50, 30, 20, 16)
     host = FakeHost((120, 90), offset=(11, 7), selection=selection, image=image)
     params = {"grow": 2, "feather": 4, "context": 8}
-    with Client(daemon.endpoint, timeout_s=60) as client:
+    with daemon.client(timeout_s=60) as client:
         outcome = actions.remove_object(host, client, params, None)  # the daemon's LaMa
         assert outcome.ok, outcome.message
         ((layer, x, y, name),) = host.layers

@@ -35,9 +35,11 @@ def bounded_daemon(hostile_daemon: DaemonProcess) -> DaemonProcess:
     return hostile_daemon  # max_pixels 65,536: a small raster bound keeps the frames small
 
 
-def _dealer(endpoint: str | None) -> zmq.Socket:
+def _dealer(endpoint: str | None, curve: dict[str, bytes]) -> zmq.Socket:
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    for name, value in curve.items():  # the artist's own keys: a same-user hostile program
+        sock.setsockopt(getattr(zmq, name), value)
     if endpoint is not None:
         sock.connect(endpoint)
     return sock
@@ -72,7 +74,7 @@ def test_ten_thousand_hostile_messages_get_typed_errors(
 
 def _hostile_exchange(bounded_daemon: DaemonProcess, references: list[dict],
                       tiny_files: list[tuple[dict, bytes]]) -> None:
-    sock = _dealer(bounded_daemon.endpoint)
+    sock = _dealer(bounded_daemon.endpoint, bounded_daemon.curve_options())
     generator = HostileGenerator(seed=20261124, references=references,
                                  reference_shape=HOSTILE_SHAPE, tiny_files=tiny_files)
     seen: Counter[str] = Counter()
@@ -109,7 +111,7 @@ def test_an_oversize_frame_disconnects_only_its_sender(bounded_daemon: DaemonPro
     from sfumato.core.daemon.limits import max_frame_bytes
 
     limit = max_frame_bytes(load_settings(home=bounded_daemon.home))
-    flooder = _dealer(None)
+    flooder = _dealer(None, bounded_daemon.curve_options())
     monitor = flooder.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
     flooder.connect(bounded_daemon.endpoint)
     try:

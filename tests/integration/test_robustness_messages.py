@@ -24,7 +24,7 @@ def daemon(hostile_daemon: DaemonProcess) -> DaemonProcess:
 
 @pytest.fixture
 def peer(daemon: DaemonProcess) -> Iterator[RawPeer]:
-    sock = RawPeer(daemon.endpoint)
+    sock = RawPeer(daemon.endpoint, **daemon.curve_options())
     yield sock
     sock.close()
 

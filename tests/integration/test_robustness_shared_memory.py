@@ -32,7 +32,7 @@ def daemon(hostile_daemon: DaemonProcess) -> DaemonProcess:
 
 @pytest.fixture
 def peer(daemon: DaemonProcess) -> Iterator[RawPeer]:
-    sock = RawPeer(daemon.endpoint)
+    sock = RawPeer(daemon.endpoint, **daemon.curve_options())
     yield sock
     sock.close()
 
@@ -97,7 +97,7 @@ def test_a_client_that_never_reads_is_refused_at_a_bounded_backlog(
     daemon: DaemonProcess,
 ) -> None:
     layer = {"width": 512, "height": 512, "layout": "rgba8", "stride": 0}  # 1 MiB
-    sender = RawPeer(daemon.endpoint, RCVHWM=1, RCVBUF=4096)
+    sender = RawPeer(daemon.endpoint, RCVHWM=1, RCVBUF=4096, **daemon.curve_options())
     try:
         for i in range(64):
             sender.send(header("ping", f"u{i}", [layer]), b"{}", bytes(512 * 512 * 4))

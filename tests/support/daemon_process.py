@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.bridge.client import Client, DaemonUnavailable
+from sfumato.bridge.endpoints import needs_curve
+from sfumato.bridge.transport import local_keys
+from sfumato.core.daemon.keys import ensure_local_keys
 
 
 def free_endpoint() -> str:
@@ -31,6 +34,15 @@ class DaemonProcess:
 
     def client(self, **kwargs) -> Client:
         return Client(self.endpoint, **{"timeout_s": 30.0, **self.client_defaults, **kwargs})
+
+    def curve_options(self) -> dict[str, bytes]:
+        """Socket options that let a raw DEALER in (this user's keys in the daemon's home),
+        e.g. `RawPeer(daemon.endpoint, **daemon.curve_options())`."""
+        keys = self.client_defaults.get("curve")
+        if keys is None:
+            return {}
+        return {"CURVE_SERVERKEY": keys.server_public, "CURVE_PUBLICKEY": keys.client_public,
+                "CURVE_SECRETKEY": keys.client_secret}
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "SFUMATO_HOME": str(self.home), "SFUMATO_ENDPOINT": self.endpoint,
@@ -65,6 +77,12 @@ def start_daemon(
     if extra_config:
         (home / "config.toml").write_text("[daemon]\n" + extra_config)
     endpoint = endpoint or free_endpoint()
+    if needs_curve(endpoint):
+        # the keys the daemon makes on its first start, made first here (as every sfumato
+        # command does) so that clients of this test process, whose SFUMATO_HOME is another,
+        # are this user's programs to the daemon
+        ensure_local_keys(home)
+        client_defaults = {"curve": local_keys(home), **(client_defaults or {})}
     env = {**os.environ, "SFUMATO_HOME": str(home), "SFUMATO_ENDPOINT": bind or endpoint,
            **(extra_env or {})}
     log = open(home / "daemon.out", "wb")  # noqa: SIM115 - lives as long as the process

@@ -22,7 +22,7 @@ PREFIX = b"sfumato/1"
 class RawPeer:
     """A DEALER that sends whatever frames it is given and reads replies as JSON."""
 
-    def __init__(self, endpoint: str, **options: int) -> None:
+    def __init__(self, endpoint: str, **options: int | bytes) -> None:
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         for name, value in options.items():

@@ -73,3 +73,28 @@ def test_a_job_whose_worker_died_runs_next_before_other_clients() -> None:
     assert [j.job_id for j in queue.order()] == ["a1", "b1", "c1"]
     assert [j.job_id for j in queue.drain()] == ["a1", "b1", "c1"]
     assert len(queue) == 0 and queue.pop_next() is None
+
+
+def _keyed(client: bytes, identity: bytes, n: int) -> Job:
+    job = _job(client, n)
+    job.identity = identity
+    return job
+
+
+def test_many_client_ids_of_one_key_are_one_identity() -> None:
+    """Five made-up client ids on one key: one turn in the round and at most
+    max_per_identity places, so another key's job is queued and runs second."""
+    queue = JobQueue(max_total=32, max_per_client=8, max_per_identity=16)
+    taken = 0
+    for fake in range(5):
+        for n in range(8):
+            try:
+                queue.push(_keyed(b"fake%d" % fake, b"KEY-A", n))
+                taken += 1
+            except SfumatoError as exc:
+                assert exc.code is ErrorCode.QUEUE_FULL
+    assert taken == 16
+    queue.push(_keyed(b"artist", b"KEY-B", 0))
+    assert [j.job_id for j in queue.order()][:3] == ["fake00", "artist0", "fake10"]
+    assert queue.pop_next().job_id == "fake00"
+    assert queue.pop_next().job_id == "artist0"
