@@ -55,6 +55,12 @@ class Settings:
     compile: bool = False  # torch.compile the denoiser / upscaler (compiled code cached in home)
     upscale_batch: int = 0  # upscaler tiles per forward pass; 0 = auto (4 on CUDA, 1 on CPU)
     vae_tiling_pixels: int = 2048 * 2048  # VAE works in tiles above this crop area; 0 = never
+    # --- studio: `sfumato serve --ray` (issue 21) ---
+    ray_min_replicas: int = 0  # 0 = one per GPU in the cluster (one on a CPU-only cluster)
+    ray_max_replicas: int = 0  # above ray_min_replicas: Serve autoscales between the two
+    ray_cpus_per_replica: float = 1.0  # on a cluster without GPUs
+    ray_num_cpus: int = 0  # CPUs of a runtime `--ray` starts itself; 0 = all of them
+    ray_object_store_bytes: int = 256 << 20  # its object store (pixels in flight)
 
     def __post_init__(self) -> None:
         # a typo in config.toml stops `sfumato serve` with this message, not a worker later

@@ -20,6 +20,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                            "address needs CURVE keys (see `sfumato keys`).")
     cmd.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                      help="exit after this long with no clients and no jobs (default: never)")
+    cmd.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run jobs on Ray Serve replicas (one per GPU) instead of the local "
+                     "worker: a runtime of this machine's own, or the cluster at ADDRESS "
+                     "(token auth on; needs pip install 'sfumato[ray]')")
     cmd.set_defaults(run=run)
 
 
@@ -31,7 +35,14 @@ def run(args: argparse.Namespace) -> int:
     if args.idle_exit is not None:
         settings = dataclasses.replace(settings, idle_exit_s=args.idle_exit)
     log_path = configure_logging(settings.home, "daemon")
-    daemon = Daemon(settings, key=key_from_env())
+    backend = None
+    if args.ray is not None:
+        from sfumato.core.cluster.dispatcher import RayDispatcher
+
+        backend = RayDispatcher(settings, args.ray)
+        print(f"joining Ray ({args.ray}) and deploying the workers...", flush=True)
+        backend.connect()  # a missing extra or a wrong address stops here, typed
+    daemon = Daemon(settings, key=key_from_env(), worker=backend)
     endpoint = daemon.bind()
     # graceful: refuse new work, let the running job finish within stop_timeout_s, tell
     # clients; a second signal stops at once

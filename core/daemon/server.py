@@ -60,9 +60,11 @@ from sfumato.core.daemon.limits import max_frame_bytes, raise_open_files_limit
 from sfumato.core.daemon.reply_backlog import ReplyBacklog
 from sfumato.core.daemon.result_receipts import ResultReceipts
 from sfumato.core.daemon.result_store import ResultStore
+from sfumato.core.daemon.watchdog import hang_reason
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.registry import Registry
 from sfumato.core.tasks import CATALOGUE
+from sfumato.core.worker.dispatch import Dispatcher
 from sfumato.core.worker.supervisor import HEARTBEAT_ID, WorkerGone, WorkerSupervisor
 
 log = logging.getLogger("sfumato.server")
@@ -84,10 +86,10 @@ TOO_LONG_TEXT = f"the daemon was asked to stop and this job did not finish in ti
 class Daemon:
     settings: Settings
     key: bytes | None = None
-    worker: WorkerSupervisor | None = None  # the supervised worker; made from settings if None
+    worker: Dispatcher | None = None  # runs the jobs: the supervised worker unless given (Ray)
     _queue: JobQueue = field(init=False)
     _results: ResultStore = field(init=False)
-    _running: Job | None = field(default=None, init=False)
+    _running: dict[str, Job] = field(default_factory=dict, init=False)  # by job id
     _last_seen: dict[bytes, float] = field(default_factory=dict, init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1), init=False)
     _stopping: bool = field(default=False, init=False)  # leave the loop now
@@ -103,7 +105,7 @@ class Daemon:
         self._proven: dict[bytes, bytes] = {}  # client id -> the key it proved (fairness)
         self._auth_checked = 0.0
         self._registry = Registry(self.settings.home)
-        self._worker = self.worker if self.worker is not None else WorkerSupervisor(self.settings)
+        self._worker: Dispatcher = self.worker or WorkerSupervisor(self.settings)
         # pixels through shared memory for clients on this machine that ask for it
         self._pixels = daemon_pixels(self.settings.shared_memory)
         self._receipts = ResultReceipts()
@@ -184,7 +186,7 @@ class Daemon:
             self._drain_for_stop()
         else:
             self._start_next_job()
-        if self._running is None:
+        if not self._running:
             self._worker.pass_on_releases()  # files an idle worker may now let go
         if self._pixels is not None:
             self._pixels.expire()  # reply files nobody reads or reuses any more
@@ -203,21 +205,22 @@ class Daemon:
         started = self._stop_at if self._stop_at is not None else time.monotonic()
         for job in self._queue.drain():
             self._finish(job, self._stopping_failure(job), [])
-        if self._running is None:
+        if not self._running:
             self._stopping = True
             return
         waited = time.monotonic() - started
         if waited > self.settings.stop_timeout_s and not self._stop_cancelled:
-            log.info("stop timeout: cancelling job %s", self._running.job_id)
+            log.info("stop timeout: cancelling %s", ", ".join(self._running))
             self._stop_cancelled = True
-            self._worker.cancel_flag.set()
+            for job_id in self._running:
+                self._worker.cancel(job_id)
         if waited > self.settings.stop_timeout_s + CANCEL_GRACE_S:
             self._stopping = True  # the worker does not stop: it is killed on the way out
 
     def _abandon_running(self, why: str) -> None:
-        """Tell the running job's client its job ends with the daemon (it is not retried)."""
-        job, self._running = self._running, None
-        if job is not None:
+        """Tell running jobs' clients their jobs end with the daemon (they are not retried)."""
+        jobs, self._running = list(self._running.values()), {}
+        for job in jobs:
             self._finish(job, self._stopping_failure(job, why), [])
 
     def _stopping_failure(self, job: Job, why: str = STOPPING_TEXT) -> Failed:
@@ -337,11 +340,12 @@ class Daemon:
             id=request_id,
             daemon_version=__version__,
             device=self._worker.device,
-            running=describe(self._running) if self._running else None,
+            running=describe(next(iter(self._running.values()))) if self._running else None,
             queued=[describe(job) for job in self._queue.order()],
             models=[e.describe() for e in self._registry.entries()],
             worker={**self._worker.health, "ready": self._worker.ready,
-                    "restarts": self._worker.restarts, "daemon_pid": os.getpid()},
+                    "restarts": self._worker.restarts, "daemon_pid": os.getpid(),
+                    "running": [describe(job) for job in self._running.values()]},
         )
 
     def _submit(self, identity: bytes, message: Submit, rasters: list[Raster]) -> None:
@@ -359,9 +363,7 @@ class Daemon:
             label=self._names.note(identity, message.client),
             identity=self._proven.get(identity, b""),
         )
-        position = self._queue.push(job)
-        if self._running is not None:
-            position += 1
+        position = self._queue.push(job) + len(self._running)
         self._reply(identity, Accepted(id=message.id, job_id=job.job_id, position=position))
 
     def _cancel(self, identity: bytes, message: Cancel) -> None:
@@ -372,8 +374,8 @@ class Daemon:
                                       state=JobState.CANCELLED.value))
             self._finish(queued, Cancelled(id=queued.request_id, job_id=queued.job_id), [])
             return
-        if self._running is not None and self._running.job_id == message.job_id:
-            self._worker.cancel_flag.set()  # the worker stops at the next tile or step
+        if message.job_id in self._running:
+            self._worker.cancel(message.job_id)  # it stops at the next tile or step
             self._reply(identity, Ack(id=message.id, job_id=message.job_id,
                                       state=JobState.RUNNING.value))
             return
@@ -385,10 +387,11 @@ class Daemon:
         """A client leaving on purpose: its waiting jobs end, its running one is cancelled."""
         for job in self._queue.drop_client(identity):
             self._finish(job, Cancelled(id=job.request_id, job_id=job.job_id), [])
-        if self._running is not None and self._running.client == identity:
-            log.info("%s said goodbye: cancelling job %s", self._names.name(identity),
-                     self._running.job_id)
-            self._worker.cancel_flag.set()
+        for job in self._running.values():
+            if job.client == identity:
+                log.info("%s said goodbye: cancelling job %s", self._names.name(identity),
+                         job.job_id)
+                self._worker.cancel(job.job_id)
         self._names.forget(identity)
 
     def _fetch(self, identity: bytes, message: Fetch) -> None:
@@ -399,9 +402,7 @@ class Daemon:
             if self._reply(identity, _with_id(stored.message, message.id), stored.rasters):
                 self._results.mark_delivered(message.job_id)
             return
-        job = self._queue.find(message.job_id)
-        if job is None and self._running is not None and self._running.job_id == message.job_id:
-            job = self._running
+        job = self._queue.find(message.job_id) or self._running.get(message.job_id)
         if job is None:
             raise SfumatoError(ErrorCode.NOT_FOUND,
                                f"no job {message.job_id!r}: it finished long ago or never ran")
@@ -417,8 +418,8 @@ class Daemon:
                                f"only the program that submitted it can {what} it")
 
     def _owner(self, job_id: str) -> bytes | None:
-        if self._running is not None and self._running.job_id == job_id:
-            return self._running.client
+        if job_id in self._running:
+            return self._running[job_id].client
         queued = self._queue.find(job_id)
         if queued is not None:
             return queued.client
@@ -428,42 +429,34 @@ class Daemon:
     # --- the worker ---------------------------------------------------------------------
 
     def _start_next_job(self) -> None:
-        if self._running is not None or not self._worker.ready:
-            return
-        job = self._queue.pop_next()
-        if job is None:
-            return
+        while len(self._running) < self._worker.capacity():
+            job = self._queue.pop_next()
+            if job is None:
+                return
+            self._send(job)
+
+    def _send(self, job: Job) -> None:
         job.state = JobState.RUNNING
         job.started_at = time.monotonic()
         job.attempts += 1
-        self._running = job
+        self._running[job.job_id] = job
         try:
             self._worker.send_job(job.job_id, job.task, job.model, job.params, job.rasters)
         except WorkerGone as exc:
             self._worker_died(str(exc))
         except Exception:  # the job could not even be written to the worker: fail it alone
             log.exception("job %s could not be sent to the worker", job.job_id)
-            self._running = None
+            self._running.pop(job.job_id, None)
             self._finish(job, Failed(id=job.request_id, job_id=job.job_id,
                                      code=ErrorCode.INTERNAL.value, message=INTERNAL_TEXT), [])
 
     def _check_watchdog(self) -> None:
-        """A worker running a job that sends nothing, not even its heartbeat, for
-        `worker_watchdog_s` is hung (stopped, deadlocked); one whose job sends no event for
-        `job_stall_s` is stuck (e.g. a device call that never returns). Either is killed and
-        replaced, and its job retried once or failed `worker_lost`."""
-        if self._running is None:
+        """A hung or stuck worker (watchdog.py) is killed and replaced, and its job retried
+        once or failed `worker_lost`."""
+        why = hang_reason(self.settings, self._worker) if self._running else None
+        if why is None:
             return
-        silent, stalled = self._worker.silent_for(), self._worker.stalled_for()
-        if 0 < self.settings.worker_watchdog_s < silent:
-            why = (f"the worker stopped answering for {silent:.0f} s "
-                   f"(worker_watchdog_s = {self.settings.worker_watchdog_s:g})")
-        elif 0 < self.settings.job_stall_s < stalled:
-            why = (f"the job made no progress for {stalled:.0f} s "
-                   f"(job_stall_s = {self.settings.job_stall_s:g})")
-        else:
-            return
-        log.error("%s running job %s: killing it", why, self._running.job_id)
+        log.error("%s running %s: killing it", why, ", ".join(self._running))
         self._worker.kill()
         self._worker_died(why)
 
@@ -480,14 +473,14 @@ class Daemon:
             if message.id == HEARTBEAT_ID:
                 continue  # only the watchdog cares
             self._last_activity = time.monotonic()
-            job = self._running
-            if job is None or getattr(message, "job_id", None) != job.job_id:
+            job = self._running.get(getattr(message, "job_id", None) or "")
+            if job is None:
                 continue  # the ready report, or a stray event after a cancel race
             if isinstance(message, Progress):
                 job.progress = (message.step, message.total)
                 job.stage = message.stage
             if message.TYPE in TERMINAL_TYPES:
-                self._running = None
+                del self._running[job.job_id]
                 if isinstance(message, Cancelled) and self._stop_cancelled:
                     message = self._stopping_failure(job, TOO_LONG_TEXT)
                 self._finish(job, _with_id(message, job.request_id), rasters)
@@ -500,14 +493,15 @@ class Daemon:
             self._abandon_running(STOPPING_TEXT)  # no new worker for a daemon on its way out
             self._stopping = True
             return
-        job, self._running = self._running, None
+        jobs, self._running = list(self._running.values()), {}
         self._worker.restart()
         if self._worker.start_failures >= MAX_START_FAILURES:
             self._fail_waiting(why)  # it keeps being restarted; new jobs may still succeed
-        if job is None:
-            return
-        cancelled = self._worker.cancel_flag.is_set()
-        if cancelled:
+        for job in jobs:
+            self._retry_or_lose(job, why)
+
+    def _retry_or_lose(self, job: Job, why: str) -> None:
+        if self._worker.cancel_requested(job.job_id):
             self._finish(job, Cancelled(id=job.request_id, job_id=job.job_id), [])
             return
         if job.attempts < MAX_ATTEMPTS:
@@ -594,7 +588,7 @@ class Daemon:
                 log.info("client %s silent for %.0f s", self._names.name(identity), now - seen)
                 self._client_gone(identity)
         # forget long-silent clients with nothing waiting, so the table does not grow forever
-        busy = {self._running.client} if self._running is not None else set()
+        busy = {job.client for job in self._running.values()}
         for identity, seen in list(self._last_seen.items()):
             if now - seen > self.settings.client_timeout_s and identity not in busy:
                 del self._last_seen[identity]
@@ -603,7 +597,7 @@ class Daemon:
         self._backlog.sweep()
 
     def _idle_too_long(self) -> bool:
-        if self.settings.idle_exit_s <= 0 or self._running is not None or len(self._queue):
+        if self.settings.idle_exit_s <= 0 or self._running or len(self._queue):
             return False
         return time.monotonic() - self._last_activity > self.settings.idle_exit_s
 

@@ -236,6 +236,15 @@ class WorkerSupervisor:
         except (BrokenPipeError, OSError) as exc:
             raise WorkerGone(str(exc)) from None
 
+    def capacity(self) -> int:
+        return 1 if self.ready else 0  # one process, one job at a time
+
+    def cancel(self, job_id: str) -> None:
+        self.cancel_flag.set()  # the worker stops at the next tile or step
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.cancel_flag.is_set()  # cleared by send_job: it is the running job's
+
     def pass_on_releases(self) -> None:
         """Tell an idle worker which of its memory files the daemon has let go of (a result
         its client has read), so it can free them now rather than with the next job."""

@@ -43,6 +43,9 @@ class IdleWorker:
     def has_data(self) -> bool:
         return False
 
+    def capacity(self) -> int:
+        return 0  # never ready: jobs stay queued
+
     @property
     def health(self) -> dict[str, Any]:
         return {}
