@@ -98,9 +98,16 @@ class Segmenter:
 
         height, width = rgba8.shape[:2]
         scaled_h, scaled_w = self.scaled_size(height, width)
-        # PIL premultiplies RGBA while resizing, so transparent colour never bleeds in
-        small = np.asarray(Image.fromarray(np.ascontiguousarray(rgba8), "RGBA").resize(
-            (scaled_w, scaled_h), Image.Resampling.BILINEAR, reducing_gap=3.0))
+        pixels = np.ascontiguousarray(rgba8)
+        # PIL premultiplies RGBA while resizing, so transparent colour never bleeds in; an
+        # opaque layer is read as RGBX (alpha ignored), which skips that pass
+        mode = "RGBX" if int(pixels[..., 3].min()) == 255 else "RGBA"
+        image = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
+        small = np.asarray(image.resize((scaled_w, scaled_h), Image.Resampling.BILINEAR,
+                                        reducing_gap=3.0))
+        if mode == "RGBX":
+            small = small.copy()
+            small[..., 3] = 255
         alpha = small[..., 3:4].astype(np.float32) / 255.0
         rgb = small[..., :3].astype(np.float32) * alpha + 127.5 * (1.0 - alpha)
         square = np.zeros((self.side, self.side, 3), np.uint8)

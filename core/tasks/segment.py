@@ -71,16 +71,16 @@ def run(ctx: TaskContext) -> TaskOutput:
 
     # 3. Soft edges, if asked for and a matting model is there.
     warnings: list[str] = []
-    alpha = mask.astype(np.float32)
+    out = mask.view(np.uint8) * np.uint8(255)  # bool is one byte: 0/1 -> 0/255, no float pass
     matting = _matting_entry(ctx, values["matting"] or None) if values["soft"] else None
     if values["soft"] and matting is None:
         warnings.append(NO_MATTING)
     if matting is not None and mask.any():
         alpha = ctx.models.load(matting).refine(pixels, mask)
+        out = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
     ctx.progress(2, 2, "segment")
     if not mask.any():
         warnings.append("the model found nothing there; try another point or a larger box")
-    out = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
     info = ResultInfo(offset=(area.x, area.y), names=(f"Selection ({entry.name})",),
                       warnings=tuple(warnings), model=entry.name)
     return TaskOutput([array_to_raster(out, Layout.GRAY8)], info.to_wire())

@@ -283,3 +283,16 @@ def _torchvision_works() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_transparent_pixels_reach_the_model_as_mid_grey(provider: Any) -> None:
+    """Whatever colour a transparent pixel holds, the model sees grey there, not that colour;
+    an opaque layer is seen as it is."""
+    sam2 = provider.load(provider.registry.get("sam2"))
+    layer = np.zeros((SIDE * 2, SIDE * 2, 4), np.uint8)
+    layer[..., 0], layer[:, SIDE:, 3] = 255, 255  # all red; the left half transparent
+    seen = sam2.model_input(layer)
+    assert np.abs(seen[:, : SIDE // 2 - 1].astype(int) - 128).max() <= 1
+    assert (seen[:, SIDE // 2 + 1:] == (255, 0, 0)).all()
+    layer[..., 3] = 255
+    assert (sam2.model_input(layer) == (255, 0, 0)).all()
