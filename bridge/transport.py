@@ -36,8 +36,9 @@ LINGER_MS = 100  # unsent messages (a last cancel) get this long; a dead daemon 
 # a peer that accepts the connection but never completes the handshake is not the daemon
 # (whose I/O thread answers within milliseconds, busy or not)
 HANDSHAKE_MS = 5000
-_WATCHED = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 def load_client_keys(folder: str | Path) -> CurveKeys:
@@ -106,11 +107,13 @@ class DealerTransport:
         self._socket: zmq.Socket[Any] | None = None
         self._monitor: zmq.Socket[Any] | None = None
         self._failure: HandshakeFailed | None = None
+        self._pending_since: float | None = None  # a TCP connection, handshake not done
         self.reopen()
 
     def reopen(self) -> None:
         self.close()
         self._failure = None
+        self._pending_since = None
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         # queue only to a live connection, so "no daemon" shows up as a send that cannot go
@@ -182,6 +185,10 @@ class DealerTransport:
             if self._failure is not None:
                 raise self._failure
             left = deadline - time.monotonic()
+            if left <= 0 and self._pending_since is not None:
+                # something accepted the connection: wait for the handshake's outcome rather
+                # than call it "no daemon" (and start another on a port that is taken)
+                left = self._pending_since + HANDSHAKE_MS / 1000 + 0.5 - time.monotonic()
             if left <= 0:
                 return False
             poller.poll(max(1, int(left * 1000)))
@@ -192,6 +199,12 @@ class DealerTransport:
         monitor = self._monitor
         while monitor is not None and monitor.poll(0):
             event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self._pending_since = time.monotonic()
+                continue
+            self._pending_since = None
+            if event == zmq.EVENT_DISCONNECTED:
+                continue
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._failure = None
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:

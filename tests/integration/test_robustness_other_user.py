@@ -1,7 +1,12 @@
-"""Another local user (an unprivileged account made for the test) points the daemon, which
-runs as root here, at files of their own: a FIFO with no writer (whose open would block the
-loop for everyone), and a sealed memory file named exactly as sfumato names its own. Both
-are refused at once, and the daemon serves on. Skipped unless run as root (useradd)."""
+"""Another local user (an unprivileged account made for the test) against the daemon, which
+runs as root here:
+- without the artist's keys it cannot connect, run a job, read `status` or read the keys;
+- binding the daemon's port first, it gets none of the artist's pixels (item 7);
+- with a key it was given (a client allowed on purpose), pointing the daemon at files of its
+  own (a FIFO with no writer, whose open would block the loop for everyone, and a sealed
+  memory file named exactly as sfumato names its own) is refused at once, and the daemon
+  serves on.
+Skipped unless run as root (useradd)."""
 
 from __future__ import annotations
 
@@ -10,17 +15,24 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sfumato.bridge.client import Client, NotTheDaemon
+from sfumato.bridge.transport import load_client_keys, local_keys
 
-from tests.support.daemon_process import DaemonProcess
+from tests.integration.test_robustness_auth import check_squatter_refused
+from tests.support.daemon_process import DaemonProcess, start_daemon
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the account cannot enter the project's venv
 
 HOSTILE = r"""
-import fcntl, json, os, sys, tempfile, zmq
-endpoint, token = sys.argv[1], sys.argv[2]
+import fcntl, json, os, sys, tempfile, zmq, zmq.auth
+endpoint, token, keys = sys.argv[1], sys.argv[2], sys.argv[3]
 folder = tempfile.mkdtemp()
 os.mkfifo(folder + "/fifo")
 fifo = os.open(folder + "/fifo", os.O_RDONLY | os.O_NONBLOCK)
@@ -30,6 +42,9 @@ os.ftruncate(memfd, size)
 fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
 sock = zmq.Context().socket(zmq.DEALER)
 sock.setsockopt(zmq.LINGER, 0)
+server_public, _ = zmq.auth.load_certificate(keys + "/server.key")
+public, secret = zmq.auth.load_certificate(keys + "/client.key_secret")
+sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_public, public, secret
 sock.connect(endpoint)
 for what, fd in (("fifo", fifo), ("memfd", memfd)):
     ref = {"pid": os.getpid(), "fd": fd, "token": token, "size": size, "pooled": True}
@@ -72,11 +87,15 @@ def test_another_users_fifo_or_look_alike_memory_file_is_refused(
     hostile_daemon: DaemonProcess, other_user: str
 ) -> None:
     daemon = hostile_daemon
-    out = subprocess.run(
-        ["runuser", "-u", other_user, "--", SYSTEM_PYTHON, "-c", HOSTILE, daemon.endpoint,
-         secrets.token_hex(16)],
-        capture_output=True, text=True, timeout=60, cwd="/tmp",
-    )
+    keys = _given_keys(daemon, other_user)
+    try:
+        out = subprocess.run(
+            ["runuser", "-u", other_user, "--", SYSTEM_PYTHON, "-c", HOSTILE, daemon.endpoint,
+             secrets.token_hex(16), str(keys)],
+            capture_output=True, text=True, timeout=60, cwd="/tmp",
+        )
+    finally:
+        shutil.rmtree(keys.parent, ignore_errors=True)
     assert out.returncode == 0, out.stderr
     answers = [json.loads(line) for line in out.stdout.splitlines()]
     assert [a["id"] for a in answers] == ["fifo", "memfd"]
@@ -87,3 +106,81 @@ def test_another_users_fifo_or_look_alike_memory_file_is_refused(
     with daemon.client() as artist:
         artist.ping()
         assert artist.status().worker["ready"]
+
+
+def _given_keys(daemon: DaemonProcess, user: str) -> Path:
+    """A client key folder allowed on the daemon (`sfumato keys client`), handed to `user`."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp")) / "keys"
+    made = subprocess.run([sys.executable, "-m", "sfumato.core", "keys", "client",
+                           f"guest-{user}", "--out", str(folder)], env=daemon.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    subprocess.run(["chown", "-R", user, str(folder.parent)], check=True)
+    deadline = time.monotonic() + 20  # the daemon reads allowed keys within a second
+    while time.monotonic() < deadline:
+        with Client(daemon.endpoint, timeout_s=1.0, curve=load_client_keys(folder)) as guest:
+            try:
+                guest.ping()
+                return folder
+            except (NotTheDaemon, OSError):
+                time.sleep(0.2)
+    raise AssertionError("the daemon did not take the guest key")
+
+
+NO_KEYS = r"""
+import json, sys, zmq
+endpoint, keys, server_public = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+out = {}
+for name in ("local.key_secret", "server.key_secret", "server.key"):
+    try:
+        open(keys + "/" + name).read()
+        out[name] = "read"
+    except OSError as exc:
+        out[name] = type(exc).__name__
+status = json.dumps({"type": "status", "id": "s", "rasters": [], "signed": False}).encode()
+for how in ("plain", "own-key"):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if how == "own-key":  # a key of its own, and the daemon's public key (say it learned it)
+        public, secret = zmq.curve_keypair()
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
+            server_public, public, secret)
+    sock.connect(endpoint)
+    for kind in ("status", "submit"):
+        head = status if kind == "status" else json.dumps(
+            {"type": "submit", "id": "j", "rasters": [], "signed": False}).encode()
+        sock.send_multipart([b"sfumato/1", head, b'{"task": "upscale"}'])
+    out[how] = "answered" if sock.poll(3000) else "nothing"
+    sock.close()
+print(json.dumps(out))
+"""
+
+
+def test_another_user_can_neither_connect_nor_read_status_nor_keys(other_user: str) -> None:
+    parent = Path(tempfile.mkdtemp(dir="/tmp"))
+    parent.chmod(0o755)  # a home others may enter, as ~/.local/share usually is: only keys/
+    home = parent / "home"  # (0700) guards the keys
+    home.mkdir(mode=0o755)
+    daemon = start_daemon(home)
+    try:
+        server_public = local_keys(home).server_public.decode()
+        out = subprocess.run(["runuser", "-u", other_user, "--", SYSTEM_PYTHON, "-c", NO_KEYS,
+                              daemon.endpoint, str(home / "keys"), server_public],
+                             capture_output=True, text=True, timeout=60, cwd="/tmp")
+        assert out.returncode == 0, out.stderr
+        seen = json.loads(out.stdout)
+        assert seen["local.key_secret"] == "PermissionError", seen
+        assert seen["server.key_secret"] == "PermissionError", seen
+        assert seen["plain"] == "nothing" and seen["own-key"] == "nothing", seen
+        with daemon.client() as artist:
+            report = artist.status()
+            assert report.worker["ready"] and report.queued == [] and report.running is None
+    finally:
+        daemon.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_another_user_squatting_the_port_gets_no_pixels(other_user: str,
+                                                        tmp_path: Path) -> None:
+    check_squatter_refused(tmp_path, "plain", ["runuser", "-u", other_user, "--"],
+                           SYSTEM_PYTHON)
