@@ -46,6 +46,8 @@ class FakeHost:
         self.progress_seen: list[tuple[float, str]] = []
         self.cancel = False
         self.others = others or {}  # other layers: name -> (pixels, x, y in the image)
+        self.selection_mask: tuple[Raster, int, int] | None = None  # set by replace_selection
+        self.channels: list[tuple[Raster, int, int, str]] = []
 
     def layer_bounds(self) -> Rect:
         return Rect(self.x, self.y, self.width, self.height)
@@ -109,6 +111,15 @@ class FakeHost:
     def add_layer(self, raster: Raster, x: int, y: int, name: str) -> None:
         self.log.append(("add_layer", x, y, name))
         self.layers.append((raster, x, y, name))
+
+    def replace_selection(self, mask: Raster, x: int, y: int) -> None:
+        """The selection becomes `mask` at image (x, y) (bridge/select_object.py)."""
+        self.log.append(("replace_selection", x, y))
+        self.selection_mask = (mask, x, y)
+
+    def add_channel(self, mask: Raster, x: int, y: int, name: str) -> None:
+        self.log.append(("add_channel", x, y, name))
+        self.channels.append((mask, x, y, name))
 
     def scale_image(self, factor: float) -> None:
         self.log.append(("scale_image", factor))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SIDE = 64  # the tiny models' working size (image_size); real SAM / SAM 2 work at 1024
@@ -118,3 +119,12 @@ def segmentation_home(home: Path) -> Path:
                         ("vitmatte", build_tiny_vitmatte)):
         register_model(registry, name, build(folders / name))
     return home
+
+
+def known_mask(height: int, width: int) -> np.ndarray:
+    """The known answer the test double gives for a (height, width) picture: a disc and a
+    checkered band, so any shift, flip or scaling of the mask on its way to the host shows."""
+    y, x = np.mgrid[0:height, 0:width]
+    disc = (x - width * 0.4) ** 2 + (y - height * 0.5) ** 2 < (min(height, width) * 0.3) ** 2
+    band = (y > height * 0.8) & ((x // 3 + y // 2) % 2 == 0)
+    return np.asarray(disc | band)

@@ -1,0 +1,105 @@
+"""bridge.select_object against a real daemon process whose worker answers with a known mask
+(tests/inject_mask: the one double, at the model's boundary) and a fake host whose layer sits
+at an offset in the image: the host's new selection is that mask exactly, at the place the
+model saw, in one undo step; no layer is added; refusals leave the selection alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Raster
+from sfumato.bridge.select_object import select_object
+from sfumato.bridge.selection import Rect
+
+from tests.support.daemon_process import DaemonProcess, start_daemon
+from tests.support.fake_host import FakeHost
+from tests.support.tiny_segmenters import build_tiny_sam2, known_mask
+
+pytestmark = pytest.mark.integration
+
+INJECT = Path(__file__).resolve().parents[1] / "inject_mask"
+SIZE, OFFSET = (90, 70), (13, 21)  # the layer: width x height, at (13, 21) in the image
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    from sfumato.core.models.model_add import register_model
+    from sfumato.core.models.registry import Registry
+
+    tmp = tmp_path_factory.mktemp("select-daemon")
+    register_model(Registry(tmp / "home"), "tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2"))
+    env = {"PYTHONPATH": os.pathsep.join([str(INJECT), os.environ.get("PYTHONPATH", "")])}
+    process = start_daemon(tmp / "home", extra_env=env)
+    yield process
+    process.stop()
+
+
+def _array(raster: Raster) -> np.ndarray:
+    return np.frombuffer(raster.packed_bytes(), np.uint8).reshape(raster.height, raster.width)
+
+
+def _select(daemon: DaemonProcess, host: FakeHost, mode: str, **extra: Any) -> Any:
+    params = extra.pop("params", {})
+    with daemon.client(timeout_s=120.0) as client:
+        return select_object(host, client, params, None, mode, **extra)
+
+
+def test_subject_replaces_the_selection_with_the_mask_exactly(daemon: DaemonProcess) -> None:
+    host = FakeHost(SIZE, OFFSET, selection=Rect(5, 5, 10, 10))
+    outcome = _select(daemon, host, "subject")
+    assert outcome.ok, outcome.message
+    assert host.selection_mask is not None
+    mask, x, y = host.selection_mask
+    assert (x, y) == OFFSET  # the whole layer, where it sits in the image
+    assert np.array_equal(_array(mask), known_mask(SIZE[1], SIZE[0]) * np.uint8(255))
+    assert host.layers == []  # no layer added or changed
+    kinds = [entry[0] for entry in host.log]
+    assert kinds.index("undo_start") < kinds.index("replace_selection") < \
+        kinds.index("undo_end")  # one undo step
+
+
+def test_object_in_the_rough_selection_is_placed_at_the_crop(daemon: DaemonProcess) -> None:
+    host = FakeHost(SIZE, OFFSET, selection=Rect(30, 20, 20, 15))
+    outcome = _select(daemon, host, "selection", params={"context": 7})
+    assert outcome.ok, outcome.message
+    mask, x, y = host.selection_mask  # type: ignore[misc]
+    crop = Rect(23, 13, 34, 29)  # the selection's box and 7 px, in layer coordinates
+    assert (x, y) == (OFFSET[0] + crop.x, OFFSET[1] + crop.y)
+    assert np.array_equal(_array(mask), known_mask(crop.height, crop.width) * np.uint8(255))
+    read = [entry for entry in host.log if entry[0] == "read_pixels"]
+    assert all(entry[1] == crop for entry in read)  # only the crop was read
+
+
+def test_as_a_channel_the_selection_stays(daemon: DaemonProcess) -> None:
+    host = FakeHost(SIZE, OFFSET)
+    outcome = _select(daemon, host, "points", include=[(40.0, 50.0)], exclude=[(14.0, 22.0)],
+                      as_channel=True)
+    assert outcome.ok, outcome.message
+    assert host.selection_mask is None and len(host.channels) == 1
+    mask, x, y, name = host.channels[0]
+    assert (x, y) == OFFSET and "tiny-sam2" in name
+    assert np.array_equal(_array(mask), known_mask(SIZE[1], SIZE[0]) * np.uint8(255))
+
+
+@pytest.mark.parametrize("mode,extra,says", [
+    ("words", {"params": {"text": "the cat"}}, "SAM 3"),
+    ("points", {"include": [(500.0, 5.0)]}, "off the active layer"),
+    ("points", {}, "at least one point"),
+    ("selection", {}, "Nothing is selected"),
+    ("words", {}, "Type the words"),
+])
+def test_refusals_leave_the_selection_alone(daemon: DaemonProcess, mode: str,
+                                            extra: dict[str, Any], says: str) -> None:
+    host = FakeHost(SIZE, OFFSET)
+    outcome = _select(daemon, host, mode, **extra)
+    assert not outcome.ok and says in outcome.message
+    assert host.selection_mask is None and host.channels == [] and host.layers == []
+    assert "undo_start" not in [entry[0] for entry in host.log]
+    if mode == "words" and "params" in extra:
+        assert outcome.code is ErrorCode.WRONG_MODEL_KIND
