@@ -221,6 +221,8 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         started = time.monotonic()
         proc = _run([HOSTS / "run-gimp.sh", "--plugins", plugins, "--bind", tmp,
                      "--env", f"SFUMATO_ENDPOINT={daemon.endpoint}",
+                     # the daemon's home (bound with tmp): the plug-in's CURVE keys are there
+                     "--env", f"SFUMATO_HOME={daemon.home}",
                      "--env", f"SFUMATO_CASES={tmp / 'cases.json'}",
                      "--env", f"SFUMATO_CASES_OUT={out}", "--timeout", 600, BATCH], timeout=660)
         seconds = time.monotonic() - started

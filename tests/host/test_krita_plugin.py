@@ -215,6 +215,7 @@ def krita(daemon: DaemonProcess, resources: Path,
     proc = _run([HOSTS / "run-krita.sh", "--profile", profile,
                  "--pykrita", resources / "pykrita", "--pykrita", DRIVER,
                  "--env", f"SFUMATO_ENDPOINT={daemon.endpoint}",
+                 "--env", f"SFUMATO_HOME={daemon.home}",  # the plug-in's CURVE keys are there
                  "--env", f"SFUMATO_KRITA_CASES={tmp / 'cases.json'}",
                  "--env", f"SFUMATO_KRITA_OUT={out}",
                  "--screenshot", out / "timeout.png", "--timeout", 420,
