@@ -198,6 +198,8 @@ INPAINT_KINDS = frozenset({"sdxl-inpaint", "sdxl", "sd15-inpaint", "flux-fill"})
 REFINE_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint", "flux", "flux-fill"})
 DIFFUSION_KINDS = INPAINT_KINDS | REFINE_KINDS
 UPSCALER_KINDS = frozenset({"upscaler"})
+SUPIR_KINDS = frozenset({"supir"})  # diffusion super-resolution over an SDXL base (issue 20)
+SUPIR_BASE_KINDS = frozenset({"sdxl"})
 REFINE_UPSCALE_KINDS = frozenset({"sdxl", "sdxl-inpaint", "sd15", "sd15-inpaint"})
 PREPROCESSOR_KINDS = frozenset({"depth-estimator", "pose-estimator"})
 
@@ -250,17 +252,20 @@ UPSCALE = TaskSchema(
               model_kinds=REFINE_UPSCALE_KINDS),
         Param("refine_strength", float, 0.3, "how much the refine may change the upscale: "
               "0 keeps it, above 0.5 invents", 0.0, 1.0, label="Refine s_trength"),
-        Param("refine_prompt", str, "", "what the picture shows, for the refine",
+        Param("refine_prompt", str, "", "what the picture shows, for the refine or a SUPIR "
+              "model",
               label="Refine _prompt"),
-        Param("refine_steps", int, 20, "denoising steps of the refine (strength x steps run)",
+        Param("refine_steps", int, 20, "denoising steps of the refine (strength x steps run) "
+              "or of a SUPIR model",
               1, 150, label="Refine st_eps"),
         Param("refine_tile", int, None, "refine tile side in output pixels; 0 or absent: the "
               "model's native size", 64, 4096, absent=0, absent_label="native",
               label="Refine t_ile"),
-        Param("refine_seed", int, None, "random seed of the refine; -1 or absent: a new one",
+        Param("refine_seed", int, None, "random seed of the refine or a SUPIR model; -1 or "
+              "absent: a new one",
               0, SEED_LIMIT - 1, absent=-1, absent_label="random", label="Refine s_eed"),
     ),
-    UPSCALE_LAYOUTS, UPSCALER_KINDS, ("image",), structured=("region",))
+    UPSCALE_LAYOUTS, UPSCALER_KINDS | SUPIR_KINDS, ("image",), structured=("region",))
 PREPROCESS = TaskSchema(
     "preprocess", "a control image (edges, line art, depth, pose...) made from a picture",
     (Param("kind", str, None, "what to make", required=True, shown="canny", label="_Kind",

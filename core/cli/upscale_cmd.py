@@ -35,6 +35,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      "surroundings as the plug-ins' selection-only upscale does; the output is "
                      "that rectangle, scaled")
     add_task_flags(cmd, UPSCALE)
+    # a SUPIR model reads the refine's prompt: the short name an artist reaches for
+    cmd.add_argument("--prompt", dest="refine_prompt", default=argparse.SUPPRESS,
+                     metavar="TEXT", help="what the picture shows, for a SUPIR model or the "
+                     "refine (the same as --refine-prompt)")
     cmd.set_defaults(run=run)
 
 

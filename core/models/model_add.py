@@ -46,6 +46,9 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise SfumatoError(ErrorCode.BAD_PARAMS,
                            f"{path.name} is not a weights file (.safetensors or .pth)")
+    supir = _supir_model(name, path)  # SUPIR (.safetensors); its pickled .ckpt refused
+    if supir is not None:
+        return supir
     if config is not None:
         found = detect_diffusion_kind(config.expanduser().resolve())
         if found is None:
@@ -67,6 +70,19 @@ def describe_model(name: str, path: Path, *, config: Path | None = None,
     raise SfumatoError(ErrorCode.BAD_PARAMS,
                        f"{path.name} is not an upscaler spandrel knows; a diffusion checkpoint "
                        "needs --config pointing at a local diffusers config folder")
+
+
+def _supir_model(name: str, path: Path) -> ModelEntry | None:
+    """A SUPIR-v0Q / v0F .safetensors file (it runs over a registered SDXL base); a pickled
+    SUPIR .ckpt is refused, naming the files to get; None for anything else."""
+    from sfumato.core.diffusion.supir.checkpoint import refuse_pickled_supir
+    from sfumato.core.diffusion.supir.key_mapping import is_supir
+    from sfumato.core.models.checkpoint_header import tensor_shapes
+
+    refuse_pickled_supir(path)
+    if path.suffix.lower() != ".safetensors" or not is_supir(tensor_shapes(path)):
+        return None
+    return ModelEntry(name, ModelKind.SUPIR.value, str(path), ModelFormat.SAFETENSORS.value)
 
 
 def _fill_model(name: str, path: Path) -> ModelEntry | None:

@@ -54,6 +54,8 @@ class WorkerModels:
 
             return self.cache.get(f"fill:{entry.name}",
                                   lambda: load_fill_model(Path(entry.path), self.device))
+        if entry.kind == ModelKind.SUPIR.value:
+            return self.cache.get(f"supir:{entry.name}:{entry.path}", lambda: self._supir(entry))
         if entry.kind != ModelKind.UPSCALER.value:
             raise SfumatoError(ErrorCode.INTERNAL, f"{entry.kind} models load as pipelines")
         from sfumato.core.models.upscaler_loader import load_upscaler
@@ -64,6 +66,14 @@ class WorkerModels:
             return prepare_upscaler(model, self.speed)
 
         return self.cache.get(f"upscaler:{entry.name}", load_now)
+
+    def _supir(self, entry: ModelEntry) -> Any:
+        """SUPIR's own tensors, on the device in the dtype its SDXL base runs in."""
+        from sfumato.core.device.speed_options import pipeline_dtype
+        from sfumato.core.diffusion.supir.checkpoint import load_supir_weights
+
+        dtype = pipeline_dtype(self.speed, self.device, ModelKind.SDXL.value)
+        return load_supir_weights(Path(entry.path), self.device, dtype)
 
     def load_pipeline(self, entry: ModelEntry, task: str) -> Any:
         from sfumato.core.models.diffusion_loader import load_pipeline
@@ -141,6 +151,8 @@ def _model_bytes(model: Any) -> int:
                    for v in model.values())
     if hasattr(model, "components"):
         return pipeline_bytes(model)
+    if isinstance(getattr(model, "nbytes", None), int):  # e.g. SUPIR's weights
+        return int(model.nbytes)
     module = getattr(model, "model", model)
     params = getattr(module, "parameters", None)
     if params is None:

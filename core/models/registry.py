@@ -28,6 +28,7 @@ from sfumato.core.errors import SfumatoError
 
 class ModelKind(str, Enum):
     UPSCALER = "upscaler"
+    SUPIR = "supir"  # SUPIR's control adapter and encoder, run over a registered SDXL base
     SDXL_INPAINT = "sdxl-inpaint"
     SDXL = "sdxl"
     SD15_INPAINT = "sd15-inpaint"

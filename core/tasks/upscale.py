@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
-from sfumato.bridge.schema import UPSCALE
+from sfumato.bridge.schema import SUPIR_KINDS, UPSCALE
 from sfumato.core.config import DEFAULT_UPSCALER
 from sfumato.core.device.memory import (
     free_bytes,
@@ -85,6 +85,8 @@ def run(ctx: TaskContext) -> TaskOutput:
     check_refinable(values, raster.layout)  # before any model runs
 
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=DEFAULT_UPSCALER)
+    if entry.kind in SUPIR_KINDS:  # diffusion super-resolution: a different model, same task
+        return _supir(ctx, entry, raster, (x, y, w, h), values)
     model = ctx.models.load(entry)
     scale = _scale(values["scale"], output_scale(model))
     tile = _tile(values["tile"])
@@ -125,6 +127,28 @@ def run(ctx: TaskContext) -> TaskOutput:
         "tiles": work.tiles, "work_ratio": round(work.window_pixels / (w * h), 3),
         "warnings": warnings,
     }
+    if ctx.params.get("region") is not None:
+        info["offset"] = [round(x * scale), round(y * scale)]
+    return TaskOutput([result], info=info)
+
+
+def _supir(ctx: TaskContext, entry: Any, raster: Raster, region: tuple[int, int, int, int],
+           values: dict[str, Any]) -> TaskOutput:
+    """The region enlarged and restored by a SUPIR model (core/diffusion/supir/)."""
+    from sfumato.core.diffusion.supir.upscale import SCALE, supir_upscale
+
+    x, y, w, h = region
+    scale = _scale(values["scale"], SCALE)
+    out_h, out_w = round(h * scale), round(w * scale)
+    _check_size(ctx, out_h, out_w, h, w)
+    pixels = raster_to_array(raster)[y : y + h, x : x + w]
+    rgb, alpha = _to_model_space(pixels, raster.layout, torch.device("cpu"))
+    image = supir_upscale(ctx, entry, rgb, out_h, out_w, values)
+    if alpha is not None:
+        alpha = _snap(_resize(alpha, out_h, out_w))
+    result = array_to_raster(_from_model_space(image, alpha, raster.layout), raster.layout)
+    info: dict[str, Any] = {"scale": scale, "model": entry.name, "width": out_w,
+                            "height": out_h, "tiles": 1, "work_ratio": 1.0, "warnings": []}
     if ctx.params.get("region") is not None:
         info["offset"] = [round(x * scale), round(y * scale)]
     return TaskOutput([result], info=info)
