@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "krita"
 from sfumato_krita.daemon_status import BUSY, CONNECTED, ERROR, from_error, from_report  # noqa: E402
 
 MODELS = [{"id": "sdxl-fill", "kind": "sdxl-inpaint"}, {"id": "flux", "kind": "flux-fill"},
-          {"id": "realesrgan-x4plus", "kind": "upscaler"}, {"id": "cn", "kind": "controlnet"}]
+          {"id": "realesrgan-x4plus", "kind": "upscaler"}, {"id": "cn", "kind": "controlnet"},
+          {"id": "supir-q", "kind": "supir"}]
 
 
 def test_connected_lists_diffusion_models_and_upscalers_apart() -> None:
@@ -22,7 +23,7 @@ def test_connected_lists_diffusion_models_and_upscalers_apart() -> None:
     assert state.state == CONNECTED
     assert state.text == "connected on cuda:0, 2 models"
     assert state.diffusion_models == ("flux", "sdxl-fill")
-    assert state.upscalers == ("realesrgan-x4plus",)
+    assert state.upscalers == ("realesrgan-x4plus", "supir-q")  # SUPIR beside the GAN
 
 
 def test_busy_says_what_runs_and_what_waits() -> None:

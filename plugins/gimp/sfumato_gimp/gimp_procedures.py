@@ -66,7 +66,8 @@ MODEL_ARG = ("str", "model", "_Model", "Model id from `sfumato models list`", ""
 ENDPOINT_ARG = ("str", "endpoint", "_Daemon",
                 "Daemon address; empty: SFUMATO_ENDPOINT or the default", "")
 UPSCALER_ARG = ("str", "model", "_Model",
-                "Upscaler id; empty: the daemon's default (Real-ESRGAN x4)", "")
+                "Upscaler id (a GAN upscaler or a SUPIR model); empty: the daemon's default "
+                "(Real-ESRGAN x4)", "")
 SELECTION_ONLY_ARG = ("bool", "selection-only", "Selection _only",
                       "Upscale only the selection into a new layer; the image keeps its size",
                       False)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode, StatusReport
-from sfumato.bridge.schema import DIFFUSION_KINDS, EDIT_KINDS, REMOVE_KINDS, UPSCALER_KINDS
+from sfumato.bridge.schema import DIFFUSION_KINDS, EDIT_KINDS, REMOVE_KINDS, UPSCALE
 
 CONNECTED, BUSY, ERROR = "connected", "busy", "error"
 CHECKING = "checking"  # no answer yet (the first question is on its way)
@@ -25,7 +25,7 @@ class DaemonState:
 
 def from_report(report: StatusReport) -> DaemonState:
     diffusion = _ids(report.models, DIFFUSION_KINDS | EDIT_KINDS)  # edit models too
-    upscalers = _ids(report.models, UPSCALER_KINDS)
+    upscalers = _ids(report.models, UPSCALE.model_kinds)  # GAN upscalers and SUPIR
     removers = _ids(report.models, REMOVE_KINDS)
     device = f" on {report.device}" if report.device else ""
     if report.running:
