@@ -11,6 +11,8 @@
 #   composite_after.raw    ... and after                      } R'G'B'A u8 / u16, RGBA float
 #   source_after.raw       the source layer after the call
 #   new_<i>.raw            each layer the call added, top first
+#   selection_after.raw    the selection after the call, "Y u8" over the canvas
+#   channel_<i>.raw        each channel the call added, "Y u8" over the canvas
 #   composite.png          PNG export of the result (8-bit images)
 # A case that raises records its traceback in result.json and the next case still runs.
 import json
@@ -57,6 +59,16 @@ def build_image(case):
         layer.set_name(extra["name"])
         layer.set_offsets(*extra["offset"])
     image.set_selected_layers([source])
+    paths = []
+    for index, points in enumerate(case.get("paths", [])):  # polylines, image coordinates
+        path = Gimp.Path.new(image, f"path {index}")
+        stroke = path.bezier_stroke_new_moveto(*points[0])
+        for point in points[1:]:
+            path.bezier_stroke_lineto(stroke, *point)
+        image.insert_path(path, None, index)
+        paths.append(path)
+    if paths:
+        image.set_selected_paths(paths)
     sel = case.get("selection")
     if sel is None:
         Gimp.Selection.none(image)
@@ -136,7 +148,17 @@ def run_case(case, folder):
         box_before = selection_box(image)
         with open(os.path.join(folder, "composite_before.raw"), "wb") as f:
             f.write(visible(image, fmt))
+        channels_before = {channel.get_id() for channel in image.get_channels()}
         status, message, seconds = call(image, source, case)
+        with open(os.path.join(folder, "selection_after.raw"), "wb") as f:
+            f.write(selection_bytes(image))  # "Y u8", the canvas's size
+        channels = [channel for channel in image.get_channels()
+                    if channel.get_id() not in channels_before]
+        for index, channel in enumerate(channels):
+            with open(os.path.join(folder, f"channel_{index}.raw"), "wb") as f:
+                f.write(bytes(channel.get_buffer().get(
+                    Gegl.Rectangle.new(0, 0, image.get_width(), image.get_height()), 1.0,
+                    "Y u8", Gegl.AbyssPolicy.NONE)))
         new = [layer for layer in image.get_layers() if layer.get_id() not in before_ids]
         then = None
         if case.get("then") and new:  # a second procedure, run on the newest layer
@@ -167,6 +189,7 @@ def run_case(case, folder):
             "base_type": image.get_base_type().value_nick,
             "layers": layer_facts(image),
             "new_layers": [layer.get_name() for layer in new],
+            "new_channels": [channel.get_name() for channel in channels],
             "source_position": image.get_item_position(source),
             # a Scale Image rescales the source too; otherwise it must be byte-identical
             "source_unchanged": scaled or read(source, fmt) == source_before,

@@ -75,6 +75,20 @@ GENERATE_EXPAND_CASES = [
     _case("expand", "expand", {**GEN, "model": "tiny", "context": 8, **GROWN},
           offset=(64, 40)),
 ]
+# Select by segmentation (issue 18): the daemon's worker answers with a known mask
+# (tests/inject_mask), so the selection GIMP ends with can be checked exactly.
+SELECT = {"model": "tiny-sam2"}
+SELECT_CASES = [
+    _case("select_subject", "select", {**SELECT, "mode": "subject"}, offset=(21, 13),
+          selection=SEL),
+    _case("select_in_selection", "select", {**SELECT, "mode": "selection", "context": 8},
+          offset=(21, 13), selection=(91, 61, 13, 11)),
+    {**_case("select_path_as_channel", "select",
+             {**SELECT, "mode": "points", "as-channel": True}, offset=(21, 13), selection=SEL),
+     "paths": [[[100, 70], [120, 90]], [[30, 20]]]},
+    _case("select_words_on_sam2", "select", {**SELECT, "mode": "words", "text": "the cat"},
+          offset=(21, 13), selection=SEL),
+]
 CASES = [
     _case("inpaint_offset", "inpaint", TINY, offset=(20, 12), selection=SEL),
     _case("inpaint_variants", "inpaint", {**TINY, "variants": 2}, offset=(20, 12),
@@ -109,6 +123,7 @@ CASES = [
     # Generate and expand (issue 19): a new picture over the canvas or into the selection;
     # the canvas grown as Image > Canvas Size does, the fill a layer over the source.
     *GENERATE_EXPAND_CASES,
+    *SELECT_CASES,
     # Object removal (issue 17): a tiny LaMa, registered with `models add`.
     _case("remove_lama", "remove", {"model": "tiny-lama", "grow": 2, "feather": 4,
                                     "context": 8}, offset=(20, 12), selection=SEL),
@@ -184,10 +199,13 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         build_tiny_ip_adapter,
         build_tiny_model,
     )
+    from tests.support.tiny_segmenters import build_tiny_sam2
 
     tmp = tmp_path_factory.mktemp("gimp")
     started = time.monotonic()
-    daemon = start_daemon(tmp / "home")
+    inject = os.pathsep.join([str(ROOT / "tests" / "inject_mask"),
+                              os.environ.get("PYTHONPATH", "")])
+    daemon = start_daemon(tmp / "home", extra_env={"PYTHONPATH": inject})
     try:
         tiny = build_tiny_model("sd15-inpaint", tmp / "tiny-sd15-inpaint")
         guides = tmp / "guides"
@@ -196,6 +214,7 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             ("tiny", tiny),
             ("tiny-lama", build_tiny_lama(tmp / "tiny-lama.safetensors")),
             ("tiny-gen", build_tiny_model("sd15", tmp / "tiny-sd15")),
+            ("tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2")),
             ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
             ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
             ("ip-sd15", build_tiny_ip_adapter("sd15", guides / "ip-adapter_sd15.safetensors")),
@@ -209,12 +228,15 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         _write_inputs(tmp)
         print(f"daemon, tiny model and plug-in ready in {time.monotonic() - started:.1f} s")
         closed = free_endpoint()  # nothing listens there
+        # SFUMATO_GIMP_CASES=select_,edit_: only the cases so named (with `pytest -k`)
+        only = (os.environ.get("SFUMATO_GIMP_CASES") or "").split(",")
         cases = [{**case, "background": str(tmp / f"bg-{case['size']}.png"),
                   "source": str(tmp / f"source-{case['size']}.png"),
                   "layers": [{**layer, "png": str(tmp / layer["file"])}
                              for layer in case["layers"]],
                   "args": {k: (closed if v == "CLOSED" else v)
-                           for k, v in case["args"].items()}} for case in CASES]
+                           for k, v in case["args"].items()}} for case in CASES
+                 if case["name"].startswith(tuple(only))]
         (tmp / "cases.json").write_text(json.dumps(cases))
         out = tmp / "out"
         out.mkdir()
@@ -604,3 +626,68 @@ def test_remove_object_fills_the_selection_as_a_new_layer(gimp: Run) -> None:
 def test_remove_with_nothing_selected_changes_nothing(gimp: Run) -> None:
     report = _assert_unchanged(gimp, "remove_nothing_selected")
     assert "Nothing is selected" in report["message"] and "remove" in report["message"]
+
+
+# --- select by segmentation (issue 18) -------------------------------------------------------
+
+
+def _selection_after(gimp: Run, name: str) -> np.ndarray:
+    width, height = _canvas(name)
+    data = (gimp.folder / name / "selection_after.raw").read_bytes()
+    return np.frombuffer(data, np.uint8).reshape(height, width)
+
+
+def _known_on_canvas(name: str, x: int, y: int, width: int, height: int) -> np.ndarray:
+    from tests.support.tiny_segmenters import known_mask
+
+    canvas_w, canvas_h = _canvas(name)
+    expected = np.zeros((canvas_h, canvas_w), np.uint8)
+    expected[y:y + height, x:x + width] = known_mask(height, width) * np.uint8(255)
+    return expected
+
+
+def test_select_subject_replaces_the_selection_with_the_mask_exactly(gimp: Run) -> None:
+    report = gimp.result("select_subject")
+    assert report["status"] == "success", report["message"]
+    assert report["new_layers"] == [] and report["new_channels"] == []
+    assert report["source_unchanged"]  # the layers are untouched
+    _assert_composite_unchanged(gimp, "select_subject")
+    (width, height), (x, y) = LARGE_SOURCE, BY_NAME["select_subject"]["offset"]
+    assert np.array_equal(_selection_after(gimp, "select_subject"),
+                          _known_on_canvas("select_subject", x, y, width, height))
+
+
+def test_select_in_the_rough_selection_places_the_mask_over_its_box(gimp: Run) -> None:
+    report = gimp.result("select_in_selection")
+    assert report["status"] == "success", report["message"]
+    sx, sy, sw, sh = BY_NAME["select_in_selection"]["selection"]["rect"]
+    context = BY_NAME["select_in_selection"]["args"]["context"]
+    expected = _known_on_canvas("select_in_selection", sx - context, sy - context,
+                                sw + 2 * context, sh + 2 * context)
+    assert np.array_equal(_selection_after(gimp, "select_in_selection"), expected)
+    assert report["source_unchanged"] and report["new_layers"] == []
+
+
+def test_select_at_path_points_as_a_channel_keeps_the_selection(gimp: Run) -> None:
+    report = gimp.result("select_path_as_channel")
+    assert report["status"] == "success", report["message"]
+    assert report["selection_unchanged"] and report["source_unchanged"]
+    assert len(report["new_channels"]) == 1 and report["new_layers"] == []
+    width, height = _canvas("select_path_as_channel")
+    channel = np.frombuffer((gimp.folder / "select_path_as_channel" / "channel_0.raw")
+                            .read_bytes(), np.uint8).reshape(height, width)
+    (lw, lh), (x, y) = LARGE_SOURCE, BY_NAME["select_path_as_channel"]["offset"]
+    assert np.array_equal(channel, _known_on_canvas("select_path_as_channel", x, y, lw, lh))
+
+
+def test_select_by_words_on_sam2_names_sam3_and_changes_nothing(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "select_words_on_sam2")
+    assert report["status"] != "success"
+    assert "SAM 3" in report["message"] and "cannot take words" in report["message"]
+    assert report["new_channels"] == []
+
+
+def _assert_composite_unchanged(gimp: Run, name: str) -> None:
+    size = _canvas(name)
+    assert np.array_equal(gimp.raw(name, "composite_before", size, "u8"),
+                          gimp.raw(name, "composite_after", size, "u8"))

@@ -12,7 +12,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 from sfumato.bridge.raster import Layout, Raster  # noqa: E402
 from sfumato.bridge.recipe import RECIPE_KEY  # noqa: E402
-from sfumato.bridge.selection import Rect  # noqa: E402
+from sfumato.bridge.selection import Rect, crop  # noqa: E402
 
 # Babl formats: 8/16-bit values travel sRGB-encoded (R'G'B'A), float ones linear (RGBA), as
 # bridge/raster.py documents. u16 is native byte order, little-endian on every GIMP 3 platform.
@@ -126,6 +126,31 @@ class GimpHost:
                                 self.image.get_item_position(self.layer))
         layer.set_offsets(x, y)
         layer.update(0, 0, raster.width, raster.height)
+
+    def replace_selection(self, mask: Raster, x: int, y: int) -> None:
+        """The selection becomes `mask` (gray8, its top-left at image (x, y); nothing
+        selected outside it). Through a channel GIMP selects from and then drops, so the
+        change is undoable in the caller's undo group; no layer is touched."""
+        channel = self._mask_channel(mask, x, y, "sfumato selection")
+        self.image.insert_channel(channel, None, 0)
+        self.image.select_item(Gimp.ChannelOps.REPLACE, channel)
+        self.image.remove_channel(channel)
+
+    def add_channel(self, mask: Raster, x: int, y: int, name: str) -> None:
+        """`mask` kept as a new channel (Channels dock); the selection stays as it is."""
+        self.image.insert_channel(self._mask_channel(mask, x, y, name), None, 0)
+
+    def _mask_channel(self, mask: Raster, x: int, y: int, name: str) -> Gimp.Channel:
+        width, height = self.image.get_width(), self.image.get_height()
+        channel = Gimp.Channel.new(self.image, name, width, height, 50.0,
+                                   Gegl.Color.new("black"))  # starts all unselected
+        area = Rect(x, y, mask.width, mask.height).clamped(Rect(0, 0, width, height))
+        if not area.is_empty:  # filled before it joins the image: no half channel
+            buffer = channel.get_buffer()
+            buffer.set(_gegl_rect(area), MASK_FORMAT,
+                       crop(mask, area.moved(-x, -y)).packed_bytes())
+            buffer.flush()
+        return channel
 
     def _linear_light(self) -> bool:
         nick = self.image.get_precision().value_nick  # e.g. "u8-non-linear", "float-linear"

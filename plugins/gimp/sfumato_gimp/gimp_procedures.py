@@ -22,6 +22,7 @@ from sfumato.bridge.schema import (
     PREPROCESS,
     REFINE,
     REMOVE,
+    SEGMENT,
     UPSCALE,
     Param,
     TaskSchema,
@@ -99,6 +100,13 @@ def guide_arguments(control_kind: str, reference_required: bool) -> list[Argumen
         argument(IMAGE_PROMPT_WEIGHT, "reference-weight"),
         ("str", "ip-adapter", "_IP-Adapter", "IP-Adapter id; empty: one that fits", ""),
     ]
+SELECT_MODE_ARG = ("str", "mode", "_Select", "selection (the object in the rough "
+                   "selection), points (the active path's anchors; a second selected path: "
+                   "points not on it), words, or subject", "selection")
+SELECT_CHANNEL_ARG = ("bool", "as-channel", "As a _channel", "Add the mask as a channel "
+                      "instead of replacing the selection", False)
+SEGMENTER_ARG = ("str", "model", "_Model", "Segmenter id (SAM, SAM 2.1, SAM 3 for words); "
+                 "empty: a registered one", "")
 
 
 # name: (menu label, blurb, the task whose contract its arguments follow, arguments)
@@ -150,6 +158,14 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
         "_Remove object…", "Remove what is selected: the area is filled with what surrounds "
         "it, as a new layer", REMOVE,
         task_arguments(REMOVE) + [REMOVE_MODEL_ARG, ENDPOINT_ARG],
+    ),
+    # issue 18: selection by segmentation (SAM, SAM 2.1, SAM 3, VitMatte)
+    "plug-in-sfumato-select": (
+        "_Select object…", "Select the object in the rough selection, at the path's points, "
+        "named in words, or the main subject: the selection is replaced (or a channel added) "
+        "in one undo step; no layer changes", SEGMENT,
+        [SELECT_MODE_ARG] + task_arguments(SEGMENT) + [SELECT_CHANNEL_ARG, SEGMENTER_ARG,
+                                                        ENDPOINT_ARG],
     ),
     # the recipe a result layer keeps, painted again with a new seed; no settings of its own
     # (the contract it names is only the procedure table's shape: the recipe's task rules)

@@ -6,7 +6,8 @@ PDB: plug-in-sfumato-inpaint, plug-in-sfumato-refine, plug-in-sfumato-generate (
 image into the selection or the canvas), plug-in-sfumato-expand (grow the canvas and paint
 the new border), plug-in-sfumato-edit (change the selection or layer as an instruction
 says), plug-in-sfumato-remove (the selected object gone, the background
-continues), plug-in-sfumato-upscale,
+continues), plug-in-sfumato-select (the selection replaced by the object in it, at a path's
+points, named in words, or the subject), plug-in-sfumato-upscale,
 plug-in-sfumato-control and plug-in-sfumato-image-prompt (inpaint or refine guided by other
 layers: a control image, a reference picture), plug-in-sfumato-preprocess (a control image as
 a new layer); menu Filters > sfumato. Every argument is typed and scriptable; an empty
@@ -74,6 +75,8 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
         return actions.expand_canvas(host, client, _params(name, config), model)
     if name == "plug-in-sfumato-remove":
         return actions.remove_object(host, client, _params(name, config), model)
+    if name == "plug-in-sfumato-select":
+        return _select(host, client, config, model)
     action = actions.inpaint_selection if name.endswith("inpaint") else actions.refine
     return action(host, client, _params(name, config), model)
 
@@ -105,6 +108,27 @@ def _guided(name: str, host, client, config: Gimp.ProcedureConfig, model):
     action = actions.inpaint_selection if operation == "inpaint" else actions.refine
     return action(host, client, _params(name, config), model, controls=controls,
                   image_prompts=prompts)
+
+
+def _select(host, client, config: Gimp.ProcedureConfig, model):
+    """Segmentation into the selection; for "points", the first selected path's anchors are
+    the points on the object and a second one's the points off it (image coordinates)."""
+    from sfumato.bridge.select_object import select_object
+
+    paths = host.image.get_selected_paths() or []
+    anchors = [_anchors(path) for path in paths[:2]] + [[], []]
+    return select_object(host, client, _params("plug-in-sfumato-select", config), model,
+                         config.get_property("mode").strip().lower(), anchors[0], anchors[1],
+                         config.get_property("as-channel"))
+
+
+def _anchors(path) -> list:
+    """A path's anchor points: GIMP gives each as (control in, anchor, control out)."""
+    points = []
+    for stroke in path.get_strokes():
+        _, controls, _ = path.stroke_get_points(stroke)
+        points += [(controls[i], controls[i + 1]) for i in range(2, len(controls), 6)]
+    return points
 
 
 def _regenerate(host, client):
