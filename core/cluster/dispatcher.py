@@ -30,6 +30,7 @@ from sfumato.core.config import Settings
 log = logging.getLogger("sfumato.cluster")
 
 ATTEMPTS = 2  # a job whose replica died is retried once, on another replica
+PLACEMENTS_KEPT = 1000  # where recent jobs ran (status, tests); older ones are forgotten
 FAILED_TEXT = ("the job failed in the Ray cluster ({why}); the daemon log in "
                "SFUMATO_HOME/logs/daemon.log has details")
 LOST_TEXT = ("the Ray replica running this job died, {n} times ({why}); the other replicas "
@@ -54,6 +55,7 @@ class RayDispatcher:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._lock = threading.Lock()
+        self._closed = False  # the wake-up pipe is gone: its numbers may be another file's
         self._streams: dict[str, Any] = {}  # job id -> its live response (to cancel)
         self._cancelled: set[str] = set()
         self.placements: dict[str, str] = {}  # job id -> the replica that ran it (last try)
@@ -80,11 +82,11 @@ class RayDispatcher:
         if self._how:
             runtime.shutdown(self._how)
             self._how = ""
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:  # no job thread writes to a closed (maybe reused) descriptor
+            if not self._closed:
+                self._closed = True
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def start_if_due(self) -> None: ...
     def restart(self) -> None: ...  # Serve replaces dead replicas itself
@@ -99,7 +101,7 @@ class RayDispatcher:
 
     @property
     def health(self) -> dict[str, Any]:
-        per_replica = collections.Counter(self.placements.values())
+        per_replica = collections.Counter(list(self.placements.values()))  # a copy: threads add
         return {"backend": "ray", "address": self.address, "slots": self._slots,
                 "jobs_by_replica": dict(per_replica)}
 
@@ -164,12 +166,15 @@ class RayDispatcher:
         stream = self._handle.options(multiplexed_model_id=model_key, stream=True).run.remote(
             frames, pixels)
         with self._lock:
-            if job_id in self._cancelled:
+            if job_id in self._cancelled:  # cancelled before its request went out
+                stream.cancel()
                 return False
             self._streams[job_id] = stream
         for item in stream:
             if item[0] == REPLICA_EVENT:
                 self.placements[job_id] = item[1]
+                if len(self.placements) > PLACEMENTS_KEPT:
+                    del self.placements[next(iter(self.placements))]
                 self.replica_reports[item[1]] = item[2]
                 continue
             message_frames, packed = item
@@ -184,17 +189,22 @@ class RayDispatcher:
 
     def _push(self, message: Message, rasters: list[Raster]) -> None:
         self._events.append((message, rasters))
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (the loop is already awake) or closed (stopping)
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full: the loop is awake already
 
     # --- the server loop's side ------------------------------------------------------
 
     def fileno(self) -> int | None:
-        return self._wake_r
+        return None if self._closed else self._wake_r
 
     def has_data(self) -> bool:
+        if self._closed:
+            return False
         try:
             while os.read(self._wake_r, 4096):
                 pass

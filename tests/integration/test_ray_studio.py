@@ -21,7 +21,7 @@ import pytest
 from sfumato.bridge import shared_pixels
 from sfumato.bridge.client import Client
 from sfumato.bridge.endpoints import needs_curve
-from sfumato.bridge.protocol import Cancelled, Progress, Result, Submit
+from sfumato.bridge.protocol import Cancelled, ErrorCode, Failed, Progress, Result, Submit
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.transport import local_keys
 from sfumato.core.config import Settings
@@ -253,6 +253,32 @@ def test_a_replica_killed_mid_job_is_retried_on_another_and_the_daemon_answers(
     assert isinstance(terminal, Result), terminal
     assert studio.dispatcher.placements[job.job_id] != first
     assert bytes(out[0].data) == bytes(expected[0].data)
+
+
+def test_a_job_whose_replica_dies_twice_fails_worker_lost_and_the_daemon_serves_on(
+    studio: Studio,
+) -> None:
+    import ray
+
+    image = _image(512, 512, seed=13)
+    with studio.client() as client, studio.client() as probe:
+        job = client.submit("upscale", SLOW, [image], "tiny-a")
+        events = client.events(job)
+        for message, _ in events:
+            if isinstance(message, Progress):
+                break
+        first = studio.dispatcher.placements[job.job_id]
+        ray.kill(_replica_actor(first), no_restart=True)
+        deadline = time.monotonic() + 120
+        while studio.dispatcher.placements[job.job_id] == first:  # the retry has started
+            assert time.monotonic() < deadline, "the job was not retried"
+            time.sleep(0.02)
+        ray.kill(_replica_actor(studio.dispatcher.placements[job.job_id]), no_restart=True)
+        terminal = list(events)[-1][0]
+        probe.ping()
+        assert probe.status().running is None
+    assert isinstance(terminal, Failed) and terminal.code == ErrorCode.WORKER_LOST.value
+    assert "died, 2 times" in terminal.message
 
 
 def _replica_actor(unique_id: str) -> Any:
