@@ -12,7 +12,8 @@ control encoder, connectors and degradation-robust encoder. Reads top to bottom 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -106,11 +107,12 @@ class SupirPipeline:
         pooled = torch.cat([negative_pooled, pooled])
         ids = torch.tensor([SIZE_CONDITION] * 2, device=device, dtype=context.dtype)
 
-        image = image.to(device, self.restoring_vae.dtype)
         factor = self.base.vae.config.scaling_factor
-        picture = self.restoring_vae.encode(image).latent_dist.mode() * factor
-        stage1 = self.restoring_vae.decode(picture / factor).sample.clamp(-1, 1)
-        centre = self.plain_vae.encode(stage1).latent_dist.sample(generator) * factor
+        with self._vae_precision() as vae_dtype:
+            image = image.to(device, vae_dtype)
+            picture = self.restoring_vae.encode(image).latent_dist.mode() * factor
+            stage1 = self.restoring_vae.decode(picture / factor).sample.clamp(-1, 1)
+            centre = self.plain_vae.encode(stage1).latent_dist.sample(generator) * factor
 
         table = discrete_sigmas().to(device)
         unet = self.base.unet
@@ -130,9 +132,29 @@ class SupirPipeline:
         noise = torch.randn(picture.shape, generator=generator, device=device)
         latent = sample(denoise, noise, centre.float(), settings, generator, tile=tile,
                         on_step=on_step)
-        vae_dtype = self.restoring_vae.dtype
-        restored = self.restoring_vae.decode(latent.to(vae_dtype) / factor).sample
+        with self._vae_precision() as vae_dtype:
+            restored = self.restoring_vae.decode(latent.to(vae_dtype) / factor).sample
         return wavelet_colour_fix(restored.float(), stage1.float()).clamp(-1, 1)
+
+    @contextlib.contextmanager
+    def _vae_precision(self) -> Iterator[torch.dtype]:
+        """The VAEs' dtype while they run: SDXL's VAE overflows in fp16 (its config says
+        force_upcast), so there it runs in fp32 and goes back after, as diffusers' SDXL
+        pipelines do."""
+        dtype = self.base.vae.dtype
+        if dtype != torch.float16 or not self.base.vae.config.get("force_upcast", False):
+            yield dtype
+            return
+        modules = [self.restoring_vae.encoder, self.restoring_vae.quant_conv,
+                   self.base.vae.encoder, self.base.vae.quant_conv, self.base.vae.decoder,
+                   self.base.vae.post_quant_conv]
+        for module in modules:
+            module.to(torch.float32)
+        try:
+            yield torch.float32
+        finally:
+            for module in modules:
+                module.to(dtype)
 
 
 def _vae_with(vae: Any, encoder: nn.Module | None, quant_conv: nn.Module | None) -> Any:
