@@ -89,6 +89,16 @@ SELECT_CASES = [
     _case("select_words_on_sam2", "select", {**SELECT, "mode": "words", "text": "the cat"},
           offset=(21, 13), selection=SEL),
 ]
+# Edit by instruction (issue 19): a tiny InstructPix2Pix; odd offsets and an odd selection
+EDIT_SEL = (91, 61, 13, 11)
+EDIT_ARGS = {"model": "tiny-edit", "instruction": "make it night", "steps": 2, "seed": 7,
+             "feather": 4, "context": 8}
+EDIT_CASES = [
+    {**_case("edit_selection", "edit", EDIT_ARGS, offset=(21, 13), selection=EDIT_SEL),
+     "then": {"procedure": "plug-in-sfumato-regenerate", "args": {}}, "xcf": True},
+    _case("edit_wrong_model", "edit", {**EDIT_ARGS, "model": "tiny"}, offset=(21, 13),
+          selection=EDIT_SEL),
+]
 CASES = [
     _case("inpaint_offset", "inpaint", TINY, offset=(20, 12), selection=SEL),
     _case("inpaint_variants", "inpaint", {**TINY, "variants": 2}, offset=(20, 12),
@@ -123,6 +133,7 @@ CASES = [
     # Generate and expand (issue 19): a new picture over the canvas or into the selection;
     # the canvas grown as Image > Canvas Size does, the fill a layer over the source.
     *GENERATE_EXPAND_CASES,
+    *EDIT_CASES,
     *SELECT_CASES,
     # Object removal (issue 17): a tiny LaMa, registered with `models add`.
     _case("remove_lama", "remove", {"model": "tiny-lama", "grow": 2, "feather": 4,
@@ -214,6 +225,7 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             ("tiny", tiny),
             ("tiny-lama", build_tiny_lama(tmp / "tiny-lama.safetensors")),
             ("tiny-gen", build_tiny_model("sd15", tmp / "tiny-sd15")),
+            ("tiny-edit", build_tiny_model("instruct-pix2pix", tmp / "tiny-ip2p")),
             ("tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2")),
             ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
             ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
@@ -609,6 +621,46 @@ def test_expand_grows_the_canvas_by_exactly_the_amounts_and_keeps_the_source(
     seam = 2 * GEN["feather"]  # inside the old edges that grew, the fill blends
     kept = after[:ch - seam, left + seam:left + cw - seam]
     assert np.array_equal(kept, before[:ch - seam, seam:cw - seam])
+
+
+# --- edit by instruction (issue 19) ----------------------------------------------------------
+
+
+def test_edit_changes_the_selection_in_place_and_regenerates_from_its_recipe(
+        gimp: Run) -> None:
+    report = gimp.result("edit_selection")
+    assert report["status"] == "success", report["message"]
+    (layer,) = _new_layers(report)[:1]
+    assert layer["name"] == "Edit: make it night (seed 7)"
+    sx, sy, sw, sh = EDIT_SEL
+    (x, y), (w, h) = layer["offsets"], layer["size"]
+    reach = 2 * EDIT_ARGS["feather"] + EDIT_ARGS["context"]
+    assert sx - reach <= x <= sx and sy - reach <= y <= sy
+    assert sx + sw <= x + w <= sx + sw + reach and sy + sh <= y + h <= sy + sh + reach
+    assert layer["position"] == report["source_position"] - 2  # the regenerated one between
+    assert report["source_unchanged"] and report["selection_unchanged"]
+    _assert_outside_alpha_untouched(gimp, "edit_selection")
+    # over the selection the edit is opaque where the source is: an edited layer keeps the
+    # source's own alpha (as refine does), everywhere else it is clear
+    pixels = gimp.raw("edit_selection", "new_0", (w, h), "u8")
+    source = np.asarray(Image.open(gimp.inputs / "source-large.png").convert("RGBA"))
+    ox, oy = BY_NAME["edit_selection"]["offset"]
+    assert np.array_equal(pixels[sy - y:sy - y + sh, sx - x:sx - x + sw, 3],
+                          source[sy - oy:sy - oy + sh, sx - ox:sx - ox + sw, 3])
+    (first,) = [Recipe.from_json(text) for text in report["recipes"]]
+    assert (first.task, first.model, first.seed) == ("edit", "tiny-edit", 7)
+    assert first.params["instruction"] == "make it night"
+    assert report["recipes_reopened"] == {layer["name"]: report["recipes"][0]}  # .xcf
+    then = report["then"]
+    assert then["status"] == "success", then["message"]
+    (again,) = [Recipe.from_json(text) for text in then["recipes"]]
+    assert again.seed != 7 and {**again.params, "seed": 7} == first.params
+    assert then["new_layers"] == [f"Edit: make it night (seed {again.seed})"]
+
+
+def test_edit_with_a_model_that_cannot_edit_changes_nothing(gimp: Run) -> None:
+    report = _assert_unchanged(gimp, "edit_wrong_model")
+    assert "instruct-pix2pix" in report["message"] and "'tiny'" in report["message"]
 
 
 # --- object removal (issue 17) -------------------------------------------------------------------

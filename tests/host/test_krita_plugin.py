@@ -72,6 +72,7 @@ def _cases(closed: str) -> list[dict[str, Any]]:
          "restore": {"sfumato_image_prompt_layer": ""}},
         *GENERATE_CASES,
         *REMOVE_CASES,
+        *EDIT_CASES,
         {"name": "cancel", "action": "sfumato_inpaint", "selection": INPAINT_SEL, "cancel": True,
          "widgets": {**TINY, "sfumato_steps": 150}},
         {"name": "no_daemon", "action": "sfumato_inpaint", "selection": INPAINT_SEL,
@@ -106,6 +107,15 @@ REMOVE_CASES = [
     {"name": "remove", "action": "sfumato_remove", "selection": INPAINT_SEL, "undo": True,
      "widgets": {"sfumato_remover": "tiny-lama", **REMOVE_EDGES},
      "restore": {"sfumato_remover": ""}},
+]
+# Edit by instruction (issue 19): the Edit box; the prompt box is the instruction; a tiny
+# FLUX.1 Kontext (at 256 px: the docker's resolution field)
+EDIT_SEL = (71, 41, 23, 19)
+EDIT_CASES = [
+    {"name": "edit", "action": "sfumato_edit", "selection": EDIT_SEL, "undo": True,
+     "widgets": {"sfumato_prompt": "make it night", "sfumato_model": "tiny-edit",
+                 "sfumato_seed": 7, "sfumato_steps": 2, "sfumato_resolution": 256},
+     "restore": {"sfumato_resolution": 0}},
 ]
 GROWN = {"sfumato_left": 8, "sfumato_right": 24, "sfumato_bottom": 8}
 EXPAND_CASES = [
@@ -177,7 +187,8 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
                   "tiny-gen": build_tiny_model("sdxl", tmp / "tiny-sdxl"),
                   "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
                   "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors"),
-                  "tiny-lama": build_tiny_lama(tmp / "tiny-lama.safetensors")}
+                  "tiny-lama": build_tiny_lama(tmp / "tiny-lama.safetensors"),
+                  "tiny-edit": build_tiny_model("flux-kontext", tmp / "tiny-kontext")}
         for name, path in models.items():
             added = _run([*SFUMATO, "models", "add", name, path], env=process.env())
             assert added.returncode == 0, added.stderr
@@ -471,6 +482,7 @@ def runner(daemon: DaemonProcess, resources: Path,
     tmp = tmp_path_factory.mktemp("kritarunner")
     Image.fromarray(source_pixels(), "RGBA").save(tmp / "in8.png")
     proc = _run([HOSTS / "run-kritarunner.sh", "--timeout", 120,
+                 "--env", f"SFUMATO_HOME={daemon.home}",  # the plug-in's CURVE keys
                  "--pythonpath", Path(__file__).parent, "--pythonpath", resources / "pykrita",
                  "-s", "krita_runner_cases", "-f", "main",
                  tmp, tmp / "in8.png", daemon.endpoint], timeout=180)
@@ -619,6 +631,29 @@ def test_expand_grows_the_canvas_and_paints_only_the_border_and_seam(krita: Run)
     seam = 32  # expand's default feather: the fill blends this far into the picture
     assert np.array_equal(after[:h - seam, left + seam:left + w - seam],
                           before[:h - seam, seam:w - seam])  # moved by (left, 0), kept
+
+
+# --- edit by instruction (issue 19) ----------------------------------------------------------
+
+
+def test_edit_changes_the_selection_in_place_in_one_undo_step(krita: Run) -> None:
+    assert krita.case("docker")["widgets"]["sfumato_edit"]["visible"]
+    case = krita.case("edit")
+    assert case["message"] == "", case["message"]
+    assert case["source_unchanged"] and case["selection_unchanged"]
+    new, pixels = _new_layer(krita, "edit")
+    _assert_above_source(case, new)
+    assert new["name"] == "Edit: make it night (seed 7)"
+    sx, sy, sw, sh = EDIT_SEL
+    x, y, w, h = new["bounds"]
+    assert x <= sx and y <= sy and x + w >= sx + sw and y + h >= sy + sh
+    assert (pixels[sy - y : sy - y + sh, sx - x : sx - x + sw, 3] == 255).all()
+    _assert_outside_untouched(krita, "edit", new, pixels)
+    (recipe,) = [Recipe.from_json(text) for text in case["recipes"]]
+    assert (recipe.task, recipe.model, recipe.seed) == ("edit", "tiny-edit", 7)
+    assert recipe.params["instruction"] == "make it night"
+    assert case["layers_after_undo"] == [
+        layer["name"] for layer in case["layers"] if layer not in case["new"]]
 
 
 # --- object removal (issue 17) -------------------------------------------------------------------
