@@ -37,6 +37,10 @@ def main(args):
         "f32_write": lambda: _write_float(app, out, png8),
         "selection": lambda: _selection(app, png8),
         "add_layer": lambda: _add_layer(app, out, png8),
+        "select_subject": lambda: _select(app, out, png8, endpoint, "subject", False),
+        "select_in_selection": lambda: _select(app, out, png8, endpoint, "selection", False),
+        "select_as_mask": lambda: _select(app, out, png8, endpoint, "subject", True),
+        "select_words_on_sam2": lambda: _select(app, out, png8, endpoint, "words", False),
         "cmyk": lambda: _refused(app, endpoint, "CMYKA", "U8"),
         "lab": lambda: _refused(app, endpoint, "LABA", "U16"),
     }
@@ -188,6 +192,41 @@ def _refused(app, endpoint, model, depth):
     facts = {"ok": outcome.ok, "message": outcome.message, "refusal": refusal(doc, node),
              "unchanged": bytes(node.pixelData(0, 0, 32, 24)) == before
              and len(doc.topLevelNodes()) == count}
+    doc.close()
+    return facts
+
+
+def _select(app, out, path, endpoint, mode, as_mask):
+    """bridge.select_object through KritaHost (issue 18): the daemon's worker answers with a
+    known mask; the selection after (or the new selection mask's) is dumped whole."""
+    from krita import Selection
+    from sfumato.bridge.client import Client
+    from sfumato.bridge.select_object import select_object
+
+    doc, node = _open(app, path)
+    width, height = doc.width(), doc.height()
+    selection = Selection()
+    selection.select(10, 8, 20, 12, 255)  # the rough selection, replaced by the result
+    doc.setSelection(selection)
+    doc.waitForDone()
+    pixels = bytes(node.pixelData(0, 0, width, height))
+    names = [n.name() for n in doc.topLevelNodes()]
+    params = {"text": "the cat"} if mode == "words" else {"context": 4}
+    with Client(endpoint, timeout_s=60) as client:
+        outcome = select_object(_host(doc, node), client, params, "tiny-sam2", mode,
+                                as_channel=as_mask)
+    doc.waitForDone()
+    after = doc.selection()
+    facts = {"ok": outcome.ok, "message": outcome.message, "size": [width, height],
+             "layers_unchanged": bytes(node.pixelData(0, 0, width, height)) == pixels
+             and [n.name() for n in doc.topLevelNodes()] == names,
+             "masks": [c.name() for c in node.childNodes() if c.type() == "selectionmask"]}
+    with open(os.path.join(out, f"{mode}_{as_mask}_selection.raw"), "wb") as f:
+        f.write(b"" if after is None else bytes(after.pixelData(0, 0, width, height)))
+    masks = [c for c in node.childNodes() if c.type() == "selectionmask"]
+    if masks:
+        with open(os.path.join(out, f"{mode}_{as_mask}_mask.raw"), "wb") as f:
+            f.write(bytes(masks[0].selection().pixelData(0, 0, width, height)))
     doc.close()
     return facts
 

@@ -178,9 +178,13 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
         build_tiny_ip_adapter,
         build_tiny_model,
     )
+    from tests.support.tiny_segmenters import build_tiny_sam2
 
     tmp = tmp_path_factory.mktemp("krita-daemon")
-    process = start_daemon(tmp / "home")
+    # the worker answers segment with a known mask (tests/inject_mask): the only double
+    inject = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "inject_mask"),
+                              os.environ.get("PYTHONPATH", "")])
+    process = start_daemon(tmp / "home", extra_env={"PYTHONPATH": inject})
     try:
         build_tiny_image_encoder(tmp / "ip" / "image_encoder")
         models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
@@ -188,6 +192,7 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
                   "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
                   "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors"),
                   "tiny-lama": build_tiny_lama(tmp / "tiny-lama.safetensors"),
+                  "tiny-sam2": build_tiny_sam2(tmp / "tiny-sam2"),
                   "tiny-edit": build_tiny_model("flux-kontext", tmp / "tiny-kontext")}
         for name, path in models.items():
             added = _run([*SFUMATO, "models", "add", name, path], env=process.env())
@@ -676,3 +681,58 @@ def test_remove_object_adds_a_layer_over_the_selection_in_one_undo_step(krita: R
     _assert_outside_untouched(krita, "remove", new, pixels)
     assert case["layers_after_undo"] == [
         layer["name"] for layer in case["layers"] if layer not in case["new"]]
+
+
+# --- select by segmentation (issue 18), API level in kritarunner ------------------------------
+
+
+def _krita_selection(runner: RunnerRun, name: str) -> np.ndarray:
+    return runner.raw(name, "u1").reshape(H, W)
+
+
+def _known_at(x: int, y: int, width: int, height: int) -> np.ndarray:
+    from tests.support.tiny_segmenters import known_mask
+
+    expected = np.zeros((H, W), np.uint8)
+    expected[y:y + height, x:x + width] = known_mask(height, width) * np.uint8(255)
+    return expected
+
+
+def _rough() -> np.ndarray:
+    rough = np.zeros((H, W), np.uint8)
+    rough[8:20, 10:30] = 255
+    return rough
+
+
+def test_select_subject_becomes_the_documents_selection_exactly(runner: RunnerRun) -> None:
+    facts = runner.case("select_subject")
+    assert facts["ok"], facts["message"]
+    assert facts["layers_unchanged"] and facts["masks"] == []
+    assert np.array_equal(_krita_selection(runner, "subject_False_selection"),
+                          _known_at(0, 0, W, H))
+
+
+def test_select_in_the_rough_selection_places_the_mask_at_its_box(runner: RunnerRun) -> None:
+    facts = runner.case("select_in_selection")
+    assert facts["ok"], facts["message"]
+    assert facts["layers_unchanged"]
+    # the rough selection (10, 8, 20 x 12) and 4 px of context
+    assert np.array_equal(_krita_selection(runner, "selection_False_selection"),
+                          _known_at(6, 4, 28, 20))
+
+
+def test_select_as_a_selection_mask_keeps_the_selection(runner: RunnerRun) -> None:
+    facts = runner.case("select_as_mask")
+    assert facts["ok"], facts["message"]
+    assert facts["layers_unchanged"] and len(facts["masks"]) == 1
+    assert np.array_equal(_krita_selection(runner, "subject_True_selection"), _rough())
+    assert np.array_equal(runner.raw("subject_True_mask", "u1").reshape(H, W),
+                          _known_at(0, 0, W, H))
+
+
+def test_select_by_words_on_sam2_names_sam3_and_keeps_the_selection(
+        runner: RunnerRun) -> None:
+    facts = runner.case("select_words_on_sam2")
+    assert not facts["ok"] and "SAM 3" in facts["message"]
+    assert facts["layers_unchanged"] and facts["masks"] == []
+    assert np.array_equal(_krita_selection(runner, "words_False_selection"), _rough())

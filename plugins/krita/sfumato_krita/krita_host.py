@@ -141,6 +141,30 @@ class KritaHost:
         self.added.append(layer)
         self.document.refreshProjection()
 
+    def replace_selection(self, mask: Raster, x: int, y: int) -> None:
+        """The document's selection becomes `mask` (gray8, top-left at image (x, y);
+        nothing selected outside it); no layer is touched."""
+        from krita import Selection
+
+        self._check_open()
+        selection = Selection()
+        selection.setPixelData(mask.packed_bytes(), x, y, mask.width, mask.height)
+        self.document.setSelection(selection)
+        self.document.waitForDone()
+
+    def add_channel(self, mask: Raster, x: int, y: int, name: str) -> None:
+        """`mask` kept as a selection mask on the active layer (Krita's channel); the
+        document's selection stays as it is."""
+        from krita import Selection
+
+        self._check_open()
+        selection = Selection()
+        selection.setPixelData(mask.packed_bytes(), x, y, mask.width, mask.height)
+        node = self.document.createSelectionMask(name)
+        node.setSelection(selection)
+        self.node.addChildNode(node, None)
+        self.document.waitForDone()
+
     def scale_image(self, factor: float) -> None:
         self._check_open()
         doc = self.document
