@@ -146,6 +146,10 @@ CASES = [
           offset=(10, 6), selection=(14, 10, 16, 12), size="small"),
     _case("upscale_float", "upscale", {"scale": 2.0}, offset=(10, 6), precision="float",
           size="small"),
+    # SUPIR (issue 20): a tiny SUPIR over a tiny SDXL base, both registered with models add
+    _case("upscale_supir", "upscale", {"model": "supir-q", "scale": 2.0,
+                                       "refine-prompt": "a harbour", "refine-steps": 2,
+                                       "refine-seed": 3}, offset=(10, 6), size="small"),
 ]
 BY_NAME = {case["name"]: case for case in CASES}
 
@@ -211,6 +215,7 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         build_tiny_model,
     )
     from tests.support.tiny_segmenters import build_tiny_sam2
+    from tests.support.tiny_supir import build_tiny_supir
 
     tmp = tmp_path_factory.mktemp("gimp")
     started = time.monotonic()
@@ -227,6 +232,8 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             ("tiny-gen", build_tiny_model("sd15", tmp / "tiny-sd15")),
             ("tiny-edit", build_tiny_model("instruct-pix2pix", tmp / "tiny-ip2p")),
             ("tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2")),
+            ("tiny-sdxl", build_tiny_model("sdxl", tmp / "tiny-sdxl")),
+            ("supir-q", build_tiny_supir(tmp / "tiny-sdxl", tmp / "SUPIR-v0Q.safetensors")),
             ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
             ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
             ("ip-sd15", build_tiny_ip_adapter("sd15", guides / "ip-adapter_sd15.safetensors")),
@@ -353,6 +360,20 @@ def test_upscale_float_image(gimp: Run) -> None:
     assert new["offsets"] == [20, 12] and new["size"] == [80, 56]
     pixels = gimp.raw("upscale_float", "new_0", (80, 56), "float")
     assert np.isfinite(pixels).all() and pixels[..., 3].min() > 0.5
+
+
+def test_upscale_with_a_supir_model_scales_the_image(gimp: Run) -> None:
+    report = gimp.result("upscale_supir")
+    assert report["status"] == "success", report["message"]
+    assert report["image_size"] == [CANVAS[0] * 2, CANVAS[1] * 2]
+    (new,) = _new_layers(report)
+    assert new["name"] == "sfumato upscale x2 supir-q"
+    assert new["offsets"] == [20, 12] and new["size"] == [80, 56]
+    pixels = gimp.raw("upscale_supir", "new_0", (80, 56), "u8").astype(int)
+    source = np.asarray(Image.open(gimp.inputs / "source-small.png").convert("RGBA"))
+    bicubic = np.asarray(Image.fromarray(source).resize((80, 56), Image.BICUBIC)).astype(int)
+    assert np.abs(pixels[..., 3] - bicubic[..., 3]).mean() <= 2  # the layer's alpha, resized
+    assert np.abs(pixels[..., :3] - bicubic[..., :3]).mean() > 2  # restored, not resized
 
 
 # --- inpaint and refine -----------------------------------------------------------------
