@@ -36,6 +36,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      help="local diffusers config folder for a single-file checkpoint; for "
                      "an IP-Adapter, its image encoder folder")
     add.add_argument("--kind", help="override the detected kind (e.g. sdxl-inpaint)")
+    add.add_argument("--base", metavar="ID",
+                     help="for a SUPIR .safetensors file: the registered SDXL model it runs "
+                     "over (default: the first SDXL model registered)")
     add.set_defaults(run=add_model)
     scan = sub.add_parser("scan", help="register every model in a ComfyUI, A1111 or HF cache "
                           "folder")
@@ -84,7 +87,7 @@ def add_model(args: argparse.Namespace) -> int:
     from sfumato.core.models.model_add import register_model
 
     entry = register_model(_registry(args), args.name, args.path, config=args.config,
-                           kind=args.kind)
+                           kind=args.kind, base=args.base)
     print(f"added {entry.name}: {entry.kind} ({entry.format}) from {entry.path}")
     return 0
 

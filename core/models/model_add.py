@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.schema import SUPIR_BASE_KINDS
 from sfumato.core.errors import SfumatoError
-from sfumato.core.models.registry import ModelEntry, ModelFormat, ModelKind, Registry
+from sfumato.core.models.registry import (
+    ModelEntry,
+    ModelFormat,
+    ModelKind,
+    Registry,
+    require_kind,
+)
 
 WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".ckpt", ".bin"}
 
 
 def register_model(registry: Registry, name: str, path: Path, *, config: Path | None = None,
-                   kind: str | None = None) -> ModelEntry:
+                   kind: str | None = None, base: str | None = None) -> ModelEntry:
+    """`base`: for a SUPIR file, the registered SDXL model it runs over (kept as its config)."""
     entry = describe_model(name, path.expanduser().resolve(), config=config, kind=kind)
+    if base is not None:
+        if entry.kind != ModelKind.SUPIR.value:
+            raise SfumatoError(ErrorCode.BAD_PARAMS, f"--base names a SUPIR model's SDXL base; "
+                               f"{path.name} is a {entry.kind} model: leave --base out")
+        require_kind(registry.get(base), SUPIR_BASE_KINDS)
+        entry = dataclasses.replace(entry, config=base)
     registry.add(entry)
     return entry
 

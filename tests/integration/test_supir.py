@@ -43,7 +43,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = root / "home"
     registry = Registry(home)
     register_model(registry, "base", sdxl)
-    entry = register_model(registry, "supir", supir)
+    entry = register_model(registry, "supir", supir, base="base")  # models add --base base
     torch.set_num_threads(1)
     provider = WorkerModels(Settings(home=home, endpoint="tcp://127.0.0.1:0"), "cpu")
     return {"sdxl": sdxl, "supir": supir, "entry": entry, "provider": provider, "root": root}
@@ -78,6 +78,7 @@ def test_models_add_knows_supir_and_every_tensor_finds_its_module(store: dict[st
     from sfumato.core.diffusion.supir.key_mapping import sort_keys
 
     assert store["entry"].kind == "supir" and store["entry"].format == "safetensors"
+    assert store["entry"].config == "base"  # the SDXL base it runs over
     config = UNet2DConditionModel.from_config(
         UNet2DConditionModel.load_config(store["sdxl"] / "unet")).config
     keys = sort_keys(tiny_supir_keys(store["supir"]), config.layers_per_block)
@@ -155,6 +156,17 @@ def test_wrong_kinds_and_pickles_are_refused_typed(store: dict[str, Any],
     with pytest.raises(SfumatoError) as not_supir:
         load_supir_weights(unet, "cpu", torch.float32)
     assert not_supir.value.code is ErrorCode.WRONG_MODEL_KIND
+
+    from sfumato.core.models.model_add import register_model
+    from sfumato.core.models.registry import Registry
+
+    registry = Registry(store["root"] / "home")
+    with pytest.raises(SfumatoError) as not_a_base:  # a SUPIR over a SUPIR
+        register_model(registry, "again", store["supir"], base="supir")
+    assert not_a_base.value.code is ErrorCode.WRONG_MODEL_KIND
+    with pytest.raises(SfumatoError) as not_supir_base:  # --base for an SDXL model
+        register_model(registry, "again", store["sdxl"], base="base")
+    assert not_supir_base.value.code is ErrorCode.BAD_PARAMS
 
     tensors = {"state_dict": {"model.control_model.input_hint_block.0.weight": torch.ones(1)}}
     named = store["root"] / "SUPIR-v0Q.ckpt"
