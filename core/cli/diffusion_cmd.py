@@ -10,21 +10,16 @@ from typing import Any
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Raster
+from sfumato.bridge.recipe import recipes
 from sfumato.bridge.schema import INPAINT, REFINE, TASKS, ResultInfo
 from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
-from sfumato.core.cli.output_paths import refuse_existing
 from sfumato.core.cli.task_flags import add_task_flags, task_values
+from sfumato.core.cli.variant_outputs import refuse_existing_variants, write_variants
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
-from sfumato.core.pixels.image_files import (
-    ImageInfo,
-    probe,
-    read_mask,
-    read_rgba,
-    write_image,
-)
+from sfumato.core.pixels.image_files import ImageInfo, probe, read_mask, read_rgba
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -47,7 +42,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         cmd.add_argument("--ip-adapter", metavar="MODEL",
                          help="IP-Adapter id for --image-prompt (default: one that fits)")
         cmd.add_argument("-o", "--output", type=Path, required=True,
-                         help="the full composited image")
+                         help="the full composited image (it keeps the recipe, see "
+                         "`sfumato inspect`); -2, -3... for more variants")
         cmd.add_argument("--layer-out", type=Path,
                          help="also write just the RGBA result layer (its offset is printed)")
         cmd.add_argument("--overwrite", action="store_true",
@@ -57,8 +53,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
-    from sfumato.core.pixels.compose import composite_over
+    from sfumato.core.pixels.arrays import raster_to_array
 
     settings = load_settings(args.endpoint)
     like = probe(args.image, settings.max_pixels)
@@ -70,25 +65,17 @@ def run(args: argparse.Namespace) -> int:
         rasters.append(read_mask(args.mask, settings.max_pixels))
     params = task_values(args, TASKS[args.task])
     params.update(guide_params(args.control, args.image_prompt, args.ip_adapter, rasters))
-    for path in _outputs(args, int(params.get("variants") or 1)):
-        refuse_existing(path, args.overwrite)
+    refuse_existing_variants(args.output, args.layer_out, int(params.get("variants") or 1),
+                             args.overwrite)
     with connect_or_start(settings, args.task) as client:
         model = choose_model(client, args.task, args.model)
+        version = client.hello().daemon_version
         outcome = run_job(client, args.task, params, rasters, model, args.task)
     info = ResultInfo.from_wire(outcome.result.info)
     offset = info.offset
-    source = raster_to_array(image)
-    for index, layer in enumerate(outcome.rasters):
-        suffix = "" if index == 0 else f"-{index + 1}"
-        composite = composite_over(source, raster_to_array(layer), offset)
-        out = args.output.with_name(args.output.stem + suffix + args.output.suffix)
-        write_image(out, array_to_raster(composite, image.layout), like=like,
-                    overwrite=args.overwrite)
-        if args.layer_out is not None:
-            layer_path = args.layer_out.with_name(args.layer_out.stem + suffix +
-                                                  args.layer_out.suffix)
-            write_image(layer_path, layer, overwrite=args.overwrite)
-        print(f"wrote {out}")
+    kept = recipes(args.task, params, info, len(outcome.rasters), version)
+    write_variants(raster_to_array(image), outcome.rasters, offset, image.layout, kept,
+                   args.output, args.layer_out, like, args.overwrite)
     print(json.dumps({"offset": list(offset), "seed": info.seed, "seeds": list(info.seeds),
                       "warnings": list(info.warnings)}))
     return 0
@@ -101,15 +88,6 @@ def check_mask(mask: ImageInfo, image: ImageInfo) -> None:
             f"the mask is {mask.width}×{mask.height} but the image is "
             f"{image.width}×{image.height}: make the mask {mask.path} the image's size "
             "(white = change, black = keep)")
-
-
-def _outputs(args: argparse.Namespace, variants: int) -> list[Path]:
-    """Every file this run writes: -o (and --layer-out) once per variant."""
-    paths = []
-    for base in filter(None, (args.output, args.layer_out)):
-        paths += [base.with_name(base.stem + ("" if i == 0 else f"-{i + 1}") + base.suffix)
-                  for i in range(variants)]
-    return paths
 
 
 def guide_params(controls: list[str], image_prompts: list[str], ip_adapter: str | None,

@@ -34,7 +34,8 @@ def read_recipe(path: Path) -> Recipe:
     text = read_text(path).get(RECIPE_KEY)
     if text is None:
         raise SfumatoError(ErrorCode.BAD_PARAMS, f"{path} keeps no sfumato recipe: only PNG "
-                           "files written by sfumato generate / expand carry one")
+                           "files written by sfumato generate, expand, edit, inpaint and "
+                           "refine carry one")
     return Recipe.from_json(text)
 
 

@@ -1,6 +1,6 @@
 """The files a CLI job with variants writes: the composite per variant (`-2`, `-3`... after
-the first), optionally the bare result layer, each with its recipe. Shared by `generate` and
-`expand`."""
+the first), optionally the bare result layer, each with its recipe. Shared by `generate`,
+`expand`, `edit`, `inpaint` and `refine`."""
 
 from __future__ import annotations
 
