@@ -5,10 +5,16 @@ out and back) and against base64-PNG-in-JSON over HTTP (how the web-UI servers m
 All measured in this run; 4K and 8K, RGBA8 and RGBA16.
 
     .venv/bin/python bench/transport.py [--repeat 7] [--sizes 4k,8k] [--http-repeat 1]
+    .venv/bin/python bench/transport.py --auth [--repeat 15] [--sizes 4k]
 
 The contenders run in alternating rounds (bench/rounds.py), each ratio is taken within a
 round, and the table shows the median per-round ratio and its range, so one noisy sample
 cannot make a verdict. Target: shared memory <= 2x the memcpy floor.
+
+--auth: what authentication costs, RGBA8 only. The same round trips against two daemons in
+this run, one with CURVE (the default) and one with `curve_on_loopback = false` (before
+issue 15), and against a bare pyzmq ROUTER echo process, plain and CURVE. Targets (issue 15):
+shared memory with auth <= 1.5x two memcpy; frames with auth <= 1.2x the bare plain echo.
 """
 
 from __future__ import annotations
@@ -127,7 +133,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--http-repeat", type=int, default=1)
     parser.add_argument("--sizes", default="4k,8k")
+    parser.add_argument("--auth", action="store_true",
+                        help="authentication on vs off, and a bare pyzmq echo (RGBA8)")
     args = parser.parse_args()
+    if args.auth:
+        return auth_main(args)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), PngJsonHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -136,9 +146,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         daemon = start_daemon(Path(home))
         try:
-            shared = Client(daemon.endpoint, timeout_s=120)
+            shared = daemon.client(timeout_s=120)
             os.environ["SFUMATO_SHARED_MEMORY"] = "0"  # this client behaves as a remote one
-            framed = Client(daemon.endpoint, timeout_s=120)
+            framed = daemon.client(timeout_s=120)
             del os.environ["SFUMATO_SHARED_MEMORY"]
             for size in args.sizes.split(","):
                 for layout in (Layout.RGBA8, Layout.RGBA16):
@@ -213,6 +223,149 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"verdict: same-machine round trip at most {worst:.2f}x the two-memcpy floor "
           "(median per-round ratio) "
           f"(target <= {TARGET}x): {verdict}")
+
+
+# --- what authentication costs ----------------------------------------------------------------
+
+ECHO = r"""
+import sys, zmq
+sock = zmq.Context.instance().socket(zmq.ROUTER)
+if sys.argv[1] == "curve":
+    sock.curve_server = True
+    sock.curve_publickey, sock.curve_secretkey = sys.argv[2].encode(), sys.argv[3].encode()
+print(sock.bind_to_random_port("tcp://127.0.0.1"), flush=True)
+while True:
+    sock.send_multipart(sock.recv_multipart(copy=False), copy=False)
+"""
+
+
+class BareEcho:
+    """A pyzmq ROUTER that sends every message back, in its own process (as the daemon is):
+    the least any ZeroMQ transport of these bytes can cost, plain or with CURVE."""
+
+    def __init__(self, curve: bool) -> None:
+        import subprocess
+
+        import zmq
+
+        server_public, server_secret = zmq.curve_keypair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ECHO, "curve" if curve else "plain", server_public.decode(),
+             server_secret.decode()], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        port = int(self.process.stdout.readline())
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve:
+            public, secret = zmq.curve_keypair()
+            self.sock.curve_serverkey = server_public
+            self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+
+    def round_trip(self, buffer: bytes) -> memoryview:
+        self.sock.send_multipart([b"x", buffer], copy=False)
+        return self.sock.recv_multipart(copy=False)[1].buffer
+
+    def close(self) -> None:
+        self.sock.close()
+        self.process.kill()
+        self.process.wait()
+
+
+def auth_main(args: argparse.Namespace) -> int:
+    from sfumato.bridge.transport import local_keys
+
+    rows = []
+    with tempfile.TemporaryDirectory() as on_home, tempfile.TemporaryDirectory() as off_home, \
+            tempfile.TemporaryDirectory() as ipc_home:
+        os.environ["SFUMATO_CURVE"] = "off"  # clients without explicit keys: plain TCP
+        on = start_daemon(Path(on_home) / "home")
+        off = start_daemon(Path(off_home) / "home", "curve_on_loopback = false\n",
+                           client_defaults={"curve": None})
+        # an ipc socket in a folder only this user enters: no CURVE, the kernel checks access
+        ipc = start_daemon(Path(ipc_home) / "home", endpoint=f"ipc://{ipc_home}/sfumato.sock")
+        echoes = {"plain": BareEcho(curve=False), "curve": BareEcho(curve=True)}
+        try:
+            keys = local_keys(on.home)
+            clients = {"on": Client(on.endpoint, timeout_s=120, curve=keys),
+                       "off": Client(off.endpoint, timeout_s=120)}
+            os.environ["SFUMATO_SHARED_MEMORY"] = "0"  # these behave as remote clients
+            clients["frames on"] = Client(on.endpoint, timeout_s=120, curve=keys)
+            clients["frames off"] = Client(off.endpoint, timeout_s=120)
+            clients["frames ipc"] = Client(ipc.endpoint, timeout_s=120)
+            del os.environ["SFUMATO_SHARED_MEMORY"]
+            for size in args.sizes.split(","):
+                rows.append(measure_auth(size, clients, echoes, args.repeat))
+            for client in clients.values():
+                client.close()
+        finally:
+            for echo in echoes.values():
+                echo.close()
+            on.stop()
+            off.stop()
+            ipc.stop()
+    report_auth(rows, args)
+    return 0
+
+
+AUTH_NAMES = ("memcpy", "shm off", "shm on", "frames off", "frames on", "frames ipc",
+              "echo plain", "echo curve")
+
+
+def measure_auth(size: str, clients: dict[str, Client], echoes: dict[str, BareEcho],
+                 repeat: int) -> tuple[str, rounds.Rounds]:
+    width, height = SIZES[size]
+    buffer = layer_pixels(width, height, Layout.RGBA8).tobytes()
+    raster = Raster(width, height, Layout.RGBA8, buffer)
+    out = (ctypes.c_char * len(buffer))()
+    back = (ctypes.c_char * len(buffer))()
+
+    def two_memcpy() -> None:
+        ctypes.memmove(out, buffer, len(buffer))
+        ctypes.memmove(back, out, len(buffer))
+        touch(back)
+
+    for name, client in clients.items():
+        if bytes(client.ping([raster])[0].data) != buffer:
+            raise SystemExit("the daemon changed the pixels")
+        if client.shares_memory == name.startswith("frames"):
+            raise SystemExit(f"{name}: shared memory was not used where it should be "
+                             "(or was where not)")
+
+    def ping(client: Client) -> Callable[[], None]:
+        return lambda: touch(client.ping([raster])[0].data)
+
+    def echo(bare: BareEcho) -> Callable[[], None]:
+        return lambda: touch(bare.round_trip(buffer))
+
+    contenders = {"memcpy": two_memcpy, "shm off": ping(clients["off"]),
+                  "shm on": ping(clients["on"]), "frames off": ping(clients["frames off"]),
+                  "frames on": ping(clients["frames on"]),
+                  "frames ipc": ping(clients["frames ipc"]), "echo plain": echo(echoes["plain"]),
+                  "echo curve": echo(echoes["curve"])}
+    return f"{size.upper()} rgba8 ({len(buffer) / 1e6:.0f} MB)", race(contenders, repeat)
+
+
+def report_auth(rows: list[tuple[str, rounds.Rounds]], args: argparse.Namespace) -> None:
+    print(f"What authentication costs: {args.repeat} alternating rounds, medians; ratios per "
+          f"round: median (range); {platform.node()} {os.cpu_count()} cpus, python "
+          f"{platform.python_version()}, load average {rounds.load_average()}")
+    for label, race_ in rows:
+        print(f"  {label}: " + ", ".join(f"{name} {race_.median(name) * 1e3:.1f} ms"
+                                         for name in AUTH_NAMES))
+        for a, b, target in (("shm on", "memcpy", 1.5), ("shm off", "memcpy", None),
+                             ("shm on", "shm off", None), ("frames on", "echo plain", 1.2),
+                             ("frames off", "echo plain", None),
+                             ("frames on", "echo curve", None),
+                             ("echo curve", "echo plain", None),
+                             ("frames on", "frames off", None),
+                             ("frames ipc", "echo plain", 1.2)):
+            ratios = race_.ratios(a, b)
+            verdict = ""
+            if target is not None:
+                verdict = " ok" if statistics.median(ratios) <= target else " OVER"
+                verdict = f"  (target <= {target}x){verdict}"
+            print(f"    {a} / {b}: {rounds.spread(ratios)}{verdict}")
 
 
 if __name__ == "__main__":

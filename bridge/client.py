@@ -78,7 +78,7 @@ def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> Daemon
     except KeyFileError as exc:
         if exc.code is ErrorCode.DAEMON_UNAVAILABLE:  # no daemon ever ran in this home
             return _Unreachable(DaemonUnavailable(exc.code, exc.message))
-        raise ClientError(exc.code, exc.message) from None
+        return _Unreachable(ClientError(exc.code, exc.message))
     try:  # an ipc socket another user could have put there gets no pixels
         check_private_ipc(endpoint)
     except SfumatoError as exc:
@@ -118,6 +118,12 @@ class DaemonUnavailable(ClientError):
 class NotTheDaemon(ClientError):
     """Something holds the daemon's port but could not prove it holds the daemon's key (or
     the daemon refused this client's key): nothing was sent to it."""
+
+
+class DaemonSilent(DaemonUnavailable):
+    """Something accepted the connection but never completed the handshake: a stopped
+    daemon, or a program that is not one. Nothing was sent to it; not worth starting another
+    daemon on a port that is taken."""
 
 
 class RequestRejected(ClientError):
@@ -355,6 +361,9 @@ class Client:
             sent = self._transport.send(frames, self.timeout_s if timeout_s is None
                                         else timeout_s)
         except HandshakeFailed as exc:
+            if exc.why == "silent":
+                raise DaemonSilent(ErrorCode.DAEMON_UNAVAILABLE, self._handshake_text(exc)) \
+                    from None
             raise NotTheDaemon(ErrorCode.AUTH_FAILED, self._handshake_text(exc)) from None
         if not sent:
             raise DaemonUnavailable(ErrorCode.DAEMON_UNAVAILABLE.value, self._no_daemon_text())
@@ -433,8 +442,8 @@ class Client:
         try:
             echoed = self.ping([probe])
             works = len(echoed) == 1 and bytes(echoed[0].data) == bytes(probe.data)
-        except NotTheDaemon:
-            raise
+        except (NotTheDaemon, DaemonSilent):
+            raise  # not worth a second try with frames: say why now
         except ClientError:
             works = False  # e.g. another machine behind a tunnel, or an older daemon
         finally:
@@ -451,12 +460,17 @@ class Client:
         return self._pixels is not None and self._pixels.confirmed
 
     def _handshake_text(self, failure: HandshakeFailed) -> str:
-        if failure.refused:
+        port = self.endpoint.rsplit(":", 1)[-1]
+        if failure.why == "silent":
+            return (f"no sfumato daemon answers at {self.endpoint}: something accepted the "
+                    "connection but did not complete the handshake, so nothing was sent to "
+                    "it. Either a stopped or stuck sfumato daemon (restart it: `sfumato serve`)"
+                    f" or another program holds port {port}: stop it or set SFUMATO_ENDPOINT")
+        if failure.why == "refused":
             return (f"the daemon at {self.endpoint} does not know this client's key: on its "
                     "machine, make a key folder with `sfumato keys client NAME` and set "
                     "SFUMATO_CURVE to it here (this user's own programs need no folder: keep "
                     "SFUMATO_HOME the daemon's)")
-        port = self.endpoint.rsplit(":", 1)[-1]
         return (f"another program holds port {port} ({self.endpoint}) and could not prove it "
                 f"is your sfumato daemon (its key is in {default_home() / 'keys'}); nothing "
                 "was sent to it. Stop that program or set SFUMATO_ENDPOINT to where your "

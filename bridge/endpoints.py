@@ -74,9 +74,11 @@ class CurveKeys:
 
 
 class HandshakeFailed(SfumatoError):
-    """The CURVE handshake failed: `refused` when the daemon proved its key but refused ours;
-    otherwise the peer on the port could not prove it holds the daemon's secret key."""
+    """The CURVE handshake failed. `why`: "refused" (the daemon proved its key but does not
+    know ours), "impostor" (the peer could not prove it holds the daemon's secret key), or
+    "silent" (the peer accepted the connection and said nothing: a stopped daemon, or a
+    program that is not one)."""
 
-    def __init__(self, refused: bool) -> None:
-        super().__init__(ErrorCode.AUTH_FAILED, "the CURVE handshake failed")
-        self.refused = refused
+    def __init__(self, why: str) -> None:
+        super().__init__(ErrorCode.AUTH_FAILED, f"the CURVE handshake failed ({why})")
+        self.why = why

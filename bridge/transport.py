@@ -61,6 +61,8 @@ def local_keys(home: Path) -> CurveKeys:
     key and the key pair this user's programs share."""
     folder = keys_dir(home)
     try:
+        if not all((folder / name).is_file() for name in (SERVER_PUBLIC_FILE, LOCAL_SECRET_FILE)):
+            raise FileNotFoundError
         server_public, _ = zmq.auth.load_certificate(folder / SERVER_PUBLIC_FILE)
         client_public, client_secret = zmq.auth.load_certificate(folder / LOCAL_SECRET_FILE)
     except FileNotFoundError:
@@ -202,15 +204,17 @@ class DealerTransport:
             if event == zmq.EVENT_CONNECTED:
                 self._pending_since = time.monotonic()
                 continue
-            self._pending_since = None
+            since, self._pending_since = self._pending_since, None
             if event == zmq.EVENT_DISCONNECTED:
                 continue
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._failure = None
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                self._failure = HandshakeFailed(refused=True)
-            else:  # FAILED_NO_DETAIL (wrong key, silence past HANDSHAKE_MS) or _PROTOCOL
-                self._failure = HandshakeFailed(refused=False)
+                self._failure = HandshakeFailed("refused")
+            elif since is not None and time.monotonic() - since >= HANDSHAKE_MS / 1000 - 0.5:
+                self._failure = HandshakeFailed("silent")  # libzmq gave up waiting
+            else:  # FAILED_NO_DETAIL (a wrong key) or _PROTOCOL (no CURVE at all)
+                self._failure = HandshakeFailed("impostor")
 
     def _require(self) -> zmq.Socket[Any]:
         if self._socket is None:

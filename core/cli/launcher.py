@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sfumato.bridge.client import Client, DaemonUnavailable
+from sfumato.bridge.client import Client, DaemonSilent, DaemonUnavailable
 from sfumato.bridge.endpoints import needs_curve
 from sfumato.core.config import Settings
 from sfumato.core.daemon.keys import ensure_local_keys
@@ -24,6 +24,8 @@ def daemon_answers(endpoint: str, timeout_s: float = 1.0) -> bool:
         try:
             client.ping(timeout_s=timeout_s)
             return True
+        except DaemonSilent:
+            raise  # the port is taken: starting a daemon there would fail
         except DaemonUnavailable:
             return False
 

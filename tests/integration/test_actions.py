@@ -58,7 +58,9 @@ def test_upscale_layer_and_selection_through_the_daemon(tiny_daemon: DaemonProce
     assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= 1
 
 
-def test_no_daemon_is_a_message_within_seconds() -> None:
+def test_no_daemon_is_a_message_within_seconds(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFUMATO_HOME", str(tmp_path / "home"))  # no daemon ever ran there
     host = FakeHost((16, 16), selection=Rect(2, 2, 4, 4))
     started = time.monotonic()
     with Client(free_endpoint(), timeout_s=30) as client:

@@ -38,11 +38,12 @@ print(json.dumps({"outcome": outcome, "close_s": time.perf_counter() - started})
 """
 
 
-def _host_python(endpoint: str) -> dict:
-    """Run the plug-in's part in its own interpreter; the bound only turns a hang into a
-    failure, it is not a speed assertion (bench/client_close.py measures)."""
-    done = subprocess.run([sys.executable, "-c", HOST_SCRIPT, endpoint], capture_output=True,
-                          text=True, timeout=60)
+def _host_python(daemon: DaemonProcess) -> dict:
+    """Run the plug-in's part in its own interpreter (with the daemon's SFUMATO_HOME, where
+    its keys are); the bound only turns a hang into a failure, it is not a speed assertion
+    (bench/client_close.py measures)."""
+    done = subprocess.run([sys.executable, "-c", HOST_SCRIPT, daemon.endpoint],
+                          capture_output=True, text=True, timeout=60, env=daemon.env())
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -56,7 +57,7 @@ def test_a_frozen_daemon_never_hangs_the_host(daemon: DaemonProcess) -> None:
             with pytest.raises(DaemonUnavailable) as frozen:
                 client.status()
             assert "sfumato serve" in frozen.value.message
-            host = _host_python(daemon.endpoint)
+            host = _host_python(daemon)
             assert "sfumato serve" in host["outcome"]  # the plug-in got a readable error
         finally:
             os.kill(daemon.process.pid, signal.SIGCONT)
@@ -74,7 +75,7 @@ def test_a_dead_daemon_never_hangs_the_host(tmp_path: Path) -> None:
     with pytest.raises(DaemonUnavailable):
         client.status()
     client.close()
-    host = _host_python(daemon.endpoint)
+    host = _host_python(daemon)
     assert "sfumato serve" in host["outcome"]
     layer = Raster(64, 64, Layout.RGBA8, bytes(64 * 64 * 4))
     with daemon.client(timeout_s=0.5) as late, pytest.raises(DaemonUnavailable):
