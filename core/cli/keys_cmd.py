@@ -99,6 +99,8 @@ def _list(args: argparse.Namespace) -> int:
         print(f"daemon key: {public}")
     else:
         print("daemon key: none yet (the daemon makes it on its first start)")
+    if (keys_dir(home) / "local.key").exists():
+        print(f"this user's programs: {keys_dir(home) / 'local.key'} (no set-up needed)")
     clients = allowed_clients(home)
     if not clients:
         print("allowed clients: none")

@@ -16,8 +16,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                            description="Run the daemon: it loads models on first use and "
                            "serves GIMP, Krita and the CLI until stopped (Ctrl-C or SIGTERM: "
                            "the running job gets stop_timeout_s to finish). It listens on "
-                           "loopback unless SFUMATO_ENDPOINT says otherwise; any other "
-                           "address needs CURVE keys (see `sfumato keys`).")
+                           "loopback unless SFUMATO_ENDPOINT says otherwise, with CURVE "
+                           "keys it makes on its first start (SFUMATO_HOME/keys, this "
+                           "user's only); any other address also needs allowed client keys "
+                           "(see `sfumato keys`).")
     cmd.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                      help="exit after this long with no clients and no jobs (default: never)")
     cmd.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
