@@ -94,6 +94,35 @@ def test_models_add_knows_supir_and_every_tensor_finds_its_module(store: dict[st
     assert len(keys.base) == 4  # the SDXL base's own tensors, set aside
 
 
+def test_the_full_size_sdxl_control_model_maps_name_for_name() -> None:
+    # SUPIR-v0Q/v0F's control model is SDXL's encoder half: built without memory (meta) from
+    # SDXL's published UNet config, every one of its tensors named the sgm way (written
+    # independently in tests/support) maps back onto it exactly
+    import torch
+    from diffusers import UNet2DConditionModel
+    from sfumato.core.diffusion.supir.control_adapter import ControlEncoder
+    from sfumato.core.diffusion.supir.key_mapping import sort_keys
+
+    from tests.support.tiny_supir import control_name
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(
+            in_channels=4, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            block_out_channels=(320, 640, 1280), layers_per_block=2,
+            attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+            transformer_layers_per_block=(1, 2, 10), use_linear_projection=True,
+            addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816)
+        ours = set(ControlEncoder(unet.config).state_dict())
+    published = ["model.control_model." + control_name(name, 2) for name in ours]
+    assert "model.control_model.input_blocks.8.1.transformer_blocks.9.attn2.to_v.weight" \
+        in published  # the last level's tenth transformer block
+    keys = sort_keys(published, 2)
+    assert set(keys.control) == ours and not keys.unknown
+
+
 @pytest.mark.parametrize(("scale", "size"), [(2, (80, 60)), (1.5, (60, 45))])
 def test_supir_upscales_to_the_size_asked(store: dict[str, Any], scale: float,
                                           size: tuple[int, int]) -> None:
@@ -128,20 +157,28 @@ def test_a_seed_repeats_its_picture_and_tiles_cover_a_large_output(store: dict[s
     assert not np.array_equal(_pixels(tiled), _pixels(first))
 
 
-def test_cancel_stops_supir_within_a_step(store: dict[str, Any]) -> None:
-    class AfterTwo:
+def test_cancel_stops_supir_within_a_tile(store: dict[str, Any]) -> None:
+    from sfumato.core.diffusion.tiled_refine import plan_tiles
+
+    # 64 px tiles: the 256 x 320 working size is a 32 x 40 latent in 8 px tiles
+    tiles = len(plan_tiles(40, 32, 8, 4))
+    trip = 1 + tiles + 1 + 3  # before the run, step 1's tiles, its end, 3 tiles into step 2
+
+    class Tripping:
         def __init__(self) -> None:
             self.asked = 0
 
         def is_set(self) -> bool:
             self.asked += 1
-            return self.asked > 2
+            return self.asked > trip
 
+    token = Tripping()
     events: list[tuple[int, int, str]] = []
     with pytest.raises(JobCancelled):
-        _upscale(store, {"scale": 2, "refine_steps": 6}, cancel=CancelToken(AfterTwo()),
-                 progress=lambda *e: events.append(e))
-    assert len(events) == 1  # stopped after the first of six steps
+        _upscale(store, {"scale": 2, "refine_steps": 6, "refine_tile": 64},
+                 cancel=CancelToken(token), progress=lambda *e: events.append(e))
+    assert tiles > 10 and [e[:2] for e in events] == [(1, 6)]  # step 2 never finished
+    assert token.asked == trip + 1  # stopped at the first tile after the cancel
 
 
 def test_wrong_kinds_and_pickles_are_refused_typed(store: dict[str, Any],

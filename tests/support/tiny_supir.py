@@ -46,7 +46,7 @@ def build_tiny_supir(sdxl_folder: Path, dest: Path, seed: int = 11) -> Path:
     layers = unet_config["layers_per_block"]
     tensors: dict[str, torch.Tensor] = {}
     for name, value in control.state_dict().items():
-        tensors["model.control_model." + _control_name(name, layers)] = value
+        tensors["model.control_model." + control_name(name, layers)] = value
     for name, value in connectors.state_dict().items():
         tensors["model.diffusion_model.project_modules." + name] = value
     for name, value in encoder.state_dict().items():
@@ -62,7 +62,8 @@ def build_tiny_supir(sdxl_folder: Path, dest: Path, seed: int = 11) -> Path:
     return dest
 
 
-def _control_name(name: str, layers: int) -> str:
+def control_name(name: str, layers: int) -> str:
+    """Our ControlEncoder's parameter `name` as GLVControl's checkpoint names it."""
     fixed = {"conv_in": "input_blocks.0.0", "hint_conv": "input_hint_block.0",
              "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
              "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}

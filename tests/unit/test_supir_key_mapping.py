@@ -71,3 +71,4 @@ def test_connectors_follow_supirs_xl_base_layout() -> None:
     assert [c.hidden for c in sft] == concat
     assert [(features[c.index], c.hidden) for c in plan if c.attention] == [(320, 640),
                                                                            (640, 1280)]
+

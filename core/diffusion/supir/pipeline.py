@@ -93,8 +93,8 @@ class SupirPipeline:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, prompt: str, settings: SamplerSettings, seed: int,
-                 on_step: Callable[[int, int], None], tile: int = LATENT_TILE
-                 ) -> torch.Tensor:
+                 on_step: Callable[[int, int], None], tile: int = LATENT_TILE,
+                 on_tile: Callable[[], None] = lambda: None) -> torch.Tensor:
         """`image` (1, 3, H, W) in [-1, 1], H and W multiples of 8, restored: same shape."""
         device = self.base.unet.device
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -131,7 +131,7 @@ class SupirPipeline:
 
         noise = torch.randn(picture.shape, generator=generator, device=device)
         latent = sample(denoise, noise, centre.float(), settings, generator, tile=tile,
-                        on_step=on_step)
+                        on_step=on_step, on_tile=on_tile)
         with self._vae_precision() as vae_dtype:
             restored = self.restoring_vae.decode(latent.to(vae_dtype) / factor).sample
         return wavelet_colour_fix(restored.float(), stage1.float()).clamp(-1, 1)

@@ -82,10 +82,12 @@ def guidance_scale(settings: SamplerSettings, sigma: float) -> float:
 
 def sample(denoise: Denoiser, noise: torch.Tensor, centre: torch.Tensor,
            settings: SamplerSettings, generator: torch.Generator, *, tile: int | None,
-           on_step: Callable[[int, int], None]) -> torch.Tensor:
+           on_step: Callable[[int, int], None],
+           on_tile: Callable[[], None] = lambda: None) -> torch.Tensor:
     """The restored latent from pure `noise` (1, C, h, w), guided towards `centre` (the
     picture's own latent). `tile` (latent px): denoise in overlapping tiles of that side.
-    `on_step(done, total)` runs after every step (and may raise to cancel)."""
+    `on_step(done, total)` runs after every step, `on_tile()` before every tile's denoiser
+    call (either may raise to cancel: a step of a large picture is many calls)."""
     sigmas = step_sigmas(settings.steps).to(noise.device)
     x = noise * math.sqrt(1.0 + float(sigmas[0]) ** 2)
     height, width = x.shape[-2:]
@@ -99,6 +101,7 @@ def sample(denoise: Denoiser, noise: torch.Tensor, centre: torch.Tensor,
             x = x + fresh * settings.noise * math.sqrt(sigma_hat**2 - sigma**2)
         denoised = torch.zeros_like(x)
         for window, weight in zip(windows, weights, strict=True):
+            on_tile()
             part = denoise(window.of(x), torch.tensor([sigma_hat], device=x.device), window)
             if following > RESTORE_UNTIL and settings.restore > 0:
                 part = part - (part - window.of(centre)) * (sigma / SIGMA_MAX) ** settings.restore

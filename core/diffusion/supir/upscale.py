@@ -53,7 +53,8 @@ def supir_upscale(ctx: TaskContext, entry: ModelEntry, rgb: torch.Tensor, out_h:
 
     ctx.cancel.raise_if_cancelled()
     tile = (values["refine_tile"] or 0) // 8 or LATENT_TILE  # output px -> latent px
-    restored = pipe(image, values["refine_prompt"].strip(), settings, seed, on_step, tile)
+    restored = pipe(image, values["refine_prompt"].strip(), settings, seed, on_step, tile,
+                    ctx.cancel.raise_if_cancelled)
     restored = (restored.to(rgb.device) + 1) / 2
     return F.interpolate(restored, size=(out_h, out_w), mode="bicubic", align_corners=False,
                          antialias=True)[0].clamp(0, 1)
