@@ -104,7 +104,7 @@ def expand_canvas(host: HostDocument, client: Client, params: Mapping[str, Any],
     """Grow the canvas by `params` left/top/right/bottom pixels (as the host's own canvas-size
     command does: layers keep their pixels) and paint the new border from the active layer's
     edge, as a new layer over it."""
-    return _guarded(host, lambda: _expand(host, client, params, model))
+    return _guarded(host, lambda: _expand(host, client, params, model, grow=True))
 
 
 def remove_object(host: HostDocument, client: Client, params: Mapping[str, Any],
@@ -226,7 +226,9 @@ def _canvas(host: HostDocument, layer: Rect) -> Rect:
 
 
 def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
-            model: str | None) -> ActionOutcome:
+            model: str | None, grow: bool) -> ActionOutcome:
+    """`grow` False (Regenerate): the canvas has grown already; the picture is what lies
+    inside the border, and the new fill goes where the first one went."""
     client.ping(timeout_s=PING_TIMEOUT_S)
     given = _given(EXPAND, params)
     left, top, right, bottom = sides = [int(given.get(side) or 0) for side in EXPAND_SIDES]
@@ -235,6 +237,12 @@ def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
                           "unchanged.")
     layer = host.layer_bounds()
     canvas = _canvas(host, layer)
+    if not grow:
+        canvas = Rect.from_edges(canvas.x + left, canvas.y + top, canvas.right - right,
+                                 canvas.bottom - bottom)
+        if canvas.is_empty:
+            raise ActionError("The canvas is smaller than the border this result was painted "
+                              "in; expand again instead. The image is unchanged.")
     # Only what the task reaches beside the growing sides goes over the wire: a wide canvas
     # grown on the right sends a strip, not the whole picture. A side border runs the full
     # length of the picture, so growing left or right needs every row (top or bottom: every
@@ -252,17 +260,19 @@ def _expand(host: HostDocument, client: Client, params: Mapping[str, Any],
     info = ResultInfo.from_wire(outcome.result.info)
     names = _layer_names("expand", info, len(outcome.rasters))
     # the canvas grows first: what was at image (x, y) is then at (x + left, y + top)
-    x, y = layer.x + area.x + info.offset[0] + left, layer.y + area.y + info.offset[1] + top
+    dx, dy = (left, top) if grow else (0, 0)
+    x, y = layer.x + area.x + info.offset[0] + dx, layer.y + area.y + info.offset[1] + dy
     kept = _recipes(host, client, "expand", given, info, len(names))
     with host.undo_group("sfumato expand"):
-        host.grow_canvas(left, top, right, bottom)
+        if grow:
+            host.grow_canvas(left, top, right, bottom)
         for raster, name, recipe in zip(outcome.rasters, names, kept, strict=True):
             host.add_layer(raster, x, y, name)
             _keep(host, recipe)
     return ActionOutcome(True, "", tuple(names))
 
 
-REGENERATED = ("generate", "inpaint", "refine", "edit")
+REGENERATED = ("generate", "inpaint", "refine", "edit", "expand")
 
 
 def _regenerate(host: HostDocument, client: Client, text: str) -> ActionOutcome:
@@ -278,6 +288,8 @@ def _regenerate(host: HostDocument, client: Client, text: str) -> ActionOutcome:
     prompts = tuple(ImagePrompt(str(p.get("image")), float(p.get("weight", DEFAULT_WEIGHT)),
                                 p.get("model"))
                     for p in recipe.guides.get("image_prompts", []) if isinstance(p, dict))
+    if recipe.task == "expand":  # on the grown canvas: the border painted again, no growth
+        return _expand(host, client, recipe.again(), recipe.model, grow=False)
     return _diffuse(host, client, recipe.task, recipe.again(), recipe.model,
                     recipe.task == "inpaint", _Guides(controls, prompts),
                     canvas=recipe.task == "generate")

@@ -74,6 +74,23 @@ GENERATE_EXPAND_CASES = [
     # the source reaches the canvas's right and bottom edges: its edge is the context
     _case("expand", "expand", {**GEN, "model": "tiny", "context": 8, **GROWN},
           offset=(64, 40)),
+    # the same, then Regenerate on the fill: the border again, the canvas not grown again
+    {**_case("expand_regenerate", "expand", {**GEN, "model": "tiny", "context": 8, **GROWN},
+             offset=(64, 40)), "then": {"procedure": "plug-in-sfumato-regenerate", "args": {}}},
+    # generate following a control made from the layer (the procedure's guide arguments)
+    _case("generate_control", "generate", {**GEN, "control-kind": "canny",
+                                           "control-model": "canny-sd15",
+                                           "control-scale": 1.5}, offset=(20, 12)),
+]
+# Edit by instruction (issue 19): a tiny InstructPix2Pix; odd offsets and an odd selection
+EDIT_SEL = (91, 61, 13, 11)
+EDIT_ARGS = {"model": "tiny-edit", "instruction": "make it night", "steps": 2, "seed": 7,
+             "feather": 4, "context": 8}
+EDIT_CASES = [
+    {**_case("edit_selection", "edit", EDIT_ARGS, offset=(21, 13), selection=EDIT_SEL),
+     "then": {"procedure": "plug-in-sfumato-regenerate", "args": {}}, "xcf": True},
+    _case("edit_wrong_model", "edit", {**EDIT_ARGS, "model": "tiny"}, offset=(21, 13),
+          selection=EDIT_SEL),
 ]
 # Select by segmentation (issue 18): the daemon's worker answers with a known mask
 # (tests/inject_mask), so the selection GIMP ends with can be checked exactly.
@@ -88,16 +105,6 @@ SELECT_CASES = [
      "paths": [[[100, 70], [120, 90]], [[30, 20]]]},
     _case("select_words_on_sam2", "select", {**SELECT, "mode": "words", "text": "the cat"},
           offset=(21, 13), selection=SEL),
-]
-# Edit by instruction (issue 19): a tiny InstructPix2Pix; odd offsets and an odd selection
-EDIT_SEL = (91, 61, 13, 11)
-EDIT_ARGS = {"model": "tiny-edit", "instruction": "make it night", "steps": 2, "seed": 7,
-             "feather": 4, "context": 8}
-EDIT_CASES = [
-    {**_case("edit_selection", "edit", EDIT_ARGS, offset=(21, 13), selection=EDIT_SEL),
-     "then": {"procedure": "plug-in-sfumato-regenerate", "args": {}}, "xcf": True},
-    _case("edit_wrong_model", "edit", {**EDIT_ARGS, "model": "tiny"}, offset=(21, 13),
-          selection=EDIT_SEL),
 ]
 CASES = [
     _case("inpaint_offset", "inpaint", TINY, offset=(20, 12), selection=SEL),
@@ -230,10 +237,10 @@ def gimp(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             ("tiny", tiny),
             ("tiny-lama", build_tiny_lama(tmp / "tiny-lama.safetensors")),
             ("tiny-gen", build_tiny_model("sd15", tmp / "tiny-sd15")),
-            ("tiny-edit", build_tiny_model("instruct-pix2pix", tmp / "tiny-ip2p")),
             ("tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2")),
             ("tiny-sdxl", build_tiny_model("sdxl", tmp / "tiny-sdxl")),
             ("supir-q", build_tiny_supir(tmp / "tiny-sdxl", tmp / "SUPIR-v0Q.safetensors")),
+            ("tiny-edit", build_tiny_model("instruct-pix2pix", tmp / "tiny-ip2p")),
             ("scribble-sd15", build_tiny_controlnet("sd15", guides / "scribble", seed=5)),
             ("canny-sd15", build_tiny_controlnet("sd15", guides / "canny")),
             ("ip-sd15", build_tiny_ip_adapter("sd15", guides / "ip-adapter_sd15.safetensors")),
@@ -682,6 +689,40 @@ def test_edit_changes_the_selection_in_place_and_regenerates_from_its_recipe(
 def test_edit_with_a_model_that_cannot_edit_changes_nothing(gimp: Run) -> None:
     report = _assert_unchanged(gimp, "edit_wrong_model")
     assert "instruct-pix2pix" in report["message"] and "'tiny'" in report["message"]
+
+
+def test_regenerate_of_an_expand_paints_the_border_again_on_the_grown_canvas(
+        gimp: Run) -> None:
+    report = gimp.result("expand_regenerate")
+    assert report["status"] == "success", report["message"]
+    left, right, bottom = GROWN["left"], GROWN["right"], GROWN["bottom"]
+    grown = [LARGE_CANVAS[0] + left + right, LARGE_CANVAS[1] + bottom]
+    assert report["image_size"] == grown  # grown once, not twice
+    then = report["then"]
+    assert then["status"] == "success", then["message"]
+    (first,) = [Recipe.from_json(text) for text in report["recipes"]]
+    (again,) = [Recipe.from_json(text) for text in then["recipes"]]
+    assert again.task == "expand" and again.seed != first.seed == 7
+    assert {**again.params, "seed": 7} == first.params
+    by_name = {layer["name"]: layer for layer in report["layers"]}
+    (fill,) = _new_layers(report)
+    regenerated = by_name[then["new_layers"][0]]
+    assert regenerated["offsets"] == fill["offsets"] and regenerated["size"] == fill["size"]
+    assert regenerated["position"] == report["source_position"] - 1  # on the source
+    assert by_name["source"]["offsets"] == [64 + left, 40]  # moved once
+
+
+def test_generate_follows_a_control_from_the_procedures_guide_arguments(gimp: Run) -> None:
+    report = gimp.result("generate_control")
+    assert report["status"] == "success", report["message"]
+    (layer,) = _new_layers(report)
+    assert layer["offsets"] == [0, 0] and layer["size"] == list(LARGE_CANVAS)
+    (recipe,) = [Recipe.from_json(text) for text in report["recipes"]]
+    assert [c["kind"] for c in recipe.guides["controls"]] == ["canny"]
+    assert recipe.guides["controls"][0]["image"] == "auto"
+    plain = gimp.raw("generate_canvas", "new_0", LARGE_CANVAS, "u8")  # the same, no control
+    guided = gimp.raw("generate_control", "new_0", LARGE_CANVAS, "u8")
+    assert not np.array_equal(plain, guided)
 
 
 # --- object removal (issue 17) -------------------------------------------------------------------

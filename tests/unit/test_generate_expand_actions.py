@@ -147,7 +147,32 @@ def test_regenerate_refuses_what_is_no_recipe_or_cannot_be_repainted() -> None:
     host = FakeHost((200, 100))
     client = VersionedClient(host, rasters=[pixels(8, 8)])
     assert not actions.regenerate(host, client, "{}").ok
-    expand_recipe = Recipe("expand", {"right": 8}).to_json()
-    outcome = actions.regenerate(host, client, expand_recipe)
+    remove_recipe = Recipe("remove", {"grow": 8}).to_json()  # LaMa: no seed to change
+    outcome = actions.regenerate(host, client, remove_recipe)
     assert not outcome.ok and "undo it and run it again" in outcome.message
     assert client.requests == [] and host.layers == []
+
+
+def test_regenerate_of_an_expand_paints_the_border_again_without_growing_the_canvas() -> None:
+    host = FakeHost((300, 200), canvas=(300, 200), keeps_recipes=True)
+    sides = {"left": 10, "right": 64}
+    client = VersionedClient(host, rasters=[pixels(374, 200)],
+                             info={"offset": [-10, 0], "seeds": [1], "names": ["fill"],
+                                   "model": "inpaint"})
+    assert actions.expand_canvas(host, client, {"prompt": "sea", **sides}, "inpaint").ok
+    assert host.canvas == (374, 200) and (host.x, host.y) == (10, 0)
+    client.info = {"offset": [-10, 0], "seeds": [2], "names": ["again"], "model": "inpaint"}
+    outcome = actions.regenerate(host, client, host.recipes["fill"])
+    assert outcome.ok, outcome.message
+    assert host.canvas == (374, 200)  # grown once, by exactly what was asked
+    assert [e[0] for e in host.log].count("grow_canvas") == 1
+    first, again = client.requests
+    assert again["task"] == "expand" and again["model"] == "inpaint"
+    assert again["params"] == {"prompt": "sea", **sides}  # the daemon picks a new seed
+    # the same picture sent, and the new fill lies exactly where the first one does
+    assert [(r.width, r.height) for r in again["rasters"]] == [(300, 200)]
+    reads = [e[1] for e in host.log if e[0] == "read_pixels"]
+    assert reads[0] == reads[1]
+    (_, x1, y1, _), (_, x2, y2, _) = host.layers
+    assert (x1, y1) == (x2, y2) == (0, 0)
+    assert Recipe.from_json(host.recipes["again"]).seed == 2

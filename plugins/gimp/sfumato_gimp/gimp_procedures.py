@@ -139,8 +139,9 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
     # issue 19: text to image, and outpainting
     "plug-in-sfumato-generate": (
         "_Generate…", "Paint a new picture from a prompt into the selection (or, with none, "
-        "over the whole canvas), one new layer per variant", GENERATE,
-        task_arguments(GENERATE) + [MODEL_ARG, ENDPOINT_ARG],
+        "over the whole canvas), one new layer per variant; optionally following a control "
+        "image and taking a reference layer's look", GENERATE,
+        task_arguments(GENERATE) + [MODEL_ARG] + guide_arguments("", False) + [ENDPOINT_ARG],
     ),
     "plug-in-sfumato-expand": (
         "_Expand canvas…", "Grow the canvas by the given pixels per side and paint the new "

@@ -68,7 +68,9 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
     if name in ("plug-in-sfumato-control", "plug-in-sfumato-image-prompt"):
         return _guided(name, host, client, config, model)
     if name == "plug-in-sfumato-generate":
-        return actions.generate(host, client, _params(name, config), model)
+        controls, prompts = _guides(config)
+        return actions.generate(host, client, _params(name, config), model,
+                                controls=controls, image_prompts=prompts)
     if name == "plug-in-sfumato-edit":
         return actions.edit(host, client, _params(name, config), model)
     if name == "plug-in-sfumato-expand":
@@ -83,7 +85,6 @@ def _act(name: str, host, client, config: Gimp.ProcedureConfig):
 
 def _guided(name: str, host, client, config: Gimp.ProcedureConfig, model):
     from sfumato.bridge import actions
-    from sfumato.bridge.guides import Control, ImagePrompt
 
     operation = config.get_property("operation").strip().lower()
     if operation not in ("inpaint", "refine"):
@@ -92,6 +93,17 @@ def _guided(name: str, host, client, config: Gimp.ProcedureConfig, model):
     if config.get_property("reference-layer") is None and name.endswith("image-prompt"):
         return _refused(host, "Choose the reference layer whose look to take. The image is "
                         "unchanged.")
+    controls, prompts = _guides(config)
+    action = actions.inpaint_selection if operation == "inpaint" else actions.refine
+    return action(host, client, _params(name, config), model, controls=controls,
+                  image_prompts=prompts)
+
+
+def _guides(config: Gimp.ProcedureConfig):
+    """The control (a kind, from a layer or "auto") and image prompt (a reference layer) the
+    procedure's guide arguments ask for; none when the kind and the reference are empty."""
+    from sfumato.bridge.guides import Control, ImagePrompt
+
     controls, prompts = [], []
     kind = config.get_property("control-kind").strip()
     if kind:
@@ -105,9 +117,7 @@ def _guided(name: str, host, client, config: Gimp.ProcedureConfig, model):
         prompts.append(ImagePrompt(str(reference.get_id()),
                                    config.get_property("reference-weight"),
                                    config.get_property("ip-adapter") or None))
-    action = actions.inpaint_selection if operation == "inpaint" else actions.refine
-    return action(host, client, _params(name, config), model, controls=controls,
-                  image_prompts=prompts)
+    return controls, prompts
 
 
 def _select(host, client, config: Gimp.ProcedureConfig, model):
