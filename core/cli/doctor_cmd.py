@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sfumato.bridge.client import Client, DaemonUnavailable
+from sfumato.bridge.client import Client, DaemonUnavailable, NotTheDaemon
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.core.config import load_settings
 from sfumato.core.models.registry import Registry
@@ -81,6 +81,8 @@ def _daemon(endpoint: str) -> tuple[bool, str]:
             start = time.perf_counter()
             client.ping([layer])
             elapsed = time.perf_counter() - start
+        except NotTheDaemon as exc:  # a port squatter, or a daemon that refuses this key
+            return False, exc.message
         except DaemonUnavailable:
             return True, "not running (any command that needs it starts one)"
     return True, f"answers; a 4K layer round trip took {elapsed * 1e3:.0f} ms"
