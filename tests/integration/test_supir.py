@@ -181,6 +181,32 @@ def test_cancel_stops_supir_within_a_tile(store: dict[str, Any]) -> None:
     assert token.asked == trip + 1  # stopped at the first tile after the cancel
 
 
+def test_out_of_memory_runs_again_in_smaller_tiles(store: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfumato.core.diffusion.supir.pipeline import SupirPipeline
+
+    real = SupirPipeline.__call__
+    tiles: list[int] = []
+
+    def small_device(self: Any, *args: Any) -> Any:
+        tiles.append(args[5])  # the device: no room for a tile above 32 latent px
+        if args[5] > 32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args)
+
+    monkeypatch.setattr(SupirPipeline, "__call__", small_device)
+    output = _upscale(store, {"scale": 2, "refine_tile": 1024})
+    assert tiles == [128, 64, 32] and output.rasters[0].width == 80
+
+    def no_room(self: Any, *args: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(SupirPipeline, "__call__", no_room)
+    with pytest.raises(SfumatoError) as full:
+        _upscale(store, {"scale": 2})
+    assert full.value.code is ErrorCode.OUT_OF_MEMORY
+
+
 def test_wrong_kinds_and_pickles_are_refused_typed(store: dict[str, Any],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from sfumato.core.diffusion.supir.checkpoint import load_supir_weights

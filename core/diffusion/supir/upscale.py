@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.schema import SEED_LIMIT, SUPIR_BASE_KINDS
+from sfumato.core.device.memory import is_out_of_memory
 from sfumato.core.diffusion.pipeline_call import geometry
 from sfumato.core.diffusion.supir.pipeline import LATENT_TILE, SupirPipeline
 from sfumato.core.diffusion.supir.sampler import SamplerSettings
@@ -24,6 +25,7 @@ from sfumato.core.task_api import TaskContext
 
 SCALE = 2.0  # a SUPIR model's "own" scale, when none is asked for
 MULTIPLE = 64  # SUPIR works on sides that are whole multiples of 64 px
+MIN_LATENT_TILE = 32  # 256 px: below that a tile sees too little of the picture
 
 
 def supir_upscale(ctx: TaskContext, entry: ModelEntry, rgb: torch.Tensor, out_h: int,
@@ -31,6 +33,13 @@ def supir_upscale(ctx: TaskContext, entry: ModelEntry, rgb: torch.Tensor, out_h:
     """`rgb` (3, h, w) sRGB in [0, 1] enlarged to (3, out_h, out_w) by the SUPIR model
     `entry` over its SDXL base; prompt, steps and seed are the upscale's refine params."""
     base = ctx.models.load_pipeline(base_model(ctx, entry), "refine")
+    if getattr(base, "_sfumato_offloaded", False):
+        # SUPIR calls the UNet's blocks one by one, which model offload's hooks (the lean
+        # mode after running out of memory) never see: the base runs on the device whole
+        device = base._execution_device
+        base.remove_all_hooks()
+        base.to(device)
+        base._sfumato_offloaded = False
     weights = ctx.models.load(entry)
     try:
         pipe = SupirPipeline.from_weights(base, weights)
@@ -53,8 +62,23 @@ def supir_upscale(ctx: TaskContext, entry: ModelEntry, rgb: torch.Tensor, out_h:
 
     ctx.cancel.raise_if_cancelled()
     tile = (values["refine_tile"] or 0) // 8 or LATENT_TILE  # output px -> latent px
-    restored = pipe(image, values["refine_prompt"].strip(), settings, seed, on_step, tile,
-                    ctx.cancel.raise_if_cancelled)
+    while True:  # out of memory: again in smaller tiles, as the tiled refine does
+        try:
+            restored = pipe(image, values["refine_prompt"].strip(), settings, seed, on_step,
+                            tile, ctx.cancel.raise_if_cancelled)
+            break
+        except Exception as exc:  # only allocation failures are retried
+            if not is_out_of_memory(exc):
+                raise
+            if tile <= MIN_LATENT_TILE:
+                raise SfumatoError(
+                    ErrorCode.OUT_OF_MEMORY,
+                    f"SUPIR does not fit in free memory even in {MIN_LATENT_TILE * 8} px tiles; "
+                    "close other GPU programs or upscale a selection",
+                ) from None
+            release_memory()
+            tile = max(MIN_LATENT_TILE, tile // 2)
+            ctx.progress(0, settings.steps, f"supir: out of memory, {tile * 8} px tiles")
     restored = (restored.to(rgb.device) + 1) / 2
     return F.interpolate(restored, size=(out_h, out_w), mode="bicubic", align_corners=False,
                          antialias=True)[0].clamp(0, 1)
@@ -81,3 +105,8 @@ def working_size(out_h: int, out_w: int, native: int) -> tuple[int, int]:
     grow = max(1.0, native / min(out_h, out_w))
     return (max(MULTIPLE, round(out_h * grow / MULTIPLE) * MULTIPLE),
             max(MULTIPLE, round(out_w * grow / MULTIPLE) * MULTIPLE))
+
+
+def release_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
