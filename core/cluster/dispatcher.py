@@ -59,7 +59,7 @@ class RayDispatcher:
         self._streams: dict[str, Any] = {}  # job id -> its live response (to cancel)
         self._cancelled: set[str] = set()
         self.placements: dict[str, str] = {}  # job id -> the replica that ran it (last try)
-        self.replica_reports: dict[str, dict] = {}  # replica -> how its last job ended
+        self.endings: dict[str, dict] = {}  # job id -> how it ended on its replica
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -173,9 +173,11 @@ class RayDispatcher:
         for item in stream:
             if item[0] == REPLICA_EVENT:
                 self.placements[job_id] = item[1]
-                if len(self.placements) > PLACEMENTS_KEPT:
-                    del self.placements[next(iter(self.placements))]
-                self.replica_reports[item[1]] = item[2]
+                if item[2]:  # the replica's previous job: how (and at which step) it ended
+                    self.endings[item[2]["job_id"]] = item[2]
+                for kept in (self.placements, self.endings):
+                    if len(kept) > PLACEMENTS_KEPT:
+                        del kept[next(iter(kept))]
                 continue
             message_frames, packed = item
             message = unpack_message(message_frames)

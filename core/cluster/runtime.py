@@ -26,6 +26,7 @@ APP_NAME = "sfumato"
 DEPLOYMENT_NAME = "sfumato-worker"
 INSTALL_HINT = "pip install 'sfumato[ray]'"
 LOCAL = "local"  # `--ray` with no address: a runtime of this machine's own
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
 def token_path(home: Path) -> Path:
@@ -64,8 +65,13 @@ def connect(settings: Settings, address: str) -> str:
     process was already connected, e.g. a test's). Token auth is set through the
     environment before Ray reads it, so Ray's own processes inherit it."""
     os.environ["RAY_AUTH_MODE"] = "token"
-    if address == LOCAL:
-        # Ray's switch for a single-machine runtime: every process of it on 127.0.0.1
+    # Serve's router asks replicas how busy they are before it routes; on a loaded machine
+    # its default 0.1 s deadline lapses and a job goes to a replica without its model.
+    # Jobs take seconds, so waiting a second for the answer costs little.
+    os.environ.setdefault("RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S", "1.0")
+    if address == LOCAL or address.rsplit(":", 1)[0] in LOOPBACK:
+        # Ray's switch for a single-machine runtime: every process of it on 127.0.0.1 (a
+        # process joining one on loopback must not look for it at the node's address)
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_token(settings.home))
     ray = import_ray()
@@ -116,8 +122,9 @@ def deploy(settings: Settings) -> tuple[Any, int]:
         {"num_replicas": low} if high == low
         else {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
                                      "target_ongoing_requests": 1}})
+    # replicas get pixels from Ray's store, and need no endpoint of their own
     replica_settings = {**dataclasses.asdict(settings), "home": str(settings.home),
-                        "shared_memory": False}  # replicas get pixels from Ray's store
+                        "shared_memory": False, "endpoint": ""}
     deployment: Any = serve.deployment(SfumatoReplica, name=DEPLOYMENT_NAME,
                                        ray_actor_options=options, max_ongoing_requests=1,
                                        **scaling)
@@ -138,4 +145,4 @@ def shutdown(how: str) -> None:
         serve.shutdown()
         ray.shutdown()
     elif how == "joined":
-        ray.shutdown()  # leave the cluster; the app stays warm for the next daemon
+        ray.shutdown()  # leave the cluster; the app runs on until a daemon redeploys it

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 from sfumato.bridge import shared_pixels
-from sfumato.bridge.client import Client
+from sfumato.bridge.client import Client, DaemonUnavailable
 from sfumato.bridge.endpoints import needs_curve
 from sfumato.bridge.protocol import Cancelled, ErrorCode, Failed, Progress, Result, Submit
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.transport import local_keys
-from sfumato.core.config import Settings
+from sfumato.core.config import Settings, load_settings
 from sfumato.core.daemon.keys import ensure_local_keys
 from sfumato.core.daemon.server import Daemon
 from sfumato.core.models.model_add import register_model
@@ -38,6 +38,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 SLOW = {"tile": 32}  # many small tiles: a job long enough to poke at, cancellable per tile
 GENERATE = {"steps": 3, "resolution": 64, "prompt": "a lighthouse", "seed": 42}
+CONFIG = """[daemon]
+device = "cpu"
+ray_min_replicas = 2
+ray_num_cpus = 2
+ray_object_store_bytes = 134217728
+idle_release_s = 60.0
+"""
 RAY_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 
 
@@ -81,9 +88,9 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     if needs_curve(endpoint):
         ensure_local_keys(home)
         curve = local_keys(home)
-    settings = Settings(home=home, endpoint=endpoint, device="cpu", ray_min_replicas=2,
-                        ray_num_cpus=2, ray_object_store_bytes=128 << 20,
-                        idle_release_s=60.0)
+    # in config.toml, so a second daemon with this home has the very same settings
+    (home / "config.toml").write_text(CONFIG)
+    settings = load_settings(endpoint, home)
     saved = {name: os.environ.get(name) for name in RAY_ENV}
     dispatcher = RayDispatcher(settings)
     daemon = Daemon(settings, worker=dispatcher)
@@ -203,6 +210,65 @@ def test_a_local_client_still_gets_its_pixels_through_shared_memory(
     assert bytes(shared.data) == bytes(framed.data)
 
 
+def test_a_second_daemon_joins_by_address_and_the_first_serves_on(studio: Studio) -> None:
+    import ray
+
+    image = _image(96, 96, seed=15)
+    before = set(studio.dispatcher.placements.values())
+    _, _, expected = _run(studio, "upscale", {}, [image], "tiny-a")
+    endpoint = free_endpoint()
+    env = {name: value for name, value in os.environ.items() if name not in RAY_ENV}
+    env.update(SFUMATO_HOME=str(studio.home), SFUMATO_ENDPOINT=endpoint)
+    address = ray.get_runtime_context().gcs_address
+    log = open(studio.home / "joined.out", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "sfumato.core", "serve", "--ray", address],
+                               env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        joined = Studio(endpoint, studio.home, studio.settings, None, studio.curve)
+        _wait_ready(joined, process)
+        _, result, pixels = _run(joined, "upscale", {}, [image], "tiny-a")
+        assert result.info["model"] == "tiny-a"
+        assert bytes(pixels[0].data) == bytes(expected[0].data)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+    # the first daemon serves on, its handle now routing to the replicas the joiner deployed
+    job_id, _, pixels = _run(studio, "upscale", {}, [image], "tiny-a")
+    assert studio.dispatcher.placements[job_id] not in before
+    assert bytes(pixels[0].data) == bytes(expected[0].data)
+
+
+def test_a_process_with_another_token_cannot_join_the_cluster(studio: Studio) -> None:
+    import ray
+
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}
+    env.pop("RAY_AUTH_TOKEN_PATH")
+    code = ("import ray, sys\n"
+            "try:\n    ray.init(address=sys.argv[1], log_to_driver=False)\n"
+            "except Exception as exc:\n    print('refused:', type(exc).__name__); sys.exit(3)\n"
+            "print(ray.get([ray.remote(lambda: 'ran code')().remote()]))\n")
+    done = subprocess.run([sys.executable, "-c", code, ray.get_runtime_context().gcs_address],
+                          env=env, capture_output=True, text=True, timeout=120)
+    # refused for its token (after Ray's own retries, ~20 s), not for an unreachable address
+    assert done.returncode == 3 and "ran code" not in done.stdout, done.stdout
+    assert "missing or incorrect" in done.stderr, done.stderr[-2000:]
+
+
+def _wait_ready(studio: Studio, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 180
+    with studio.client(timeout_s=1.0) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (studio.home / "joined.out").read_text()[-3000:]
+            try:
+                if client.status().worker.get("ready"):
+                    return
+            except DaemonUnavailable:
+                pass
+            time.sleep(0.2)
+    raise AssertionError("the joining daemon did not become ready")
+
+
 def test_cancel_stops_the_job_on_its_replica(studio: Studio) -> None:
     image = _image(512, 512, seed=9)
     with studio.client() as client:
@@ -215,7 +281,6 @@ def test_cancel_stops_the_job_on_its_replica(studio: Studio) -> None:
         assert client.cancel(job.job_id).state == "running"
         terminal = list(events)[-1][0]
     assert isinstance(terminal, Cancelled)
-    replica = studio.dispatcher.placements[job.job_id]
     # the replica that ran it says how its last job ended when it takes the next one:
     # two jobs at once reach both replicas
     for _ in range(3):
@@ -225,10 +290,10 @@ def test_cancel_stops_the_job_on_its_replica(studio: Studio) -> None:
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
-        report = studio.dispatcher.replica_reports.get(replica, {})
-        if report.get("job_id") == job.job_id:
+        if job.job_id in studio.dispatcher.endings:
             break
-    assert report["job_id"] == job.job_id and report["ended"] == "cancelled", report
+    report = studio.dispatcher.endings[job.job_id]
+    assert report["ended"] == "cancelled", report
     assert report["step"] < total  # stopped at a tile, not after the last one
 
 
