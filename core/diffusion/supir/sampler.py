@@ -26,12 +26,15 @@ SIGMA_MAX = 14.6146  # the largest of SDXL's noise levels, which the schedules a
 RESTORE_UNTIL = 0.05  # restoration guidance stops below this noise level
 
 
+PUBLISHED_STEPS = 50  # SUPIR's test.py; the upscale task takes its steps from its own params
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    """SUPIR's published defaults (its test.py): 50 steps, churn 5, noise 1.01, guidance
+    """SUPIR's published defaults (its test.py) but the steps: churn 5, noise 1.01, guidance
     rising from 1 to 4 as the noise falls, restoration guidance off, full control."""
 
-    steps: int = 50
+    steps: int
     churn: float = 5.0
     noise: float = 1.01
     guidance: float = 4.0  # at the lowest noise
