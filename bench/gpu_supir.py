@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print("verdict: --dry-run completed end to end (no figure: tiny configs on the CPU)")
     else:
-        print(f"verdict: {rows[-1][1] if args.repeat else rows[-3][1]} for {2 * side}²; "
+        print(f"verdict: {rows[-1][1] if args.repeat else rows[2][1]} for {2 * side}²; "
               f"SUPIR's denoiser call {rows[1][1].rsplit(': ', 1)[-1]} the bare SDXL UNet's")
     return 0
 
