@@ -59,7 +59,7 @@ class SupirPipeline:
     @classmethod
     def from_weights(cls, base: Any, weights: SupirWeights) -> SupirPipeline:
         """SUPIR's modules built without memory (meta), then given the checkpoint's tensors
-        as they are (no copy). Raises ValueError where the two do not fit."""
+        as they are (no copy). Raises RuntimeError where the two do not fit."""
         config = base.unet.config
         with torch.device("meta"):
             control = ControlEncoder(config)
