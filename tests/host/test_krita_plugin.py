@@ -122,6 +122,9 @@ EXPAND_CASES = [
     {"name": "expand", "action": "sfumato_expand", "selection": None,
      "widgets": {**TINY, "sfumato_steps": 2, **GROWN},
      "restore": {name: 0 for name in GROWN}},
+    # on the fill: the border painted again, the canvas not grown again
+    {"name": "expand_regenerate", "action": "sfumato_regenerate", "selection": None,
+     "on_new_of": "expand", "undo": True, "widgets": {}},
 ]
 
 
@@ -657,6 +660,23 @@ def test_edit_changes_the_selection_in_place_in_one_undo_step(krita: Run) -> Non
     (recipe,) = [Recipe.from_json(text) for text in case["recipes"]]
     assert (recipe.task, recipe.model, recipe.seed) == ("edit", "tiny-edit", 7)
     assert recipe.params["instruction"] == "make it night"
+    assert case["layers_after_undo"] == [
+        layer["name"] for layer in case["layers"] if layer not in case["new"]]
+
+
+def test_regenerate_of_an_expand_paints_the_border_again_without_growing(krita: Run) -> None:
+    first = krita.case("expand")
+    case = krita.case("expand_regenerate")
+    assert case["message"] == "", case["message"]
+    assert case["canvas"] == case["canvas_before"] == first["canvas"]  # grown once
+    new, _ = _new_layer(krita, "expand_regenerate")
+    (fill,) = first["new"]
+    assert new["bounds"] == fill["bounds"]  # where the first fill lies
+    _assert_above_source(case, new)
+    (before,) = [Recipe.from_json(text) for text in first["recipes"]]
+    (again,) = [Recipe.from_json(text) for text in case["recipes"]]
+    assert again.task == "expand" and again.seed != before.seed
+    assert {**again.params, "seed": before.seed} == before.params
     assert case["layers_after_undo"] == [
         layer["name"] for layer in case["layers"] if layer not in case["new"]]
 
