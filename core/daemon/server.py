@@ -7,6 +7,9 @@ the result store so a client that reconnects can still fetch its result.
 
 A client is its ZeroMQ routing id (the bridge client keeps one per Client across reconnects):
 its jobs and kept results are its own, so another client's cancel or fetch is refused.
+Fairness goes by who a client proved to be, not by the id it names: the CURVE key of its
+handshake (client_auth.py), so one program with many ids takes one turn and one identity's
+share of the queue.
 SIGTERM stops admitting work, tells waiting clients, lets the running job finish (or cancels
 it) within `stop_timeout_s`, and takes the worker process down with the daemon.
 """
