@@ -165,6 +165,7 @@ def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, A
             ErrorCode.WRONG_MODEL_KIND,
             f"a {entry.kind} model cannot run {task}; pick a model made for it",
         )
+    _check_needs(entry)
     options = options or SpeedOptions()
     dtype = pipeline_dtype(options, device, entry.kind)
     key = f"{Path(entry.path).resolve()}|{entry.config or ''}|{dtype}"
@@ -374,6 +375,24 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+# Qwen-Image-Edit reads the picture through Qwen2.5-VL's processor, which transformers builds
+# with a video processor that exists only with a working torchvision
+_NEED_TORCHVISION = frozenset({ModelKind.QWEN_IMAGE_EDIT.value,
+                               ModelKind.QWEN_IMAGE_EDIT_PLUS.value})
+
+
+def _check_needs(entry: ModelEntry) -> None:
+    """MISSING_DEPENDENCY, saying what to install, before a load that cannot succeed here."""
+    from sfumato.core.models.torchvision_guard import guard_torchvision, torchvision_hint
+
+    if entry.kind in _NEED_TORCHVISION and guard_torchvision() is not None:
+        raise SfumatoError(
+            ErrorCode.MISSING_DEPENDENCY,
+            f"{entry.kind} models need a working torchvision (Qwen2.5-VL's image processor) "
+            f"and this daemon's is unusable: {torchvision_hint()}, then restart the daemon",
+        )
 
 
 def _import_diffusers() -> Any:
