@@ -72,6 +72,7 @@ def _cases(closed: str) -> list[dict[str, Any]]:
          "restore": {"sfumato_image_prompt_layer": ""}},
         *GENERATE_CASES,
         *REMOVE_CASES,
+        *SELECT_CASES,
         *EDIT_CASES,
         {"name": "cancel", "action": "sfumato_inpaint", "selection": INPAINT_SEL, "cancel": True,
          "widgets": {**TINY, "sfumato_steps": 150}},
@@ -81,6 +82,13 @@ def _cases(closed: str) -> list[dict[str, Any]]:
         {"name": "upscale_selection", "action": "sfumato_upscale", "selection": UPSCALE_SEL,
          "undo": True, "widgets": {"sfumato_scale": 4.0,
                                    "sfumato_upscale_selection_only": True}},
+        # SUPIR (issue 20) from the docker's upscaler list: a tiny SUPIR over a tiny SDXL
+        {"name": "upscale_supir", "action": "sfumato_upscale", "selection": UPSCALE_SEL,
+         "undo": True, "widgets": {"sfumato_upscaler": "supir-q", "sfumato_scale": 2.0,
+                                   "sfumato_upscale_selection_only": True,
+                                   "sfumato_refine_steps": 2, "sfumato_refine_seed": 3},
+         "restore": {"sfumato_upscaler": "", "sfumato_refine_steps": 20,
+                     "sfumato_refine_seed": -1}},
         # last: it scales the whole image
         {"name": "upscale_whole", "action": "sfumato_upscale", "selection": None,
          "widgets": {"sfumato_scale": 4.0, "sfumato_upscale_selection_only": False}},
@@ -107,6 +115,15 @@ REMOVE_CASES = [
     {"name": "remove", "action": "sfumato_remove", "selection": INPAINT_SEL, "undo": True,
      "widgets": {"sfumato_remover": "tiny-lama", **REMOVE_EDGES},
      "restore": {"sfumato_remover": ""}},
+]
+# Select object (issue 18): the docker's Select object box; the daemon's worker answers with
+# a known mask (tests/inject_mask), so the selection after can be checked exactly
+SELECT_CONTEXT = 4
+SELECT_CASES = [
+    {"name": "select", "action": "sfumato_select", "selection": INPAINT_SEL,
+     "widgets": {"sfumato_segmenter": "tiny-sam2", "sfumato_select_mode": "selection",
+                 "sfumato_select_context": SELECT_CONTEXT},
+     "restore": {"sfumato_segmenter": ""}},
 ]
 # Edit by instruction (issue 19): the Edit box; the prompt box is the instruction; a tiny
 # FLUX.1 Kontext (at 256 px: the docker's resolution field)
@@ -182,6 +199,7 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
         build_tiny_model,
     )
     from tests.support.tiny_segmenters import build_tiny_sam2
+    from tests.support.tiny_supir import build_tiny_supir
 
     tmp = tmp_path_factory.mktemp("krita-daemon")
     # the worker answers segment with a known mask (tests/inject_mask): the only double
@@ -192,6 +210,7 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
         build_tiny_image_encoder(tmp / "ip" / "image_encoder")
         models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
                   "tiny-gen": build_tiny_model("sdxl", tmp / "tiny-sdxl"),
+                  "supir-q": build_tiny_supir(tmp / "tiny-sdxl", tmp / "SUPIR-v0Q.safetensors"),
                   "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
                   "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors"),
                   "tiny-lama": build_tiny_lama(tmp / "tiny-lama.safetensors"),
@@ -458,6 +477,22 @@ def test_upscale_selection_matches_the_cli(krita: Run) -> None:
                                          if layer not in case["new"]]
 
 
+def test_upscale_with_a_supir_model_from_the_docker(krita: Run) -> None:
+    case = krita.case("upscale_supir")
+    assert case["message"] == "" and case["source_unchanged"] and case["selection_unchanged"]
+    assert case["canvas"] == [W, H]
+    new, pixels = _new_layer(krita, "upscale_supir")
+    _assert_above_source(case, new)
+    sx, sy, sw, sh = UPSCALE_SEL
+    assert new["bounds"] == [sx, sy, sw * 2, sh * 2]
+    assert new["name"].startswith("sfumato upscale x2 supir-q")
+    crop = Image.fromarray(source_pixels()[sy : sy + sh, sx : sx + sw], "RGBA")
+    bicubic = np.asarray(crop.resize((sw * 2, sh * 2), Image.BICUBIC)).astype(int)
+    assert np.abs(pixels[..., :3].astype(int) - bicubic[..., :3]).mean() > 2  # restored
+    assert case["layers_after_undo"] == [layer["name"] for layer in case["layers"]
+                                         if layer not in case["new"]]
+
+
 def test_upscale_whole_layer_scales_the_image_and_matches_the_cli(krita: Run) -> None:
     case = krita.case("upscale_whole")
     assert case["message"] == ""
@@ -702,6 +737,18 @@ def test_remove_object_adds_a_layer_over_the_selection_in_one_undo_step(krita: R
     assert case["layers_after_undo"] == [
         layer["name"] for layer in case["layers"] if layer not in case["new"]]
 
+
+
+def test_docker_select_replaces_the_selection_with_the_mask(krita: Run) -> None:
+    """Not checked: undo. Krita 5.1's Document.setSelection is not on the undo stack."""
+    case = krita.case("select")
+    assert case["new"] == [] and case["source_unchanged"], case["message"]
+    x, y, w, h = INPAINT_SEL
+    c = SELECT_CONTEXT
+    after = np.frombuffer((krita.folder / "select" / "selection_after.raw").read_bytes(),
+                          np.uint8).reshape(H, W)
+    assert np.array_equal(after, _known_at(x - c, y - c, w + 2 * c, h + 2 * c))
+    assert case["progress_text"] == "sfumato: done"
 
 # --- select by segmentation (issue 18), API level in kritarunner ------------------------------
 

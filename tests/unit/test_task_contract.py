@@ -21,6 +21,7 @@ from sfumato.bridge.schema import (
     INPAINT,
     REFINE,
     REMOVE,
+    SEGMENT,
     TASKS,
     UPSCALE,
     Param,
@@ -54,7 +55,8 @@ GIMP_PROCEDURE = {"inpaint": "plug-in-sfumato-inpaint", "refine": "plug-in-sfuma
                   "upscale": "plug-in-sfumato-upscale",
                   "preprocess": "plug-in-sfumato-preprocess",
                   "generate": "plug-in-sfumato-generate", "expand": "plug-in-sfumato-expand",
-                  "remove": "plug-in-sfumato-remove", "edit": "plug-in-sfumato-edit"}
+                  "remove": "plug-in-sfumato-remove", "edit": "plug-in-sfumato-edit",
+                  "segment": "plug-in-sfumato-select"}
 
 
 @pytest.mark.parametrize("task", sorted(CLI_LINES))
@@ -96,7 +98,8 @@ def test_gimp_arguments_start_at_the_contracts_values_within_its_ranges(task: st
 @pytest.mark.parametrize(("schema", "fields"), [(INPAINT, task_fields.GENERATE_FIELDS),
                                                 (REFINE, task_fields.GENERATE_FIELDS),
                                                 (UPSCALE, task_fields.UPSCALE_FIELDS),
-                                                (REMOVE, task_fields.REMOVE_FIELDS)])
+                                                (REMOVE, task_fields.REMOVE_FIELDS),
+                                                (SEGMENT, task_fields.SELECT_FIELDS)])
 def test_krita_fields_start_at_the_contracts_values_within_its_ranges(
         schema: TaskSchema, fields: tuple[task_fields.Field, ...]) -> None:
     by_name = {f.name: f for f in fields}
@@ -104,7 +107,7 @@ def test_krita_fields_start_at_the_contracts_values_within_its_ranges(
     assert set(by_name) == shown  # every setting has a widget, none more
     for name in shown:
         param, field = schema.param(name), by_name[name]
-        if schema in (INPAINT, UPSCALE, REMOVE):  # the docker opens at inpaint's values
+        if schema in (INPAINT, UPSCALE, REMOVE, SEGMENT):  # the docker opens at these
             assert field.initial == param.initial
         if param.kind in (int, float):
             assert field.low <= (param.low if param.absent is None else param.absent)

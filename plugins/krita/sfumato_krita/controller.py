@@ -27,7 +27,8 @@ SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
 TASKS = ("inpaint", "refine", "paint", "generate", "expand", "regenerate", "upscale",
-         "remove", "edit")
+         "remove", "edit", "select")
+SELECT_MODES = ("selection", "words", "subject")  # the docker's (points: GIMP's paths only)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Settings:
     edit_values: str = "{}"  # edit's own settings (image guidance) the artist set, JSON
     remover: str = ""  # remove's model: "" = the daemon's LaMa or MAT, else Telea
     remove_values: str = "{}"
+    segmenter: str = ""  # select's model: "" = a registered one (SAM 3 for words)
+    select_mode: str = "selection"  # a SELECT_MODES entry
+    select_values: str = "{}"  # words, soft edges, matting model, context (task_fields.py)
+    select_as_mask: bool = False  # add a selection mask instead of replacing the selection
     upscaler: str = ""
     upscale_values: str = "{}"
     upscale_selection_only: bool = False
@@ -87,6 +92,9 @@ class Settings:
 
     def remove_params(self) -> dict[str, Any]:
         return request_params(schema.REMOVE, stored(self.remove_values))
+
+    def select_params(self) -> dict[str, Any]:
+        return request_params(schema.SEGMENT, stored(self.select_values))
 
     def upscale_params(self) -> dict[str, Any]:
         return request_params(UPSCALE, stored(self.upscale_values))
@@ -231,7 +239,9 @@ class Controller(QObject):
         self._job = None
         self._signals = None
         self.last_outcome = outcome
-        if outcome.ok:
+        if outcome.ok and not outcome.layers:  # select: the selection changed, no layer
+            self.progress.emit(1.0, "sfumato: done")
+        elif outcome.ok:
             self.progress.emit(1.0, "sfumato: added " + ", ".join(outcome.layers))
         else:
             self.progress.emit(0.0, "sfumato: nothing changed")
@@ -300,6 +310,12 @@ def _work(task: str, settings: Settings,
         if task == "remove":
             return actions.remove_object(host, client, settings.remove_params(),
                                          settings.remover or None)
+        if task == "select":
+            from sfumato.bridge.select_object import select_object
+
+            return select_object(host, client, settings.select_params(),
+                                 settings.segmenter or None, settings.select_mode,
+                                 as_channel=settings.select_as_mask)
         action = actions.inpaint_selection if task == "inpaint" else actions.refine
         return action(host, client, settings.diffusion_params(task), model,
                       **settings.guides())

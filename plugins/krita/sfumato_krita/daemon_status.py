@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfumato.bridge.protocol import ErrorCode, StatusReport
-from sfumato.bridge.schema import DIFFUSION_KINDS, EDIT_KINDS, REMOVE_KINDS, UPSCALE
+from sfumato.bridge.schema import DIFFUSION_KINDS, EDIT_KINDS, REMOVE_KINDS, SEGMENT, UPSCALE
 
 CONNECTED, BUSY, ERROR = "connected", "busy", "error"
 CHECKING = "checking"  # no answer yet (the first question is on its way)
@@ -21,24 +21,27 @@ class DaemonState:
     diffusion_models: tuple[str, ...] = ()
     upscalers: tuple[str, ...] = ()
     removers: tuple[str, ...] = ()  # LaMa, MAT and inpaint models (remove)
+    segmenters: tuple[str, ...] = ()  # SAM, SAM 2.1, SAM 3 (select object)
 
 
 def from_report(report: StatusReport) -> DaemonState:
     diffusion = _ids(report.models, DIFFUSION_KINDS | EDIT_KINDS)  # edit models too
     upscalers = _ids(report.models, UPSCALE.model_kinds)  # GAN upscalers and SUPIR
     removers = _ids(report.models, REMOVE_KINDS)
+    segmenters = _ids(report.models, SEGMENT.model_kinds)
     device = f" on {report.device}" if report.device else ""
     if report.running:
         task = report.running.get("task") or "a job"
         waiting = f", {len(report.queued)} waiting" if report.queued else ""
         return DaemonState(BUSY, f"busy: running {task}{waiting}{device}", diffusion,
-                           upscalers, removers)
+                           upscalers, removers, segmenters)
     if not diffusion:
         return DaemonState(CONNECTED, f"connected{device}; no inpaint model yet: add one with "
-                           "`sfumato models add NAME PATH`", diffusion, upscalers, removers)
+                           "`sfumato models add NAME PATH`", diffusion, upscalers, removers,
+                           segmenters)
     count = len(diffusion)
     return DaemonState(CONNECTED, f"connected{device}, {count} model{'s' * (count != 1)}",
-                       diffusion, upscalers, removers)
+                       diffusion, upscalers, removers, segmenters)
 
 
 def from_error(code: str, message: str, endpoint: str) -> DaemonState:

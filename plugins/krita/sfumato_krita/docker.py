@@ -29,7 +29,7 @@ from PyQt5.QtWidgets import (
 )
 from sfumato.bridge.guides import CONTROL_KINDS
 
-from .controller import Settings, shared_controller
+from .controller import SELECT_MODES, Settings, shared_controller
 from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
 from .krita_host import layer_choices
 from .task_fields import (
@@ -37,6 +37,7 @@ from .task_fields import (
     EXPAND_FIELDS,
     GENERATE_FIELDS,
     REMOVE_FIELDS,
+    SELECT_FIELDS,
     UPSCALE_FIELDS,
     Field,
     stored,
@@ -163,6 +164,7 @@ class SfumatoDocker(DockWidget):
         layout.addWidget(self._build_expand(root))
         layout.addWidget(self._build_edit(root))
         layout.addWidget(self._build_remove(root))
+        layout.addWidget(self._build_select(root))
         layout.addWidget(self._build_upscale(root))
 
         endpoint_row = QFormLayout()
@@ -281,6 +283,35 @@ class SfumatoDocker(DockWidget):
         form.addRow(self.remove)
         return box
 
+    def _build_select(self, parent: QWidget) -> QWidget:
+        """Select object (issue 18): the object in the rough selection, named in words, or
+        the main subject, as the new selection (or a selection mask); no layer changes."""
+        box = _named(QGroupBox("Select object", parent), "sfumato_select_group")
+        form = QFormLayout(box)
+        self.select_mode = _named(QComboBox(box), "sfumato_select_mode")
+        for mode in SELECT_MODES:
+            self.select_mode.addItem(mode, mode)
+        self.select_mode.setToolTip("selection: the object in the rough selection; words: "
+                                    "what the words name (a SAM 3 segmenter); subject: the "
+                                    "main subject")
+        self.select_mode.currentIndexChanged.connect(
+            lambda _: self._set(select_mode=self.select_mode.currentData() or "selection"))
+        form.addRow("Select", self.select_mode)
+        self.segmenter = _named(QComboBox(box), "sfumato_segmenter")
+        self.segmenter.currentIndexChanged.connect(
+            lambda _: self._set(segmenter=self._combo_value(self.segmenter)))
+        form.addRow("Model", self.segmenter)
+        self.select_fields = self._add_fields(box, form, SELECT_FIELDS, "select_values")
+        self.select_as_mask = _named(QCheckBox("As a selection mask", box),
+                                     "sfumato_select_as_mask")
+        self.select_as_mask.toggled.connect(lambda on: self._set(select_as_mask=on))
+        form.addRow(self.select_as_mask)
+        self.select = _named(QPushButton("Select", box), "sfumato_select")
+        self.select.setToolTip("Replace the selection with the object's mask")
+        self.select.clicked.connect(lambda: self.controller.start("select"))
+        form.addRow(self.select)
+        return box
+
     def _build_upscale(self, parent: QWidget) -> QWidget:
         box = _named(QGroupBox("Upscale", parent), "sfumato_upscale_group")
         form = QFormLayout(box)
@@ -330,6 +361,7 @@ class SfumatoDocker(DockWidget):
                               (self.expand_fields, s.expand_values),
                               (self.edit_fields, s.edit_values),
                               (self.remove_fields, s.remove_values),
+                              (self.select_fields, s.select_values),
                               (self.upscale_fields, s.upscale_values)):
             values = stored(setting)
             for spec, widget in made.values():
@@ -339,6 +371,9 @@ class SfumatoDocker(DockWidget):
         self._fill(self.model, (), s.model)
         self._fill(self.upscaler, (), s.upscaler)
         self._fill(self.remover, (), s.remover)
+        self._fill(self.segmenter, (), s.segmenter)
+        self.select_mode.setCurrentIndex(max(0, self.select_mode.findData(s.select_mode)))
+        self.select_as_mask.setChecked(s.select_as_mask)
         self.control_kind.setCurrentIndex(max(0, self.control_kind.findData(s.control_kind)))
         self.control_scale.setValue(s.control_scale)
         self.image_prompt_weight.setValue(s.image_prompt_weight)
@@ -365,6 +400,7 @@ class SfumatoDocker(DockWidget):
                 self._fill(self.model, state.diffusion_models, s.model)
                 self._fill(self.upscaler, state.upscalers, s.upscaler)
                 self._fill(self.remover, state.removers, s.remover)
+                self._fill(self.segmenter, state.segmenters, s.segmenter)
         finally:
             self._building = False
 
@@ -375,6 +411,7 @@ class SfumatoDocker(DockWidget):
         self.expand.setEnabled(not busy)
         self.edit.setEnabled(not busy)
         self.remove.setEnabled(not busy)
+        self.select.setEnabled(not busy)
         self.upscale.setEnabled(not busy)
         self.cancel.setEnabled(busy)
         if busy:

@@ -1,7 +1,8 @@
 """The Extension: Krita actions sfumato_inpaint, sfumato_refine, sfumato_generate (a new
 picture from the prompt), sfumato_expand (grow the canvas, paint the border),
 sfumato_edit (change the layer or selection as the prompt box's instruction says),
-sfumato_remove (the selected object gone) and
+sfumato_remove (the selected object gone), sfumato_select (the selection becomes the object
+in it, the objects named in words, or the subject) and
 sfumato_upscale (Tools >
 Scripts; their default shortcuts come from sfumato_krita.action and can be changed in
 Settings > Configure Krita > Keyboard Shortcuts), and the docker's registration."""
@@ -23,6 +24,7 @@ ACTIONS = {
     "sfumato_edit": ("sfumato: Edit by instruction", "edit"),
     "sfumato_regenerate": ("sfumato: Regenerate selected result", "regenerate"),
     "sfumato_remove": ("sfumato: Remove object", "remove"),
+    "sfumato_select": ("sfumato: Select object", "select"),
     "sfumato_upscale": ("sfumato: Upscale", "upscale"),
 }
 REUSE_ACTION = ("sfumato_reuse_settings", "sfumato: Reuse settings of selected result")

@@ -97,6 +97,12 @@ class ThreadedHost:
     def grow_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
         self.calls.call(lambda: self.host.grow_canvas(left, top, right, bottom))
 
+    def replace_selection(self, mask: Raster, x: int, y: int) -> None:
+        self.calls.call(lambda: self.host.replace_selection(mask, x, y))
+
+    def add_channel(self, mask: Raster, x: int, y: int, name: str) -> None:
+        self.calls.call(lambda: self.host.add_channel(mask, x, y, name))
+
     def keep_recipe(self, text: str) -> None:
         self.calls.call(lambda: self.host.keep_recipe(text))
 

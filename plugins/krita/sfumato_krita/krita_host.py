@@ -143,7 +143,10 @@ class KritaHost:
 
     def replace_selection(self, mask: Raster, x: int, y: int) -> None:
         """The document's selection becomes `mask` (gray8, top-left at image (x, y);
-        nothing selected outside it); no layer is touched."""
+        nothing selected outside it); no layer is touched. Through `Document.setSelection`,
+        which Krita 5.1 keeps off the undo stack: Select > Reselect (or the previous
+        selection made again) is the way back. (Krita's own "Select Opaque" on a transient
+        layer was tried for an undo step: the action did not see the transient layer.)"""
         from krita import Selection
 
         self._check_open()

@@ -18,6 +18,7 @@ from sfumato.bridge.schema import (
     EXPAND_SIDES,
     INPAINT,
     REMOVE,
+    SEGMENT,
     UPSCALE,
     Param,
     TaskSchema,
@@ -77,6 +78,11 @@ EDIT_FIELDS = tuple(replace(f, widget_prefix="sfumato_edit_")  # sfumato_edit_im
 # prompt box being what to paint
 REMOVE_FIELDS = tuple(replace(f, widget_prefix="sfumato_remove_")  # sfumato_remove_grow ...
                       for f in fields(REMOVE, OWN_WIDGETS))
+
+
+# select object's own box (issue 18): words, soft edges, matting model, context
+SELECT_FIELDS = tuple(replace(f, widget_prefix="sfumato_select_")  # sfumato_select_text ...
+                      for f in fields(SEGMENT, OWN_WIDGETS))
 
 
 def stored(text: str) -> dict[str, Any]:

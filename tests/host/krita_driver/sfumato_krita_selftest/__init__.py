@@ -239,6 +239,7 @@ class Driver:
                 "exported": bool(exported),
             }
             self.report["cases"][name] = result
+            _write(folder, "selection_after.raw", _selection_bytes(self.doc))
             if case.get("undo") and new:
                 Krita.instance().action("edit_undo").trigger()
             return True
