@@ -344,9 +344,9 @@ TASKS[REMOVE.name] = REMOVE
 # --- edit by instruction (issue 19) ---------------------------------------------------------
 
 # instruction-following edit models: InstructPix2Pix (SD 1.5, SDXL), FLUX.1 Kontext,
-# Qwen-Image-Edit (and its Plus)
+# Qwen-Image-Edit (and its Plus), FLUX.2 Klein (the picture as its reference)
 EDIT_KINDS = frozenset({"instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext",
-                        "qwen-image-edit", "qwen-image-edit-plus"})
+                        "qwen-image-edit", "qwen-image-edit-plus", "flux2-klein"})
 EDIT = TaskSchema(
     "edit", "change a picture (or its selected part) as an instruction says: \"make it "
     "night\", \"remove the hat\"",

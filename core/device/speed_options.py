@@ -25,7 +25,7 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 CUDA_TILE_BATCH = 4
 MAX_TILE_BATCH = 64
 _FLUX_KINDS = frozenset({"flux", "flux-fill", "flux-kontext", "qwen-image-edit",
-                         "qwen-image-edit-plus"})  # bf16, never fp16
+                         "qwen-image-edit-plus", "flux2-klein"})  # bf16, never fp16
 
 
 @dataclass(frozen=True)

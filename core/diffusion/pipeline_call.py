@@ -46,6 +46,8 @@ def default_guidance(pipe: Any) -> float:
         return 30.0  # FLUX Fill is guidance-distilled at high values
     if name.startswith("FluxKontext"):
         return 2.5  # what Black Forest Labs run Kontext at
+    if name.startswith("Flux2Klein"):  # the distilled (4-step) Kleins take no guidance
+        return 1.0 if getattr(pipe.config, "is_distilled", False) else 4.0
     if name.startswith("QwenImageEdit"):
         return 4.0  # its true CFG scale (`edit_options`)
     if name == "StableDiffusionXLInstructPix2PixPipeline":
@@ -95,8 +97,10 @@ def _fit_prompt(pipe: Any, text: str, what: str) -> tuple[str, str | None]:
     # only pools the start, by design, so that limit is not reported)
     if not text:
         return text, None
-    if is_flux(pipe):
+    if is_flux(pipe) and getattr(pipe, "tokenizer_2", None) is not None:
         tokenizer, limit = pipe.tokenizer_2, 511  # max_sequence_length 512, one for </s>
+    elif is_flux(pipe):  # FLUX.2: one Qwen3 encoder, 512 tokens with its chat template
+        tokenizer, limit = pipe.tokenizer, 480
     else:
         tokenizer = pipe.tokenizer
         limit = int(tokenizer.model_max_length) - 2  # start and end tokens

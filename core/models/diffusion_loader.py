@@ -40,6 +40,7 @@ PIPELINE_KINDS: dict[str, str] = {
     "QwenImageEditPipeline": ModelKind.QWEN_IMAGE_EDIT.value,
     "QwenImageEditInpaintPipeline": ModelKind.QWEN_IMAGE_EDIT.value,
     "QwenImageEditPlusPipeline": ModelKind.QWEN_IMAGE_EDIT_PLUS.value,
+    "Flux2KleinPipeline": ModelKind.FLUX2_KLEIN.value,
 }
 
 # (kind, task) -> the diffusers pipeline class that runs it
@@ -69,6 +70,7 @@ TASK_PIPELINES: dict[tuple[str, str], str] = {
     ("flux-kontext", "edit"): "FluxKontextPipeline",
     ("qwen-image-edit", "edit"): "QwenImageEditPipeline",
     ("qwen-image-edit-plus", "edit"): "QwenImageEditPlusPipeline",
+    ("flux2-klein", "edit"): "Flux2KleinPipeline",  # the picture as its reference image
 }
 
 # a base family whose UNet takes 8 input channels (noise + the picture's latents)

@@ -41,6 +41,7 @@ class ModelKind(str, Enum):
     FLUX_KONTEXT = "flux-kontext"
     QWEN_IMAGE_EDIT = "qwen-image-edit"
     QWEN_IMAGE_EDIT_PLUS = "qwen-image-edit-plus"
+    FLUX2_KLEIN = "flux2-klein"
     # guides: they steer a diffusion model's run (core/guidance.py)
     CONTROLNET = "controlnet"
     T2I_ADAPTER = "t2i-adapter"

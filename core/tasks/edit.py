@@ -6,7 +6,8 @@ rasters[1], optional, the selection as gray8 of the same size (absent: the whole
 Params: bridge/schema.py EDIT: instruction (what to change; required in practice: an empty
 one is refused), negative_prompt, steps, guidance, image_guidance (InstructPix2Pix only),
 seed, variants, grow, feather, context, resolution.
-Models: InstructPix2Pix (SD 1.5, SDXL), FLUX.1 Kontext, Qwen-Image-Edit (and Plus).
+Models: InstructPix2Pix (SD 1.5, SDXL), FLUX.1 Kontext, Qwen-Image-Edit (and Plus), FLUX.2
+Klein (the picture as its reference image).
 Output: one RGBA layer per variant over the selection's box plus context (or the whole
 layer), pixel-aligned with the source: the crop goes to the model at the model's multiple and
 comes back resized to exactly the crop's grid (no shift, no zoom). Its alpha is the feathered

@@ -57,5 +57,5 @@ def test_edit_writes_the_picture_changed_only_inside_the_mask(daemon: DaemonProc
     wrong = sfumato(daemon, "edit", str(tmp_path / "in.png"), "--instruction", "x",
                     "--model", "tiny-sd15", "-o", str(tmp_path / "no.png"), *FAST)
     assert wrong.returncode == 1
-    assert "flux-kontext or instruct-pix2pix" in wrong.stderr
+    assert "flux-kontext or flux2-klein or instruct-pix2pix" in wrong.stderr
     assert not (tmp_path / "no.png").exists()

@@ -25,7 +25,7 @@ pytest_plugins = ["tests.support.tiny_fixtures"]
 pytestmark = pytest.mark.integration
 
 FAST = {"steps": 2, "resolution": 256, "instruction": "make it night"}
-EDIT_MODELS = ["instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext"]
+EDIT_MODELS = ["instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext", "flux2-klein"]
 HEIGHT, WIDTH = 61, 97  # odd on purpose: no side is a multiple of 8 or 16
 
 
@@ -134,7 +134,7 @@ def test_image_guidance_weighs_the_picture_in_instruct_pix2pix_and_is_reported_e
 
 
 @pytest.mark.parametrize(("task", "model", "wanted"), [
-    (edit, "sdxl", "flux-kontext or instruct-pix2pix or qwen-image-edit or "
+    (edit, "sdxl", "flux-kontext or flux2-klein or instruct-pix2pix or qwen-image-edit or "
      "qwen-image-edit-plus or sdxl-instruct-pix2pix model"),
     (generate, "flux-kontext", "flux or sd15 or sdxl model"),
 ])
@@ -210,6 +210,7 @@ def test_the_shift_measure_sees_a_quarter_pixel() -> None:
     ("flux-kontext", (97, 61), (33, 17, 70, 44)),  # FLUX's 16-pixel multiple
     ("flux-kontext", (131, 75), (0, 9, 57, 75)),  # touching the left and bottom edges
     ("instruct-pix2pix", (131, 75), None),  # the whole layer
+    ("flux2-klein", (97, 61), (33, 17, 70, 44)),  # the picture as a reference image
 ])
 def test_a_pass_through_model_gives_the_picture_back_unshifted(
         make_context: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, model: str,

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 KINDS = ("sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux",
-         "instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext")  # the last three: edit
+         "instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext",  # these four: edit
+         "flux2-klein")
 
 TINY_RESOLUTION = 256  # UNet sample_size 32 x VAE factor 8
 _CLIP_WIDTH = 32
@@ -37,6 +38,7 @@ def build_tiny_model(kind: str, dest: Path) -> Path:
         "instruct-pix2pix": lambda: _sd15(in_channels=8, inpaint=False, edit=True),
         "sdxl-instruct-pix2pix": lambda: _sdxl(in_channels=8, inpaint=False, edit=True),
         "flux-kontext": lambda: _flux(fill=False, kontext=True),
+        "flux2-klein": _flux2_klein,
     }
     if kind not in builders:
         raise ValueError(f"no tiny model for kind {kind!r}; known: {', '.join(KINDS)}")
@@ -258,6 +260,45 @@ def _flux(fill: bool, kontext: bool = False) -> Any:
         return FluxKontextPipeline(**components)
     cls = FluxFillPipeline if fill else FluxPipeline
     return cls(**components)
+
+
+def _flux2_klein() -> Any:
+    """FLUX.2 Klein: a Qwen3 text encoder (28 layers, as the pipeline reads layers 9, 18 and
+    27; a byte-level tokenizer with a chat template), FLUX.2's VAE (8x, 2x2 patches) and
+    transformer; distilled, as Klein 4B is."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from tokenizers import pre_tokenizers
+    from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    vocab = {"<|endoftext|>": 0}
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab.setdefault(char, len(vocab))
+    tokenizer = Qwen2TokenizerFast(vocab=vocab, merges=[],
+                                   additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=28,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=8,
+        max_position_embeddings=1024))
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+        attention_head_dim=16, num_attention_heads=2, joint_attention_dim=3 * 16,
+        timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False)
+    vae = AutoencoderKLFlux2(
+        sample_size=TINY_RESOLUTION, in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8), layers_per_block=1, latent_channels=4,
+        norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False)
+    return Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(),
+                              text_encoder=text_encoder, tokenizer=tokenizer,
+                              transformer=transformer, vae=vae, is_distilled=True)
 
 
 # --- control and image-prompt models (issue 9) ------------------------------------------------
