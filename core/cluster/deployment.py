@@ -42,6 +42,9 @@ class SfumatoReplica:
         self.worker = Worker(config)
         self.name = serve.get_replica_context().replica_id.unique_id
         self.last_job: dict[str, Any] = {}  # how the last job ended, for `health`
+        self.idle_release_s = config.idle_release_s
+        self.jobs_started = 0
+        self.working = threading.Lock()  # a job or a memory release, one at a time
 
     @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
     async def model_slot(self, model_key: str) -> str:
@@ -51,6 +54,7 @@ class SfumatoReplica:
 
     async def run(self, frames: list[bytes], pixels: list[Any]) -> AsyncIterator[Any]:
         await self.model_slot(serve.get_multiplexed_model_id())
+        self.jobs_started += 1
         yield (REPLICA_EVENT, self.name, self.last_job)  # how its previous job ended
         job = unpack_message(frames)
         if not isinstance(job, Submit):
@@ -69,7 +73,8 @@ class SfumatoReplica:
 
         def work() -> None:
             try:
-                self.worker.run(job, rasters, emit, cancel)
+                with self.working:
+                    self.worker.run(job, rasters, emit, cancel)
             finally:
                 loop.call_soon_threadsafe(events.put_nowait, None)
 
@@ -86,7 +91,18 @@ class SfumatoReplica:
                 ended = "cancelled"
                 await asyncio.shield(running)  # the worker stops within one step
             self.last_job = {"job_id": job.id, "ended": ended, "step": stopped_at[0]}
-            await asyncio.to_thread(self.worker.release_memory)
+            # As the local worker does: memory goes back once no job followed for
+            # idle_release_s, so a run of jobs keeps its warm buffers, and the request ends
+            # with its last event (a replica still collecting would look busy to the router).
+            loop.call_later(self.idle_release_s, self._release_if_idle, self.jobs_started)
+
+    def _release_if_idle(self, jobs_then: int) -> None:
+        if self.jobs_started == jobs_then:
+            asyncio.get_running_loop().run_in_executor(None, self._release)
+
+    def _release(self) -> None:
+        with self.working:
+            self.worker.release_memory()
 
     async def health(self) -> dict[str, Any]:
         return {**self.worker.health(), "replica": self.name, "last_job": self.last_job}

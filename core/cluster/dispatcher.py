@@ -134,6 +134,12 @@ class RayDispatcher:
 
     def _follow(self, job_id: str, model_key: str, frames: list[bytes], pixels: list) -> None:
         """One job's stream, on its own thread: events to the loop, one retry on a death."""
+        try:
+            self._attempts(job_id, model_key, frames, pixels)
+        finally:
+            self._cancelled.discard(job_id)  # its terminal event is out: nothing to stop
+
+    def _attempts(self, job_id: str, model_key: str, frames: list[bytes], pixels: list) -> None:
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
         why = ""
