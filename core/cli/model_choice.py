@@ -24,6 +24,14 @@ NO_WEIGHTS_TEXT = (
     "huggingface.co), then `sfumato models add`."
 )
 
+EDIT_WEIGHTS_TEXT = (
+    "`sfumato edit` needs an edit model ({kinds}) and none is registered. What works: "
+    "InstructPix2Pix (timbrooks/instruct-pix2pix, or its .safetensors checkpoint with "
+    "--config), FLUX.1 Kontext, Qwen-Image-Edit or FLUX.2 Klein as diffusers folders. Weights "
+    "you already have: `sfumato models scan FOLDER` (ComfyUI, A1111, the Hugging Face cache); "
+    "one folder or file: `sfumato models add NAME PATH`."
+)
+
 
 def choose_model(client: Client, task: str, model: str | None) -> str | None:
     """`model`, or the only registered model that fits `task`; refuses with guidance when
@@ -40,5 +48,6 @@ def choose_model(client: Client, task: str, model: str | None) -> str | None:
         listed = ", ".join(f"{m['id']} ({m['kind']})" for m in fitting)
         raise SfumatoError(ErrorCode.BAD_PARAMS,
                            f"choose a model with --model: registered ones that fit: {listed}")
+    text = EDIT_WEIGHTS_TEXT if task == "edit" else NO_WEIGHTS_TEXT
     raise SfumatoError(ErrorCode.UNKNOWN_MODEL,
-                       NO_WEIGHTS_TEXT.format(task=task, kinds=", ".join(sorted(kinds))))
+                       text.format(task=task, kinds=", ".join(sorted(kinds))))

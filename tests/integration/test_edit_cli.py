@@ -29,10 +29,14 @@ def sfumato(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess:
 
 def test_edit_writes_the_picture_changed_only_inside_the_mask(daemon: DaemonProcess,
                                                               tmp_path: Path) -> None:
-    daemon.add_model("tiny-ip2p", build_tiny_model("instruct-pix2pix", tmp_path / "ip2p"))
-    daemon.add_model("tiny-sd15", build_tiny_model("sd15", tmp_path / "sd15"))
     source = np.random.default_rng(0).integers(0, 256, (57, 83, 3), dtype=np.uint8)
     Image.fromarray(source).save(tmp_path / "in.png")
+    none = sfumato(daemon, "edit", str(tmp_path / "in.png"), "--instruction", "x", "-o",
+                   str(tmp_path / "none.png"))  # no edit model registered yet: what works
+    assert none.returncode == 1 and "InstructPix2Pix" in none.stderr
+    assert "FLUX.1 Kontext" in none.stderr and "models scan" in none.stderr
+    daemon.add_model("tiny-ip2p", build_tiny_model("instruct-pix2pix", tmp_path / "ip2p"))
+    daemon.add_model("tiny-sd15", build_tiny_model("sd15", tmp_path / "sd15"))
     mask = np.zeros((57, 83), np.uint8)
     mask[11:40, 21:60] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
