@@ -28,7 +28,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                                "= change, black = keep, grey = partly. Pixels outside the "
                                "feathered mask stay exactly as they were.")
         cmd.add_argument("image", type=Path)
-        cmd.add_argument("--mask", type=Path, required=(name == "inpaint"))
+        cmd.add_argument("--mask", type=Path)
+        cmd.add_argument("--mask-from", metavar="WORDS",
+                         help="the mask from words instead of --mask: what they name (\"the "
+                         "cup\"), selected by a SAM 3 segmenter (see `sfumato segment`)")
         cmd.add_argument("--model", help="model id from `sfumato models list`")
         cmd.add_argument("--control", action="append", default=[], metavar="KIND:IMAGE[:SCALE]",
                          help="follow a control image (repeatable): KIND is canny, lineart, "
@@ -64,10 +67,18 @@ def run(args: argparse.Namespace) -> int:
     if args.mask is not None:
         rasters.append(read_mask(args.mask, settings.max_pixels))
     params = task_values(args, TASKS[args.task])
+    words = (getattr(args, "mask_from", None) or "").strip()
+    _check_mask_choice(args.task, args.mask, words)
+    if words:
+        rasters.append(image)  # holds the mask's place (guides come after it) until made
     params.update(guide_params(args.control, args.image_prompt, args.ip_adapter, rasters))
     refuse_existing_variants(args.output, args.layer_out, int(params.get("variants") or 1),
                              args.overwrite)
     with connect_or_start(settings, args.task) as client:
+        if words:
+            from sfumato.core.cli.segment_cmd import words_mask
+
+            rasters[1] = words_mask(client, image, words)
         model = choose_model(client, args.task, args.model)
         version = client.hello().daemon_version
         outcome = run_job(client, args.task, params, rasters, model, args.task)
@@ -79,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"offset": list(offset), "seed": info.seed, "seeds": list(info.seeds),
                       "warnings": list(info.warnings)}))
     return 0
+
+
+def _check_mask_choice(task: str, mask: Path | None, words: str) -> None:
+    if mask is not None and words:
+        raise SfumatoError(ErrorCode.BAD_PARAMS, "give --mask or --mask-from, not both")
+    if task == "inpaint" and mask is None and not words:
+        raise SfumatoError(ErrorCode.BAD_PARAMS, "inpaint needs a mask: --mask FILE (white = "
+                           "change), or --mask-from WORDS to select what the words name")
 
 
 def check_mask(mask: ImageInfo, image: ImageInfo) -> None:

@@ -92,6 +92,26 @@ def segment_image(args: argparse.Namespace) -> tuple[Raster, Any, ResultInfo]:
     return image, mask, info
 
 
+def words_mask(client: Any, image: Raster, words: str) -> Raster:
+    """The gray8 mask, `image`'s size, of what `words` name (segment with a SAM 3), for
+    another task's --mask-from; refused when nothing matches."""
+    import numpy as np
+    from sfumato.bridge.raster import Layout
+    from sfumato.core.cli.job_runner import run_job
+    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+
+    outcome = run_job(client, SEGMENT.name, {"text": words}, [image], None, "mask-from")
+    info = ResultInfo.from_wire(outcome.result.info)
+    part = raster_to_array(outcome.rasters[0])[..., 0]
+    mask = np.zeros((image.height, image.width), np.uint8)
+    x, y = info.offset
+    mask[y:y + part.shape[0], x:x + part.shape[1]] = part
+    if not mask.any():
+        raise SfumatoError(ErrorCode.EMPTY_SELECTION, f"nothing that {words!r} names was "
+                           "found; try other words, or give --mask")
+    return array_to_raster(mask, Layout.GRAY8)
+
+
 def run(args: argparse.Namespace) -> int:
     from sfumato.bridge.raster import Layout
     from sfumato.core.cli.output_paths import refuse_existing

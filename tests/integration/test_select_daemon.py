@@ -6,12 +6,15 @@ model saw, in one undo step; no layer is added; refusals leave the selection alo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Raster
 from sfumato.bridge.select_object import select_object
@@ -19,7 +22,8 @@ from sfumato.bridge.selection import Rect
 
 from tests.support.daemon_process import DaemonProcess, start_daemon
 from tests.support.fake_host import FakeHost
-from tests.support.tiny_segmenters import build_tiny_sam2, known_mask
+from tests.support.tiny_models import build_tiny_model
+from tests.support.tiny_segmenters import build_tiny_sam2, build_tiny_sam3, known_mask
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +37,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     from sfumato.core.models.registry import Registry
 
     tmp = tmp_path_factory.mktemp("select-daemon")
-    register_model(Registry(tmp / "home"), "tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2"))
+    registry = Registry(tmp / "home")
+    register_model(registry, "tiny-sam2", build_tiny_sam2(tmp / "tiny-sam2"))
+    register_model(registry, "tiny-sam3", build_tiny_sam3(tmp / "tiny-sam3"))
+    register_model(registry, "tiny-sd", build_tiny_model("sd15-inpaint", tmp / "tiny-sd"))
     env = {"PYTHONPATH": os.pathsep.join([str(INJECT), os.environ.get("PYTHONPATH", "")])}
     process = start_daemon(tmp / "home", extra_env=env)
     yield process
@@ -45,9 +52,9 @@ def _array(raster: Raster) -> np.ndarray:
 
 
 def _select(daemon: DaemonProcess, host: FakeHost, mode: str, **extra: Any) -> Any:
-    params = extra.pop("params", {})
+    params, model = extra.pop("params", {}), extra.pop("model", "tiny-sam2")
     with daemon.client(timeout_s=120.0) as client:
-        return select_object(host, client, params, None, mode, **extra)
+        return select_object(host, client, params, model, mode, **extra)
 
 
 def test_subject_replaces_the_selection_with_the_mask_exactly(daemon: DaemonProcess) -> None:
@@ -103,3 +110,39 @@ def test_refusals_leave_the_selection_alone(daemon: DaemonProcess, mode: str,
     assert "undo_start" not in [entry[0] for entry in host.log]
     if mode == "words" and "params" in extra:
         assert outcome.code is ErrorCode.WRONG_MODEL_KIND
+
+
+def _sfumato(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sfumato.core", *args], env=daemon.env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_inpaint_mask_from_words_repaints_only_what_they_select(daemon: DaemonProcess,
+                                                                 tmp_path: Path) -> None:
+    y, x = np.mgrid[0:48, 0:64]
+    picture = np.stack([x * 3, y * 5, (x + y) * 2], axis=-1).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "in.png")
+    done = _sfumato(daemon, "inpaint", str(tmp_path / "in.png"), "--mask-from", "the cup",
+                    "--model", "tiny-sd", "--prompt", "a red cup", "--steps", "2", "--seed",
+                    "1", "--grow", "0", "--feather", "0", "--context", "8",
+                    "-o", str(tmp_path / "out.png"))
+    assert done.returncode == 0, done.stderr
+    out = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+    selected = known_mask(48, 64)  # what the SAM 3 (the double) answered for the words
+    assert np.array_equal(out[~selected], picture[~selected])  # outside: bit-identical
+    assert (out[selected] != picture[selected]).any()  # inside: repainted
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--mask-from", "the cup", "--mask", "m.png"], "not both"),
+    ([], "--mask-from WORDS"),
+])
+def test_inpaint_mask_choices_are_refused_before_any_job(daemon: DaemonProcess, tmp_path: Path,
+                                                         flags: list[str], says: str) -> None:
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "m.png")
+    flags = [str(tmp_path / f) if f == "m.png" else f for f in flags]
+    done = _sfumato(daemon, "inpaint", str(tmp_path / "in.png"), *flags, "--model", "tiny-sd",
+                    "-o", str(tmp_path / "out.png"))
+    assert done.returncode != 0 and says in done.stderr
+    assert not (tmp_path / "out.png").exists()
