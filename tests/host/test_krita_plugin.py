@@ -89,13 +89,6 @@ def _cases(closed: str) -> list[dict[str, Any]]:
                                    "sfumato_refine_steps": 2, "sfumato_refine_seed": 3},
          "restore": {"sfumato_upscaler": "", "sfumato_refine_steps": 20,
                      "sfumato_refine_seed": -1}},
-        # SUPIR (issue 20) from the docker's upscaler list: a tiny SUPIR over a tiny SDXL
-        {"name": "upscale_supir", "action": "sfumato_upscale", "selection": UPSCALE_SEL,
-         "undo": True, "widgets": {"sfumato_upscaler": "supir-q", "sfumato_scale": 2.0,
-                                   "sfumato_upscale_selection_only": True,
-                                   "sfumato_refine_steps": 2, "sfumato_refine_seed": 3},
-         "restore": {"sfumato_upscaler": "", "sfumato_refine_steps": 20,
-                     "sfumato_refine_seed": -1}},
         # last: it scales the whole image
         {"name": "upscale_whole", "action": "sfumato_upscale", "selection": None,
          "widgets": {"sfumato_scale": 4.0, "sfumato_upscale_selection_only": False}},
@@ -207,7 +200,6 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
     )
     from tests.support.tiny_segmenters import build_tiny_sam2
     from tests.support.tiny_supir import build_tiny_supir
-    from tests.support.tiny_supir import build_tiny_supir
 
     tmp = tmp_path_factory.mktemp("krita-daemon")
     # the worker answers segment with a known mask (tests/inject_mask): the only double
@@ -218,7 +210,6 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
         build_tiny_image_encoder(tmp / "ip" / "image_encoder")
         models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
                   "tiny-gen": build_tiny_model("sdxl", tmp / "tiny-sdxl"),
-                  "supir-q": build_tiny_supir(tmp / "tiny-sdxl", tmp / "SUPIR-v0Q.safetensors"),
                   "supir-q": build_tiny_supir(tmp / "tiny-sdxl", tmp / "SUPIR-v0Q.safetensors"),
                   "canny-sdxl": build_tiny_controlnet("sdxl", tmp / "canny-sdxl"),
                   "ip-sdxl": build_tiny_ip_adapter("sdxl", tmp / "ip" / "ip_sdxl.safetensors"),
@@ -482,22 +473,6 @@ def test_upscale_selection_matches_the_cli(krita: Run) -> None:
     assert new["name"].startswith("sfumato upscale x4")
     expected = _reference_upscale(krita)[sy * 4 : sy * 4 + sh * 4, sx * 4 : sx * 4 + sw * 4]
     assert np.abs(pixels.astype(int) - expected).max() <= 1
-    assert case["layers_after_undo"] == [layer["name"] for layer in case["layers"]
-                                         if layer not in case["new"]]
-
-
-def test_upscale_with_a_supir_model_from_the_docker(krita: Run) -> None:
-    case = krita.case("upscale_supir")
-    assert case["message"] == "" and case["source_unchanged"] and case["selection_unchanged"]
-    assert case["canvas"] == [W, H]
-    new, pixels = _new_layer(krita, "upscale_supir")
-    _assert_above_source(case, new)
-    sx, sy, sw, sh = UPSCALE_SEL
-    assert new["bounds"] == [sx, sy, sw * 2, sh * 2]
-    assert new["name"].startswith("sfumato upscale x2 supir-q")
-    crop = Image.fromarray(source_pixels()[sy : sy + sh, sx : sx + sw], "RGBA")
-    bicubic = np.asarray(crop.resize((sw * 2, sh * 2), Image.BICUBIC)).astype(int)
-    assert np.abs(pixels[..., :3].astype(int) - bicubic[..., :3]).mean() > 2  # restored
     assert case["layers_after_undo"] == [layer["name"] for layer in case["layers"]
                                          if layer not in case["new"]]
 
