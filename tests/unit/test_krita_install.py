@@ -34,7 +34,7 @@ def test_install_lays_out_plugin_desktop_action_and_vendored_bridge(tmp_path: Pa
     assert set(names) == {"sfumato_inpaint", "sfumato_refine", "sfumato_generate",
                           "sfumato_expand", "sfumato_regenerate", "sfumato_reuse_settings",
                           "sfumato_upscale",
-                          "sfumato_remove", "sfumato_edit"}
+                          "sfumato_remove", "sfumato_edit", "sfumato_select"}
     assert all(names.values())
     assert "Python Plugin Manager" in report  # not enabled: says how to
     assert "pyzmq" in report
