@@ -280,8 +280,9 @@ def test_model_is_asked_for_by_kind_with_the_default(tiny: Any) -> None:
         params={}, rasters=[_raster(_image(8, 8), Layout.RGBA8)], model_id=None, models=models
     )
     upscale.run(ctx)
-    assert models.asked == [(None, frozenset({"upscaler"}), "realesrgan-x4plus")]
-    assert upscale.NAME == "upscale" and upscale.MODEL_KINDS == frozenset({"upscaler"})
+    # a GAN upscaler or a SUPIR model may be named; with none, the default GAN upscaler
+    assert models.asked == [(None, frozenset({"upscaler", "supir"}), "realesrgan-x4plus")]
+    assert upscale.NAME == "upscale" and upscale.MODEL_KINDS == frozenset({"upscaler", "supir"})
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
