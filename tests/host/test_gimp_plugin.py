@@ -315,7 +315,15 @@ def _assert_outside_alpha_untouched(gimp: Run, name: str) -> None:
     before = gimp.raw(name, "composite_before", canvas, precision)
     after = gimp.raw(name, "composite_after", canvas, precision)
     assert touched.any()
-    assert np.array_equal(before[~touched], after[~touched])
+    if BY_NAME[name].get("mode") == "gray":
+        # GIMP renders a gray image's stack in another order once a layer is added, and now
+        # and then rounds one semi-transparent pixel of the source over the background a
+        # level the other way, far from the new layer (seen at one fixed pixel in 3 of 6
+        # runs, the layers' own pixels bit-identical): one level, nothing more
+        change = np.abs(before[~touched].astype(int) - after[~touched].astype(int))
+        assert change.max() <= 1 and np.count_nonzero(change) <= 4, change.max()
+    else:
+        assert np.array_equal(before[~touched], after[~touched])
 
 
 def _reference_upscale(gimp: Run) -> np.ndarray:
