@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -52,7 +51,6 @@ from sfumato.bridge.protocol import (
 )
 from sfumato.bridge.raster import Raster
 from sfumato.bridge.shared_pixels import daemon_pixels
-from sfumato.core import __version__
 from sfumato.core.config import Settings
 from sfumato.core.daemon.admission import check_submit
 from sfumato.core.daemon.client_auth import ClientAuth, proven_identity
@@ -61,12 +59,12 @@ from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
 from sfumato.core.daemon.limits import max_frame_bytes, raise_open_files_limit
 from sfumato.core.daemon.reply_backlog import ReplyBacklog
+from sfumato.core.daemon.reports import status_report, welcome
 from sfumato.core.daemon.result_receipts import ResultReceipts
 from sfumato.core.daemon.result_store import ResultStore
 from sfumato.core.daemon.watchdog import hang_reason
 from sfumato.core.errors import SfumatoError
 from sfumato.core.models.registry import Registry
-from sfumato.core.tasks import CATALOGUE
 from sfumato.core.worker.dispatch import Dispatcher
 from sfumato.core.worker.supervisor import HEARTBEAT_ID, WorkerGone, WorkerSupervisor
 
@@ -323,33 +321,12 @@ class Daemon:
             )
 
     def _welcome(self, request_id: str, identity: bytes) -> Welcome:
-        return Welcome(
-            id=request_id,
-            daemon_version=__version__,
-            tasks=sorted(CATALOGUE),
-            models=[e.describe() for e in self._registry.entries()],
-            device=self._worker.device,
-            limits={"max_pixels": self.settings.max_pixels, "max_queue": self.settings.max_queue,
-                    "max_queue_per_client": self.settings.max_queue_per_client,
-                    "max_frame_bytes": max_frame_bytes(self.settings)},
-            missed=self._results.missed_by(identity),
-        )
+        return welcome(request_id, self.settings, self._registry, self._worker,
+                       self._results.missed_by(identity))
 
     def _status(self, request_id: str, identity: bytes) -> StatusReport:
-        def describe(job: Job) -> dict:
-            return {**job.describe(), "mine": same_owner(job.client, identity)}
-
-        return StatusReport(
-            id=request_id,
-            daemon_version=__version__,
-            device=self._worker.device,
-            running=describe(next(iter(self._running.values()))) if self._running else None,
-            queued=[describe(job) for job in self._queue.order()],
-            models=[e.describe() for e in self._registry.entries()],
-            worker={**self._worker.health, "ready": self._worker.ready,
-                    "restarts": self._worker.restarts, "daemon_pid": os.getpid(),
-                    "running": [describe(job) for job in self._running.values()]},
-        )
+        return status_report(request_id, identity, self._registry, self._worker,
+                             list(self._running.values()), self._queue.order())
 
     def _submit(self, identity: bytes, message: Submit, rasters: list[Raster]) -> None:
         if self._stop_at is not None:
