@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from sfumato.bridge.client import Client
+from sfumato.bridge.transport import local_keys
 
 from tests.support.daemon_process import free_endpoint
 from tests.weights.ncnn_reference import ncnn_reference, psnr
@@ -36,8 +37,8 @@ def test_cli_upscale_with_real_weights_matches_ncnn(tmp_path: Path) -> None:
         listed = subprocess.run([sys.executable, "-m", "sfumato.core", "models", "list"],
                                 env=env, capture_output=True, text=True, check=True)
         assert "realesrgan-x4plus" in listed.stdout  # imported on first use, no manual step
-    finally:
-        with Client(endpoint, timeout_s=2) as client:
+    finally:  # the daemon the CLI started, reached with the keys it made in its home
+        with Client(endpoint, timeout_s=2, curve=local_keys(tmp_path / "home")) as client:
             os.kill(client.status().worker["daemon_pid"], signal.SIGTERM)
     ours = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
     assert ours.shape == (64 * 4, 80 * 4, 3)
