@@ -16,7 +16,11 @@ from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
 from sfumato.core.cli.task_flags import add_task_flags, task_values
-from sfumato.core.cli.variant_outputs import refuse_existing_variants, write_variants
+from sfumato.core.cli.variant_outputs import (
+    add_result_layer_flags,
+    refuse_existing_variants,
+    write_variants,
+)
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.image_files import ImageInfo, probe, read_mask, read_rgba
@@ -47,10 +51,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         cmd.add_argument("-o", "--output", type=Path, required=True,
                          help="the full composited image (it keeps the recipe, see "
                          "`sfumato inspect`); -2, -3... for more variants")
-        cmd.add_argument("--layer-out", type=Path,
-                         help="also write just the RGBA result layer (its offset is printed)")
-        cmd.add_argument("--overwrite", action="store_true",
-                         help="replace output files that exist (default: refuse)")
+        add_result_layer_flags(cmd)
         add_task_flags(cmd, TASKS[name])
         cmd.set_defaults(run=run, task=name)
 

@@ -14,7 +14,11 @@ from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
 from sfumato.core.cli.task_flags import add_task_flags, task_values
-from sfumato.core.cli.variant_outputs import refuse_existing_variants, write_variants
+from sfumato.core.cli.variant_outputs import (
+    add_result_layer_flags,
+    refuse_existing_variants,
+    write_variants,
+)
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.image_files import probe, read_mask, read_rgba
@@ -32,10 +36,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      "(InstructPix2Pix, FLUX.1 Kontext, Qwen-Image-Edit)")
     cmd.add_argument("-o", "--output", type=Path, required=True,
                      help="the edited picture; -2, -3... for more variants")
-    cmd.add_argument("--layer-out", type=Path,
-                     help="also write just the RGBA result layer (its offset is printed)")
-    cmd.add_argument("--overwrite", action="store_true",
-                     help="replace output files that exist (default: refuse)")
+    add_result_layer_flags(cmd)
     add_task_flags(cmd, EDIT)
     cmd.set_defaults(run=run)
 

@@ -14,7 +14,11 @@ from sfumato.core.cli.job_runner import run_job
 from sfumato.core.cli.launcher import connect_or_start
 from sfumato.core.cli.model_choice import choose_model
 from sfumato.core.cli.task_flags import add_task_flags, task_values
-from sfumato.core.cli.variant_outputs import refuse_existing_variants, write_variants
+from sfumato.core.cli.variant_outputs import (
+    add_result_layer_flags,
+    refuse_existing_variants,
+    write_variants,
+)
 from sfumato.core.config import load_settings
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.image_files import probe, read_rgba
@@ -33,11 +37,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      "sides that need it; the per-side amounts are then worked out")
     cmd.add_argument("-o", "--output", type=Path, required=True,
                      help="the expanded picture; -2, -3... for more variants")
-    cmd.add_argument("--layer-out", type=Path,
-                     help="also write just the RGBA fill layer (its offset on the expanded "
-                     "canvas is printed)")
-    cmd.add_argument("--overwrite", action="store_true",
-                     help="replace output files that exist (default: refuse)")
+    add_result_layer_flags(cmd, "also write just the RGBA fill layer (its offset on the "
+                           "expanded canvas is printed)")
     add_task_flags(cmd, EXPAND)
     cmd.set_defaults(run=run)
 

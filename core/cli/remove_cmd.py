@@ -8,6 +8,7 @@ from pathlib import Path
 from sfumato.bridge.schema import REMOVE
 from sfumato.core.cli import diffusion_cmd
 from sfumato.core.cli.task_flags import add_task_flags
+from sfumato.core.cli.variant_outputs import add_result_layer_flags
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -22,10 +23,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     cmd.add_argument("--model", help="LaMa, MAT or inpaint model id from `sfumato models list`")
     cmd.add_argument("-o", "--output", type=Path, required=True,
                      help="the full composited image")
-    cmd.add_argument("--layer-out", type=Path,
-                     help="also write just the RGBA result layer (its offset is printed)")
-    cmd.add_argument("--overwrite", action="store_true",
-                     help="replace output files that exist (default: refuse)")
+    add_result_layer_flags(cmd)
     add_task_flags(cmd, REMOVE)
     # the inpaint verb's run does the rest: read, send, composite, write (no guides here)
     cmd.set_defaults(run=diffusion_cmd.run, task=REMOVE.name, control=[], image_prompt=[],

@@ -4,6 +4,7 @@ the first), optionally the bare result layer, each with its recipe. Shared by `g
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,16 @@ from sfumato.bridge.recipe import Recipe
 from sfumato.core.cli.inspect_cmd import keep_recipe
 from sfumato.core.cli.output_paths import refuse_existing
 from sfumato.core.pixels.image_files import ImageInfo, write_image
+
+LAYER_OUT_HELP = "also write just the RGBA result layer (its offset is printed)"
+
+
+def add_result_layer_flags(cmd: argparse.ArgumentParser,
+                           layer_help: str = LAYER_OUT_HELP) -> None:
+    """--layer-out and --overwrite, as every verb that writes a result layer takes them."""
+    cmd.add_argument("--layer-out", type=Path, help=layer_help)
+    cmd.add_argument("--overwrite", action="store_true",
+                     help="replace output files that exist (default: refuse)")
 
 
 def variant_path(base: Path, index: int) -> Path:
