@@ -30,7 +30,7 @@ def build_full_size(kind: str, dest: Path, device: str) -> Path:
 
     started = time.perf_counter()
     torch.manual_seed(0)
-    builders = {"sdxl-inpaint": (_sdxl_modules, _sdxl_inpaint),
+    builders = {"sdxl-inpaint": (sdxl_modules, _sdxl_inpaint),
                 "flux-fill": (_flux_modules, _flux_fill)}
     modules, assemble = builders[kind]
     # initialised in bf16 where they are made: FLUX Fill's 17B parameters in fp32 would not
@@ -85,11 +85,13 @@ def _vae(latent_channels: int, flux: bool) -> Any:
     )
 
 
-def _sdxl_modules() -> dict[str, Any]:
+def sdxl_modules(in_channels: int = 9) -> dict[str, Any]:
+    """SDXL's published modules with random weights: 9 UNet input channels for inpaint, 4 for
+    the base model (what SUPIR restores with)."""
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel(
-        sample_size=128, in_channels=9, out_channels=4,
+        sample_size=128, in_channels=in_channels, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=(320, 640, 1280), layers_per_block=2,

@@ -84,8 +84,7 @@ def _base(dry: bool, device: str, dtype: Any) -> Any:
 
         folder = build_tiny_model("sdxl", Path(tempfile.mkdtemp()) / "sdxl")
         return StableDiffusionXLImg2ImgPipeline.from_pretrained(folder).to(device)
-    from diffusers import UNet2DConditionModel
-    from full_size_models import _clip_big_g, _clip_l, _vae
+    from full_size_models import sdxl_modules
 
     from tests.support.tiny_models import clip_tokenizer
 
@@ -94,17 +93,7 @@ def _base(dry: bool, device: str, dtype: Any) -> Any:
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            unet = UNet2DConditionModel(
-                sample_size=128, in_channels=4, out_channels=4,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                block_out_channels=(320, 640, 1280), layers_per_block=2,
-                attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-                transformer_layers_per_block=(1, 2, 10), use_linear_projection=True,
-                addition_embed_type="text_time", addition_time_embed_dim=256,
-                projection_class_embeddings_input_dim=2816, norm_num_groups=32)
-            parts = {"vae": _vae(4, flux=False), "text_encoder": _clip_l(),
-                     "text_encoder_2": _clip_big_g(), "unet": unet}
+            parts = sdxl_modules(in_channels=4)  # the base model SUPIR restores with
     finally:
         torch.set_default_dtype(default)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
