@@ -154,6 +154,12 @@ class DealerTransport:
             parts = sock.recv_multipart(copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
             return None
+        except BaseException:
+            # Ctrl-C between two frames (the CLI then cancels and reads on): drop the rest of
+            # this frame set, so the next read starts on a whole message, not in its middle
+            while sock.getsockopt(zmq.RCVMORE):
+                sock.recv(flags=zmq.NOBLOCK)
+            raise
         return [part.buffer for part in parts]
 
     @property
