@@ -381,6 +381,22 @@ SEGMENT = TaskSchema(
     DIFFUSION_LAYOUTS, SEGMENTER_KINDS, ("image", "mask?"), structured=("points", "box"))
 TASKS[SEGMENT.name] = SEGMENT
 
+# The hosts' Select object (bridge/select_object.py): what the prompt is, and where the mask
+# goes. GIMP's arguments and Krita's lists are made from these.
+SELECT_MODES = {
+    "selection": "the object in the rough selection",
+    "points": "at the points (GIMP: the active path's anchors, a second path's are points off "
+              "it; Krita: the shapes of a vector layer, a second layer's are points off it)",
+    "words": f"the objects the words name ({WORDS_FAMILY})",
+    "subject": "the main subject of the layer",
+}
+SELECT_OUTPUTS = {
+    "selection": "replace the selection (one undo step)",
+    "channel": "add it as a channel (Krita: a selection mask); the selection stays",
+    "layer": "cut out: a new layer of the object, the background transparent; the source "
+             "layer stays as it is",
+}
+
 
 def task_schema(name: str) -> TaskSchema:
     schema = TASKS.get(name)

@@ -9,9 +9,13 @@ Modes:
 - "words": the objects the words name (a SAM 3 segmenter);
 - "subject": the main subject of the layer.
 
+Outputs (bridge/schema.py SELECT_OUTPUTS): "selection" replaces the selection, "channel" keeps
+the mask as a channel, "layer" adds the object cut out (the layer's pixels, alpha times the
+mask) as a new layer at the mask's place; the source layer stays as it is.
+
 A host that can take the result defines `replace_selection(mask, x, y)` (gray8 `mask`, its
 top-left at image position (x, y); nothing selected outside it) and, for the channel choice,
-`add_channel(mask, x, y, name)`.
+`add_channel(mask, x, y, name)`; the layer choice uses `add_layer`.
 """
 
 from __future__ import annotations
@@ -21,31 +25,38 @@ from typing import Any
 
 from .actions import ActionError, ActionOutcome, _guarded, _run, _selection, _whole
 from .client import Client
+from .cutout import cut_out
 from .geometry import Rect
 from .host import HostDocument
 from .raster import Raster
-from .schema import DIFFUSION_LAYOUTS, SEGMENT, ResultInfo
+from .schema import DIFFUSION_LAYOUTS, SEGMENT, SELECT_MODES, SELECT_OUTPUTS, ResultInfo
+from .selection import crop
 
-MODES = ("selection", "points", "words", "subject")
+MODES = tuple(SELECT_MODES)
+OUTPUTS = tuple(SELECT_OUTPUTS)
+PLACES = {"selection": "replace_selection", "channel": "add_channel", "layer": "add_layer"}
 Point = tuple[float, float]
 
 
 def select_object(host: HostDocument, client: Client, params: Mapping[str, Any],
                   model: str | None, mode: str, include: Sequence[Point] = (),
-                  exclude: Sequence[Point] = (), as_channel: bool = False) -> ActionOutcome:
-    """Replace the host's selection with the mask of what `mode` points at (or add it as a
-    channel with `as_channel`); the layers stay as they are."""
+                  exclude: Sequence[Point] = (), output: str = "selection") -> ActionOutcome:
+    """Replace the host's selection with the mask of what `mode` points at (or, by `output`,
+    add it as a channel, or add the object cut out as a new layer); no layer changes."""
     return _guarded(host, lambda: _select(host, client, dict(params), model, mode,
-                                          include, exclude, as_channel))
+                                          include, exclude, output))
 
 
 def _select(host: HostDocument, client: Client, params: dict[str, Any], model: str | None,
             mode: str, include: Sequence[Point], exclude: Sequence[Point],
-            as_channel: bool) -> ActionOutcome:
+            output: str) -> ActionOutcome:
     if mode not in MODES:
         raise ActionError(f"unknown selection mode {mode!r}; use one of {', '.join(MODES)}. "
                           "The image is unchanged.")
-    place = getattr(host, "add_channel" if as_channel else "replace_selection", None)
+    if output not in OUTPUTS:
+        raise ActionError(f"unknown result {output!r}; use one of {', '.join(OUTPUTS)}. "
+                          "The image is unchanged.")
+    place = getattr(host, PLACES[output], None)
     if place is None:
         raise ActionError("this editor's sfumato adapter cannot set the selection. The image "
                           "is unchanged.")
@@ -79,15 +90,21 @@ def _select(host: HostDocument, client: Client, params: dict[str, Any], model: s
     x = layer.x + area.x + info.offset[0]
     y = layer.y + area.y + info.offset[1]
     name = info.names[0] if info.names else "sfumato selection"
+    layers: tuple[str, ...] = ()
     with host.undo_group("sfumato select"):
-        if as_channel:
+        if output == "channel":
             place(mask, x, y, name)
+        elif output == "layer":  # the layer's own pixels under the mask, alpha times it
+            under = crop(rasters[0], Rect(info.offset[0], info.offset[1], mask.width,
+                                          mask.height))
+            layers = (name.replace("Selection", "Cutout", 1),)
+            place(cut_out(under, mask), x, y, layers[0])
         else:
             place(mask, x, y)
     message = "; ".join(info.warnings)
     if message:
         host.show_message(f"sfumato: {message}")
-    return ActionOutcome(True, message, ())
+    return ActionOutcome(True, message, layers)
 
 
 def _inside(x: float, y: float, whole: Rect, label: int) -> list[float]:

@@ -101,8 +101,12 @@ SELECT_CASES = [
     _case("select_in_selection", "select", {**SELECT, "mode": "selection", "context": 8},
           offset=(21, 13), selection=(91, 61, 13, 11)),
     {**_case("select_path_as_channel", "select",
-             {**SELECT, "mode": "points", "as-channel": True}, offset=(21, 13), selection=SEL),
+             {**SELECT, "mode": "points", "output": "channel"}, offset=(21, 13), selection=SEL),
      "paths": [[[100, 70], [120, 90]], [[30, 20]]]},
+    # the object cut out as a new layer (issue 18: background removal in the host)
+    _case("select_cutout_layer", "select", {**SELECT, "mode": "selection", "context": 6,
+                                            "output": "layer"}, offset=(21, 13),
+          selection=(93, 63, 15, 13)),
     _case("select_words_on_sam2", "select", {**SELECT, "mode": "words", "text": "the cat"},
           offset=(21, 13), selection=SEL),
 ]
@@ -813,3 +817,29 @@ def _assert_composite_unchanged(gimp: Run, name: str) -> None:
     size = _canvas(name)
     assert np.array_equal(gimp.raw(name, "composite_before", size, "u8"),
                           gimp.raw(name, "composite_after", size, "u8"))
+
+
+def test_select_cutout_adds_the_object_as_a_layer_over_its_box(gimp: Run) -> None:
+    """Background removal in GIMP: a new layer above the source at the crop's place, its
+    colours the source's, its alpha the daemon's mask exactly; source and selection kept."""
+    name = "select_cutout_layer"
+    report = gimp.result(name)
+    assert report["status"] == "success", report["message"]
+    assert report["source_unchanged"] and report["selection_unchanged"]
+    assert report["new_channels"] == []
+    (new,) = _new_layers(report)
+    assert "Cutout" in new["name"] and new["position"] == report["source_position"] - 1
+    sx, sy, sw, sh = BY_NAME[name]["selection"]["rect"]
+    c = BY_NAME[name]["args"]["context"]
+    x, y, w, h = sx - c, sy - c, sw + 2 * c, sh + 2 * c  # the box the model saw, in the image
+    assert new["offsets"] == [x, y] and new["size"] == [w, h]
+    from tests.support.tiny_segmenters import known_mask
+
+    cut = gimp.raw(name, "new_0", (w, h), "u8")
+    source = np.asarray(Image.open(gimp.inputs / "source-large.png"))
+    ox, oy = BY_NAME[name]["offset"]
+    under = source[y - oy:y - oy + h, x - ox:x - ox + w]
+    known = known_mask(h, w)
+    # alpha: the source's times the mask (a hard mask: the source's inside, 0 outside)
+    assert np.array_equal(cut[..., 3], np.where(known, under[..., 3], 0))
+    assert np.array_equal(cut[..., :3][known], under[..., :3][known])  # the source's colours

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from sfumato.bridge.protocol import ErrorCode
-from sfumato.bridge.raster import Raster
+from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.select_object import select_object
 from sfumato.bridge.selection import Rect
 
@@ -86,12 +86,30 @@ def test_object_in_the_rough_selection_is_placed_at_the_crop(daemon: DaemonProce
 def test_as_a_channel_the_selection_stays(daemon: DaemonProcess) -> None:
     host = FakeHost(SIZE, OFFSET)
     outcome = _select(daemon, host, "points", include=[(40.0, 50.0)], exclude=[(14.0, 22.0)],
-                      as_channel=True)
+                      output="channel")
     assert outcome.ok, outcome.message
     assert host.selection_mask is None and len(host.channels) == 1
     mask, x, y, name = host.channels[0]
     assert (x, y) == OFFSET and "tiny-sam2" in name
     assert np.array_equal(_array(mask), known_mask(SIZE[1], SIZE[0]) * np.uint8(255))
+
+
+def test_as_a_layer_the_object_is_cut_out_above_the_source(daemon: DaemonProcess) -> None:
+    before = np.random.default_rng(2).integers(0, 256, (SIZE[1], SIZE[0], 4), np.uint8)
+    image = Raster(SIZE[0], SIZE[1], Layout.RGBA8, before.tobytes())  # alpha varies too
+    host = FakeHost(SIZE, OFFSET, selection=Rect(30, 20, 20, 15), image=image)
+    outcome = _select(daemon, host, "selection", params={"context": 7}, output="layer")
+    assert outcome.ok, outcome.message
+    assert host.selection_mask is None and host.channels == []  # the selection stays
+    (raster, x, y, name), = host.layers
+    crop = Rect(23, 13, 34, 29)  # the rough selection's box and 7 px, in the layer
+    assert (x, y) == (OFFSET[0] + crop.x, OFFSET[1] + crop.y) and outcome.layers == (name,)
+    assert "Cutout" in name and (raster.width, raster.height) == (crop.width, crop.height)
+    cut = np.frombuffer(raster.packed_bytes(), np.uint8).reshape(crop.height, crop.width, 4)
+    under = before[crop.y:crop.bottom, crop.x:crop.right]
+    assert np.array_equal(cut[..., :3], under[..., :3])  # the layer's own colours
+    known = known_mask(crop.height, crop.width)
+    assert np.array_equal(cut[..., 3], np.where(known, under[..., 3], 0))  # alpha x mask
 
 
 @pytest.mark.parametrize("mode,extra,says", [

@@ -23,6 +23,8 @@ from sfumato.bridge.schema import (
     REFINE,
     REMOVE,
     SEGMENT,
+    SELECT_MODES,
+    SELECT_OUTPUTS,
     UPSCALE,
     Param,
     TaskSchema,
@@ -100,11 +102,10 @@ def guide_arguments(control_kind: str, reference_required: bool) -> list[Argumen
         argument(IMAGE_PROMPT_WEIGHT, "reference-weight"),
         ("str", "ip-adapter", "_IP-Adapter", "IP-Adapter id; empty: one that fits", ""),
     ]
-SELECT_MODE_ARG = ("str", "mode", "_Select", "selection (the object in the rough "
-                   "selection), points (the active path's anchors; a second selected path: "
-                   "points not on it), words, or subject", "selection")
-SELECT_CHANNEL_ARG = ("bool", "as-channel", "As a _channel", "Add the mask as a channel "
-                      "instead of replacing the selection", False)
+SELECT_MODE_ARG = ("str", "mode", "_Select", "; ".join(
+    f"{mode}: {text}" for mode, text in SELECT_MODES.items()), "selection")
+SELECT_OUTPUT_ARG = ("str", "output", "_Result", "; ".join(
+    f"{output}: {text}" for output, text in SELECT_OUTPUTS.items()), "selection")
 SEGMENTER_ARG = ("str", "model", "_Model", "Segmenter id (SAM, SAM 2.1, SAM 3 for words); "
                  "empty: a registered one", "")
 
@@ -163,9 +164,10 @@ PROCEDURES: dict[str, tuple[str, str, TaskSchema, list[Argument]]] = {
     # issue 18: selection by segmentation (SAM, SAM 2.1, SAM 3, VitMatte)
     "plug-in-sfumato-select": (
         "_Select object…", "Select the object in the rough selection, at the path's points, "
-        "named in words, or the main subject: the selection is replaced (or a channel added) "
-        "in one undo step; no layer changes", SEGMENT,
-        [SELECT_MODE_ARG] + task_arguments(SEGMENT) + [SELECT_CHANNEL_ARG, SEGMENTER_ARG,
+        "named in words, or the main subject: the selection is replaced, a channel added, or "
+        "the object cut out as a new layer, in one undo step; the source layer stays as it "
+        "is", SEGMENT,
+        [SELECT_MODE_ARG] + task_arguments(SEGMENT) + [SELECT_OUTPUT_ARG, SEGMENTER_ARG,
                                                         ENDPOINT_ARG],
     ),
     # the recipe a result layer keeps, painted again with a new seed; no settings of its own

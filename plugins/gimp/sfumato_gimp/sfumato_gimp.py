@@ -129,7 +129,7 @@ def _select(host, client, config: Gimp.ProcedureConfig, model):
     anchors = [_anchors(path) for path in paths[:2]] + [[], []]
     return select_object(host, client, _params("plug-in-sfumato-select", config), model,
                          config.get_property("mode").strip().lower(), anchors[0], anchors[1],
-                         config.get_property("as-channel"))
+                         config.get_property("output").strip().lower())
 
 
 def _anchors(path) -> list:
