@@ -68,8 +68,10 @@ def main() -> int:
             for index, rect in enumerate(tiles):
                 _bare_call(pipe, image[rect.slices], settings, settings.seed + index)
 
-        tiled()
-        bare()  # warm both
+        _check_same_work(pipe, image, tiles, tiled_result=refine_tiled(
+            pipe, image, settings, guides=None, progress=lambda *_: None,
+            cancel=CancelToken()), settings=settings)
+        bare()  # warm both (the check ran the tiled one)
         race = rounds.alternate({"tiled": tiled, "bare": bare}, args.rounds)
     ratios = race.ratios("tiled", "bare")
     print(f"{args.side}² picture, {len(tiles)} tiles of {tiles[0].width}², {args.steps} steps "
@@ -97,14 +99,35 @@ def _tiles_of(pipe: Any, image: np.ndarray) -> list[Any]:
 
 
 def _bare_call(pipe: Any, crop: np.ndarray, settings: Any, seed: int) -> Any:
-    """diffusers by hand: the crop in, the same steps, strength and seed, numpy out."""
+    """diffusers by hand: the crop in, the same steps, strength, guidance and seed, numpy
+    out."""
     import torch
     from PIL import Image
+    from sfumato.core.diffusion.pipeline_call import default_guidance
 
     return pipe(prompt=settings.prompt, image=Image.fromarray(crop[..., :3], "RGB"),
                 strength=settings.strength, num_inference_steps=settings.steps,
+                guidance_scale=default_guidance(pipe),
                 generator=torch.Generator(device="cpu").manual_seed(seed),
                 output_type="np").images[0]
+
+
+def _check_same_work(pipe: Any, image: np.ndarray, tiles: list[Any], *,
+                     tiled_result: np.ndarray, settings: Any) -> None:
+    """Like with like: where only one tile covers a pixel, the task's result is the bare
+    pipeline's output for that tile, rounded (a bench against less work would flatter us)."""
+    covered = np.zeros(image.shape[:2], int)
+    for rect in tiles:
+        covered[rect.slices] += 1
+    for index, rect in enumerate(tiles):
+        bare = np.rint(_bare_call(pipe, image[rect.slices], settings, settings.seed + index)
+                       * 255)
+        alone = covered[rect.slices] == 1
+        ours = tiled_result[rect.slices][..., :3].astype(np.float64)
+        differs = np.abs(ours - bare)[alone].max()
+        if differs > 0:
+            raise SystemExit(f"tile {index + 1}: the task's pixels differ from the bare "
+                             f"pipeline's by {differs:.0f} levels: not the same work")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,22 @@ class Geometry:
     multiple: int  # each side a multiple of this (VAE factor, x2 for FLUX's 2x2 packing)
 
 
+# Qwen-Image-Edit resizes the picture it reads to about 1 MP, each side a multiple of 32, and
+# places its output token for token over that picture: an output of any other size comes back
+# zoomed against it. So it works at exactly that size, whatever `resolution` says.
+QWEN_EDIT_GEOMETRY = Geometry(native_pixels=1024 * 1024, multiple=32)
+
+
+def fixed_geometry(pipe: Any) -> bool:
+    """True for a model that works only at its own size (`resolution` cannot change it)."""
+    return type(pipe).__name__.startswith("QwenImageEdit")
+
+
 def geometry(pipe: Any, resolution: int | None = None) -> Geometry:
-    """The model's working size; `resolution` (a square's side) overrides its native one."""
+    """The model's working size; `resolution` (a square's side) overrides its native one
+    where the model allows (`fixed_geometry`)."""
+    if fixed_geometry(pipe):
+        return QWEN_EDIT_GEOMETRY
     scale = int(getattr(pipe, "vae_scale_factor", 8))
     packed = hasattr(pipe, "transformer")  # FLUX packs 2x2 latent patches into tokens
     multiple = scale * 2 if packed else scale
@@ -141,9 +155,10 @@ def generate(
     callback: Any,
     extra: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """Run `pipe` once on float RGB `image` (already at a size the model takes) and return the
-    generated float32 RGB image of the same size. `mask` (float, > 0 = regenerate) is used by
-    pipelines that take one; the seed drives a CPU generator so results repeat on any device.
+    """Run `pipe` once on float (or uint8) RGB `image` (already at a size the model takes) and
+    return the generated float32 RGB image of the same size. `mask` (float, > 0 = regenerate)
+    is used by pipelines that take one; the seed drives a CPU generator so results repeat on
+    any device.
     `extra` holds further keyword arguments for the pipeline."""
     import torch
     from PIL import Image
@@ -165,7 +180,8 @@ def generate(
             pipe, step, timestep, {"latents": latents})
         kwargs["callback_steps"] = 1
     if "image" in accepted:  # text-to-image pipelines only take the size
-        kwargs["image"] = Image.fromarray(from_float(image, np.dtype(np.uint8)), "RGB")
+        pixels = image if image.dtype == np.uint8 else from_float(image, np.dtype(np.uint8))
+        kwargs["image"] = Image.fromarray(pixels, "RGB")
     if "strength" in accepted:
         kwargs["strength"] = strength
     if "mask_image" in accepted:

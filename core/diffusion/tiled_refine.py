@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,12 +23,15 @@ from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import DIFFUSION_LAYOUTS, REFINE_UPSCALE_KINDS, SEED_LIMIT
 from sfumato.core.device.memory import is_out_of_memory, release_device_memory
-from sfumato.core.diffusion.conditioning import LoadedGuides, load_guides
+from sfumato.core.diffusion.conditioning import CropGuidance, LoadedGuides, load_guides
 from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides
-from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, geometry
-from sfumato.core.diffusion.repaint import Prompting, repaint
+from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, generate, geometry
+from sfumato.core.diffusion.repaint import Prompting
+from sfumato.core.diffusion.step_callback import StepProgress
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+from sfumato.core.pixels.compose import from_float, resize_rgb, rgb_over_grey, to_float
+from sfumato.core.pixels.geometry import native_size
 from sfumato.core.task_api import CancelToken, ModelProvider, TaskContext
 
 OVERLAP_SHARE = 8  # tiles overlap by 1/8 of their side
@@ -61,6 +65,19 @@ def blend_weights(tiles: list[Rect]) -> list[np.ndarray]:
             [..., None].astype(np.float32) for t in tiles]
 
 
+def blend_shares(tiles: list[Rect], height: int, width: int, scale: float) -> list[np.ndarray]:
+    """Each tile's (h, w, 1) share of every pixel it covers, times `scale`: its cross-fade
+    weight over the sum of the weights there, so the shares of the tiles meeting at a pixel
+    add up to `scale`. Known before any tile runs, so the blend is one multiply-add a tile."""
+    ramps = blend_weights(tiles)
+    total = np.zeros((height, width, 1), np.float32)
+    for rect, ramp in zip(tiles, ramps, strict=True):
+        total[rect.slices] += ramp
+    # float32: at most four tiles meet at a pixel, far inside float32's precision
+    scale_over_total = np.float32(scale) / np.maximum(total, np.float32(1e-12))
+    return [ramp * scale_over_total[rect.slices] for rect, ramp in zip(tiles, ramps, strict=True)]
+
+
 def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
                  guides: LoadedGuides | None, progress: Callable[[int, int, str], None],
                  cancel: CancelToken) -> np.ndarray:
@@ -76,28 +93,59 @@ def refine_tiled(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
     tiles = plan_tiles(width, height, side, overlap)
     per_tile = expected_steps(settings.steps, settings.strength)
     prompting = Prompting(settings.prompt, "", settings.steps, None, settings.strength)
-    # float32 sums: at most four tiles meet at a pixel, far inside float32's precision
+    limit = np.iinfo(image.dtype).max
+    progress(0, len(tiles) * per_tile, f"refine in {len(tiles)} tiles of {side}²")
+    # the generated tiles' float colours, weighted, summed straight into the picture's scale
     total = np.zeros((height, width, 3), np.float32)
-    weights = np.zeros((height, width, 1), np.float32)
-    for index, (rect, weight) in enumerate(zip(tiles, blend_weights(tiles), strict=True)):
+    for index, (rect, share) in enumerate(zip(tiles, blend_shares(tiles, height, width, limit),
+                                              strict=True)):
         def report(step: int, _: int, stage: str, index: int = index) -> None:
             progress(index * per_tile + step, len(tiles) * per_tile,
                      f"refine tile {index + 1}/{len(tiles)}")
 
-        crop = np.ascontiguousarray(image[rect.slices])
-        (layer,) = repaint(
-            pipe, crop, np.ones(crop.shape[:2], np.float32), (settings.seed + index,),
-            prompting, _tile_geometry(rect, model), keep_alpha=True, progress=report,
-            preview=None, cancel=cancel,
-            guidance=None if guides is None else guides.over(rect, (height, width)),
-            match_colour=False,
-        )
-        total[rect.slices] += layer[..., :3] * weight
-        weights[rect.slices] += weight
-    limit = np.iinfo(image.dtype).max
-    rgb = np.rint(np.clip(total / np.maximum(weights, np.float32(1e-12)), 0, limit)) \
-        .astype(image.dtype)
-    return np.concatenate([rgb, image[..., 3:4]], axis=2)
+        generated = refine_tile(
+            pipe, image[rect.slices], settings.seed + index, prompting,
+            _tile_geometry(rect, model), progress=report, cancel=cancel,
+            guidance=None if guides is None else guides.over(rect, (height, width)))
+        total[rect.slices] += np.multiply(generated, share, out=generated)
+    refined = np.empty_like(image)
+    refined[..., :3] = np.clip(np.rint(total, out=total), 0, limit, out=total)
+    refined[..., 3] = image[..., 3]  # alpha exactly as upscaled
+    return refined
+
+
+def refine_tile(pipe: Any, crop: np.ndarray, seed: int, prompting: Prompting,
+                model: Geometry, *, progress: Callable[[int, int, str], None],
+                cancel: CancelToken, guidance: CropGuidance | None) -> np.ndarray:
+    """One tile ((h, w, 4) uint8 or uint16 RGBA) repainted whole at `prompting`'s strength:
+    its new colours as float32 (h, w, 3) in [0, 1]. What `repaint` does for a whole-tile
+    selection that keeps its alpha, without the result layer it would compose: the blend
+    takes the colours as they come."""
+    height, width = crop.shape[:2]
+    size = native_size(width, height, model.native_pixels, model.multiple)
+    limit = np.iinfo(crop.dtype).max
+    if crop.dtype == np.uint8 and (crop[..., 3] == limit).all():
+        pixels = crop[..., :3]  # opaque 8-bit: the model's own input, no round trip
+    else:  # transparent pixels go in as mid grey; 16-bit goes in as the 8 bits models read
+        pixels = from_float(rgb_over_grey(crop), np.dtype(np.uint8))
+    if size != (width, height):
+        pixels = resize_rgb(pixels, size)
+    cancel.raise_if_cancelled()
+    callback = StepProgress(progress, cancel,
+                            total=expected_steps(prompting.steps, prompting.strength))
+    guided = nullcontext(None) if guidance is None else guidance.applied(
+        pipe, to_float(pixels), expected_steps(prompting.steps, prompting.strength))
+    with guided as runs:
+        if runs is not None:
+            runs.next_run()  # the control window counts this tile's steps from 0
+        generated = generate(
+            pipe if runs is None or runs.pipe is None else runs.pipe, pixels, None,
+            prompt=prompting.prompt, negative_prompt=prompting.negative_prompt,
+            steps=prompting.steps, guidance=prompting.guidance, strength=prompting.strength,
+            seed=seed, callback=callback, extra=None if runs is None else runs.kwargs)
+    if size != (width, height):
+        generated = resize_rgb(generated, (width, height))
+    return generated
 
 
 def refine_fitting(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
