@@ -167,7 +167,6 @@ def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, A
             ErrorCode.WRONG_MODEL_KIND,
             f"a {entry.kind} model cannot run {task}; pick a model made for it",
         )
-    _check_needs(entry)
     options = options or SpeedOptions()
     dtype = pipeline_dtype(options, device, entry.kind)
     key = f"{Path(entry.path).resolve()}|{entry.config or ''}|{dtype}"
@@ -203,11 +202,12 @@ def _load_base(entry: ModelEntry, dtype: Any) -> Any:
     path = Path(entry.path)
     if entry.format == ModelFormat.DIFFUSERS.value:
         variant = check_diffusers_folder(path)
+        cls = _pipeline_class(path)
         return load_or_refuse(
             path,
-            lambda: _pipeline_class(path).from_pretrained(
+            lambda: cls.from_pretrained(
                 str(path), local_files_only=True, use_safetensors=True, torch_dtype=dtype,
-                variant=variant,
+                variant=variant, **_built_parts(cls, path),
             ),
         )
     if entry.format == ModelFormat.SINGLE_FILE.value:
@@ -236,6 +236,16 @@ def _pipeline_class(folder: Path) -> Any:
             f"{folder}/model_index.json names pipeline {name!r}, which sfumato does not run",
         )
     return getattr(diffusers, name)
+
+
+def _built_parts(cls: Any, folder: Path) -> dict[str, Any]:
+    # Qwen-Image-Edit's Qwen2.5-VL processor: transformers would build it with a video part
+    # that needs torchvision; the edit reads pictures only, so sfumato builds that part itself
+    if cls.__name__.startswith("QwenImageEdit"):
+        from sfumato.core.models.qwen_processor import load_qwen_processor
+
+        return {"processor": load_qwen_processor(folder)}
+    return {}
 
 
 def _single_file_config(entry: ModelEntry) -> Path:
@@ -377,24 +387,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-# Qwen-Image-Edit reads the picture through Qwen2.5-VL's processor, which transformers builds
-# with a video processor that exists only with a working torchvision
-_NEED_TORCHVISION = frozenset({ModelKind.QWEN_IMAGE_EDIT.value,
-                               ModelKind.QWEN_IMAGE_EDIT_PLUS.value})
-
-
-def _check_needs(entry: ModelEntry) -> None:
-    """MISSING_DEPENDENCY, saying what to install, before a load that cannot succeed here."""
-    from sfumato.core.models.torchvision_guard import guard_torchvision, torchvision_hint
-
-    if entry.kind in _NEED_TORCHVISION and guard_torchvision() is not None:
-        raise SfumatoError(
-            ErrorCode.MISSING_DEPENDENCY,
-            f"{entry.kind} models need a working torchvision (Qwen2.5-VL's image processor) "
-            f"and this daemon's is unusable: {torchvision_hint()}, then restart the daemon",
-        )
 
 
 def _import_diffusers() -> Any:

@@ -23,7 +23,12 @@ from sfumato.bridge.geometry import Rect
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.schema import EDIT, ResultInfo
 from sfumato.core.diffusion.params import read_layer, read_mask, read_params
-from sfumato.core.diffusion.pipeline_call import edit_options, fit_prompts, geometry
+from sfumato.core.diffusion.pipeline_call import (
+    edit_options,
+    fit_prompts,
+    fixed_geometry,
+    geometry,
+)
 from sfumato.core.diffusion.repaint import Prompting, layer_name, repaint
 from sfumato.core.errors import SfumatoError
 from sfumato.core.pixels.arrays import array_to_raster
@@ -56,6 +61,8 @@ def run(ctx: TaskContext) -> TaskOutput:
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
     pipe = ctx.models.load_pipeline(entry, NAME)
     model_size = geometry(pipe, params.resolution)
+    sized = [] if params.resolution is None or not fixed_geometry(pipe) else [
+        f"{entry.name} edits at its own size (about 1 MP); the resolution was not used"]
 
     # 3. The selection's box plus context, or the whole layer when there is no selection.
     if mask is None or selected is None:
@@ -90,6 +97,6 @@ def run(ctx: TaskContext) -> TaskOutput:
     return TaskOutput(
         rasters=[array_to_raster(pixels, layout) for pixels in layers],
         info=ResultInfo(offset=(crop.x, crop.y), names=tuple(names), seeds=params.seeds,
-                        warnings=tuple(warnings) + tuple(ignored),
+                        warnings=tuple(sized + warnings + ignored),
                         model=entry.name).to_wire(),
     )

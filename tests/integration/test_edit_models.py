@@ -69,19 +69,3 @@ def test_a_scan_finds_edit_models_and_the_checkpoint_edits_as_its_folder(tmp_pat
 
     assert run("ip2p-single") == run("ip2p")
 
-
-def test_qwen_image_edit_without_a_working_torchvision_is_refused_saying_what_to_install(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # its processor cannot be built without torchvision: say so, not "corrupt weights"
-    from sfumato.bridge.protocol import ErrorCode
-    from sfumato.core.errors import SfumatoError
-    from sfumato.core.models import torchvision_guard
-    from sfumato.core.models.diffusion_loader import load_pipeline
-    from sfumato.core.models.registry import ModelEntry
-
-    monkeypatch.setattr(torchvision_guard, "guard_torchvision", lambda: "torchvision unusable")
-    entry = ModelEntry("qwen", "qwen-image-edit", str(tmp_path / "qwen"), "diffusers")
-    with pytest.raises(SfumatoError) as caught:
-        load_pipeline(entry, "edit", "cpu", {})
-    assert caught.value.code is ErrorCode.MISSING_DEPENDENCY
-    assert "torchvision" in caught.value.message and "pip install" in caught.value.message

@@ -16,7 +16,7 @@ import torch
 
 KINDS = ("sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux",
          "instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext",  # these four: edit
-         "flux2-klein")
+         "flux2-klein", "qwen-image-edit")
 
 TINY_RESOLUTION = 256  # UNet sample_size 32 x VAE factor 8
 _CLIP_WIDTH = 32
@@ -39,6 +39,7 @@ def build_tiny_model(kind: str, dest: Path) -> Path:
         "sdxl-instruct-pix2pix": lambda: _sdxl(in_channels=8, inpaint=False, edit=True),
         "flux-kontext": lambda: _flux(fill=False, kontext=True),
         "flux2-klein": _flux2_klein,
+        "qwen-image-edit": lambda: _qwen_image_edit(inpaint=False),
     }
     if kind not in builders:
         raise ValueError(f"no tiny model for kind {kind!r}; known: {', '.join(KINDS)}")
@@ -46,6 +47,8 @@ def build_tiny_model(kind: str, dest: Path) -> Path:
     pipe = builders[kind]()
     dest.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(dest, safe_serialization=True)
+    if kind.startswith("qwen-image-edit"):
+        _qwen_processor_layout(pipe, dest)
     return dest
 
 
@@ -299,6 +302,90 @@ def _flux2_klein() -> Any:
     return Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(),
                               text_encoder=text_encoder, tokenizer=tokenizer,
                               transformer=transformer, vae=vae, is_distilled=True)
+
+
+_QWEN_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|image_pad|>", "<|video_pad|>"]
+
+
+def _qwen_image_edit(inpaint: bool) -> Any:
+    """Qwen-Image-Edit: a Qwen2.5-VL text encoder that reads the picture (vision tower, 14 px
+    patches merged 2x2; a byte-level tokenizer with Qwen's vision tokens), Qwen-Image's causal
+    3D VAE (8x) and its transformer (2x2 patches). The processor is sfumato's picture-only
+    one; the folder is re-written after saving in the layout Qwen's releases use."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditInpaintPipeline,
+        QwenImageEditPipeline,
+        QwenImageTransformer2DModel,
+    )
+    from sfumato.core.models.qwen_processor import _processor_class
+    from tokenizers import pre_tokenizers
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2TokenizerFast,
+    )
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    vocab = {"<|endoftext|>": 0}
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab.setdefault(char, len(vocab))
+    tokenizer = Qwen2TokenizerFast(vocab=vocab, merges=[],
+                                   additional_special_tokens=_QWEN_SPECIALS)
+    # the picture read at 4 to 16 merged patches (the real one reads up to 12.8 MP)
+    images = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16,
+                                      patch_size=14, merge_size=2, temporal_patch_size=2)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}
+    text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 2,
+                     "vocab_size": len(tokenizer), "bos_token_id": 0, "eos_token_id": 0,
+                     "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default",
+                                      "type": "default"}},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16,
+                       "num_heads": 2, "out_hidden_size": 16, "fullatt_block_indexes": [1],
+                       "window_size": 56},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], bos_token_id=0, eos_token_id=0))
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=16, guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4))
+    vae = AutoencoderKLQwenImage(
+        base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    cls = QwenImageEditInpaintPipeline if inpaint else QwenImageEditPipeline
+    return cls(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
+               tokenizer=tokenizer, transformer=transformer,
+               processor=_processor_class()(image_processor=images, tokenizer=tokenizer))
+
+
+def _qwen_processor_layout(pipe: Any, dest: Path) -> None:
+    """processor/ as Qwen-Image-Edit ships it: Qwen2VLProcessor's preprocessor_config.json
+    (a Qwen2VLImageProcessor), video_preprocessor_config.json and the tokenizer's files."""
+    import json
+    import shutil
+
+    folder = dest / "processor"
+    shutil.rmtree(folder)
+    pipe.processor.tokenizer.save_pretrained(folder)
+    pipe.processor.image_processor.save_pretrained(folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    config |= {"image_processor_type": "Qwen2VLImageProcessor",
+               "processor_class": "Qwen2VLProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
+    video = {k: config[k] for k in ("patch_size", "temporal_patch_size", "merge_size")}
+    video |= {"video_processor_type": "Qwen2VLVideoProcessor",
+              "processor_class": "Qwen2VLProcessor"}
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
+    index = json.loads((dest / "model_index.json").read_text())
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    (dest / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
 # --- control and image-prompt models (issue 9) ------------------------------------------------
