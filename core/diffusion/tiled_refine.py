@@ -10,6 +10,7 @@ single pass than the tiles themselves are.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from sfumato.bridge.geometry import Rect
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import DIFFUSION_LAYOUTS, REFINE_UPSCALE_KINDS, SEED_LIMIT
-from sfumato.core.device.memory import is_out_of_memory, release_device_memory
+from sfumato.core.device.memory import free_bytes, is_out_of_memory, release_device_memory
 from sfumato.core.diffusion.conditioning import CropGuidance, LoadedGuides, load_guides
 from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides
 from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, generate, geometry
@@ -36,6 +37,13 @@ from sfumato.core.task_api import CancelToken, ModelProvider, TaskContext
 
 OVERLAP_SHARE = 8  # tiles overlap by 1/8 of their side
 MIN_TILE = 256  # smaller tiles see too little of the picture to refine it well
+MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.35}  # of free memory one tile's pass may take
+# Feature maps one tile's pass holds at once, per pixel, in units of the VAE's widest
+# full-resolution block (decoding: the upsampled map, a conv's output and a resnet's) and of
+# the UNet's first block at 1/64 of the pixels (two batches under guidance, ~12 maps each).
+# Estimates from the architectures, not yet measured on a GPU (bench/gpu_* has no refine).
+VAE_MAPS, UNET_MAPS = 6, 24
+log = logging.getLogger("sfumato.refine")
 TILE_CONTROL_SCALE = 0.6
 REFINABLE = DIFFUSION_LAYOUTS
 
@@ -151,11 +159,14 @@ def refine_tile(pipe: Any, crop: np.ndarray, seed: int, prompting: Prompting,
 def refine_fitting(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
                    guides: LoadedGuides | None, progress: Callable[[int, int, str], None],
                    cancel: CancelToken) -> tuple[np.ndarray, int | None]:
-    """`refine_tiled` in tiles that fit the device's free memory: a pass that runs out of it
-    starts again in tiles a quarter smaller (down to MIN_TILE), so a big layer on a small GPU
-    still refines instead of failing. Returns the picture and the smaller side it took, None
-    when the first plan fitted."""
-    side = settings.tile or int(math.isqrt(geometry(pipe).native_pixels))
+    """`refine_tiled` in tiles that fit the device's free memory: the side is chosen from it
+    before the first tile (`fitting_side`), and a pass that still runs out of it starts again
+    in tiles a quarter smaller (down to MIN_TILE), so a big layer on a small GPU still
+    refines instead of failing. Returns the picture and the smaller side it took, None when
+    the first plan fitted."""
+    side, reason = fitting_side(pipe, settings.tile)
+    log.info("refine tile %d² (%s)", side, reason)
+    progress(0, 0, f"refine tile {side}² ({reason})")
     shrunk = None
     while True:
         try:
@@ -168,6 +179,60 @@ def refine_fitting(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
         release_device_memory()  # out of the except block: the failed pass's tensors are gone
         side = shrunk = smaller
         progress(0, 0, f"out of memory: refining again in {side}² tiles")
+
+
+def fitting_side(pipe: Any, setting: int | None) -> tuple[int, str]:
+    """The tile side for this pipeline now, and why: the setting (else the model's native
+    side) as the largest, smaller where the device's free memory holds no tile that big (a
+    share of it over `tile_bytes`), never below MIN_TILE for that reason alone."""
+    model = geometry(pipe)
+    cap = setting or int(math.isqrt(model.native_pixels))
+    device = _device_of(pipe)
+    free = free_bytes(device)
+    budget = free * MEMORY_SHARE.get(device.type, MEMORY_SHARE["cpu"])
+    side = cap // model.multiple * model.multiple
+    while side > MIN_TILE and tile_bytes(pipe, side) > budget:
+        side -= model.multiple
+    side = max(model.multiple, side)
+    why = "the setting" if setting else "the model's native size"
+    if side < cap // model.multiple * model.multiple:
+        why = f"{free / 2**30:.1f} GiB free on {device.type}"
+    return side, why
+
+
+def tile_bytes(pipe: Any, side: int) -> float:
+    """Estimated peak bytes one refine pass over a side² tile takes beyond the loaded
+    weights: the VAE's full-resolution maps (in its working precision: SDXL's VAE upcasts to
+    float32) and the UNet's at latent size."""
+    vae, unet = getattr(pipe, "vae", None), getattr(pipe, "unet", None)
+    vae_width = _first_width(vae, 128)
+    unet_width = _first_width(unet, 320)
+    unet_element = _element_bytes(unet)
+    vae_element = 4 if getattr(getattr(vae, "config", None), "force_upcast", False) \
+        else _element_bytes(vae)
+    per_pixel = VAE_MAPS * vae_width * vae_element + UNET_MAPS * unet_width * unet_element / 64
+    return per_pixel * side * side
+
+
+def _first_width(module: Any, default: int) -> int:
+    widths = getattr(getattr(module, "config", None), "block_out_channels", None)
+    return int(widths[0]) if widths else default
+
+
+def _element_bytes(module: Any) -> int:
+    import torch
+
+    dtype = getattr(module, "dtype", torch.float32)
+    return int(torch.finfo(dtype).bits // 8) if dtype.is_floating_point else 4
+
+
+def _device_of(pipe: Any) -> Any:
+    """Where the pipeline runs (an offloaded one keeps its weights on the CPU between
+    calls but runs on the GPU)."""
+    import torch
+
+    device = getattr(pipe, "_execution_device", None) or getattr(pipe, "device", None)
+    return torch.device(device if device is not None else "cpu")
 
 
 def tile_guides(models: ModelProvider, pipe: Any) -> tuple[LoadedGuides | None, list[str]]:

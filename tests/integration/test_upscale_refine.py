@@ -3,6 +3,7 @@ tiles by a tiny random-weight SD 1.5 pipeline, loaded through the real loader.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ def test_a_pass_that_runs_out_of_memory_starts_again_in_smaller_tiles(
         return real_tile(pipe, crop, *args, **kwargs)
 
     monkeypatch.setattr(tiled_refine, "refine_tile", small_device)
+    monkeypatch.setattr(tiled_refine, "free_bytes", lambda device: 1 << 50)  # says it fits
     events: list[tuple[int, int, str]] = []
     settings = RefineSettings("a photo", 0.5, 2, 5, 512)
     refined, shrunk = tiled_refine.refine_fitting(
@@ -190,3 +192,50 @@ def test_a_tile_controlnet_of_the_family_guides_every_tile(tile_provider: Any) -
     assert guided.shape == image.shape and np.array_equal(guided[..., 3], image[..., 3])
     for tile in plan_tiles(WIDTH, HEIGHT, TILE, 8):  # the control reached every tile
         assert not np.array_equal(guided[tile.slices], plain[tile.slices])
+
+
+def test_the_tile_side_comes_from_free_memory_before_the_first_tile(
+        pipe: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = Image.open(DATA / "photo.png").convert("RGBA").resize((600, 400))
+    image = np.asarray(photo).copy()
+    real_tile = tiled_refine.refine_tile
+    share = tiled_refine.MEMORY_SHARE["cpu"]
+    room_for_384 = math.ceil(tiled_refine.tile_bytes(pipe, 384) / share)
+
+    def refined_with(free: int, tile: int | None) -> tuple[set[int], list[str]]:
+        """The tile sides the real refine ran, and its progress stages, with `free` bytes
+        reported free (the one thing faked: the device's memory reading)."""
+        readings: list[str] = []
+
+        def reading(device: Any) -> int:
+            readings.append(device.type)
+            return free
+
+        sides: set[int] = set()
+
+        def spy(pipe: Any, crop: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+            sides.add(max(crop.shape[:2]))
+            return real_tile(pipe, crop, *args, **kwargs)
+
+        monkeypatch.setattr(tiled_refine, "free_bytes", reading)
+        monkeypatch.setattr(tiled_refine, "refine_tile", spy)
+        events: list[tuple[int, int, str]] = []
+        _, shrunk = tiled_refine.refine_fitting(
+            pipe, image, RefineSettings("a photo", 0.5, 2, 5, tile), guides=None,
+            progress=lambda *e: events.append(e), cancel=CancelToken())
+        assert readings == ["cpu"] and shrunk is None  # read once, before the first tile
+        return sides, [stage for *_, stage in events]
+
+    sides, stages = refined_with(room_for_384, 512)  # exactly room for a 384² tile
+    assert sides == {384}
+    assert stages[0] == f"refine tile 384² ({room_for_384 / 2**30:.1f} GiB free on cpu)"
+    assert stages[1] == "refine in 4 tiles of 384²"
+    sides, stages = refined_with(room_for_384 - 1, 512)  # a byte less: the next side down
+    assert sides == {376} and stages[0].startswith("refine tile 376² (")
+    # plenty of room: the setting caps it, or without one the model's native side
+    assert refined_with(1 << 50, 512)[1][0] == "refine tile 512² (the setting)"
+    assert refined_with(1 << 50, None)[1][0] == "refine tile 256² (the model's native size)"
+    # no room at all: never below the smallest useful tile for memory's sake (out of
+    # memory there is the fallback's to handle), and a smaller setting is kept as it is
+    assert refined_with(0, 512)[0] == {256}
+    assert refined_with(0, TILE * 2)[0] == {TILE * 2}
