@@ -162,7 +162,8 @@ def test_a_pass_that_runs_out_of_memory_starts_again_in_smaller_tiles(
 
 @pytest.fixture(scope="module")
 def tile_provider(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The tiny SD 1.5 beside a tiny tile ControlNet of its family, both via `models add`."""
+    """The tiny SD 1.5 beside a tiny tile ControlNet of its family and a tiny x2 GAN
+    upscaler, all via `models add`."""
     import torch
     from sfumato.core.config import Settings
     from sfumato.core.models.model_add import register_model
@@ -170,11 +171,13 @@ def tile_provider(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from sfumato.core.models.registry import Registry
 
     from tests.support.tiny_models import build_tiny_controlnet
+    from tests.support.tiny_upscaler import build_tiny_upscaler
 
     home = tmp_path_factory.mktemp("tile-home")
     registry = Registry(home)
     register_model(registry, "sd15", tiny_home / "models" / "diffusers" / "sd15")
     register_model(registry, "tile-sd15", build_tiny_controlnet("sd15", home / "tile-sd15"))
+    register_model(registry, "tiny-x2", build_tiny_upscaler(home / "tiny-x2.safetensors"))
     torch.set_num_threads(1)
     return WorkerModels(Settings(home=home, endpoint="tcp://127.0.0.1:0"), "cpu")
 
@@ -239,3 +242,31 @@ def test_the_tile_side_comes_from_free_memory_before_the_first_tile(
     # memory there is the fallback's to handle), and a smaller setting is kept as it is
     assert refined_with(0, 512)[0] == {256}
     assert refined_with(0, TILE * 2)[0] == {TILE * 2}
+
+
+def _upscaled(provider: Any, raster: Any, **params: Any) -> Any:
+    from sfumato.core.task_api import TaskContext
+    from sfumato.core.tasks import upscale
+
+    ctx = TaskContext(params={"scale": 2.0, **params}, rasters=[raster], model_id="tiny-x2",
+                      models=provider)
+    return upscale.run(ctx).rasters[0]
+
+
+def test_the_upscale_task_at_strength_zero_is_the_gan_upscale_exactly_16_bit_kept(
+        tile_provider: Any) -> None:
+    from sfumato.bridge.raster import Layout
+    from sfumato.core.pixels.arrays import array_to_raster, raster_to_array
+
+    source = array_to_raster(_image(np.uint16)[:48, :64], Layout.RGBA16)
+    gan = _upscaled(tile_provider, source)
+    kept = _upscaled(tile_provider, source, refine="sd15", refine_strength=0.0, refine_seed=1)
+    assert kept.layout is Layout.RGBA16 and kept.data == gan.data  # byte for byte
+    refined = _upscaled(tile_provider, source, refine="sd15", refine_strength=0.5,
+                        refine_steps=2, refine_seed=1)
+    assert refined.layout is Layout.RGBA16 and (refined.width, refined.height) == (128, 96)
+    before, after = raster_to_array(gan), raster_to_array(refined)
+    assert np.array_equal(after[..., 3], before[..., 3])  # alpha as the GAN upscaled it
+    opaque = before[..., 3] > 0
+    assert np.abs(after[..., :3].astype(int) - before[..., :3])[opaque].mean() > 257  # reworked
+    assert np.count_nonzero(after[..., :3][opaque] % 257) > opaque.sum()  # 16-bit, not 8-bit
