@@ -35,8 +35,9 @@ class ModelProvider(Protocol):
         """The loaded upscaler for `entry`, from the cache when it is there."""
         ...
 
-    def load_pipeline(self, entry: ModelEntry, task: str) -> Any:
-        """A diffusers pipeline for `entry` shaped for `task`, sharing cached components."""
+    def load_pipeline(self, entry: ModelEntry, task: str, masked: bool = False) -> Any:
+        """A diffusers pipeline for `entry` shaped for `task`, sharing cached components;
+        `masked`: the job has a selection (the family's inpaint variant where it has one)."""
         ...
 
     def load_guide(self, entry: ModelEntry, unet_config: Any = None) -> Any:

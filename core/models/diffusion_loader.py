@@ -73,6 +73,13 @@ TASK_PIPELINES: dict[tuple[str, str], str] = {
     ("flux2-klein", "edit"): "Flux2KleinPipeline",  # the picture as its reference image
 }
 
+# an edit over a selection: the variant that repaints only the mask and keeps the latents
+# outside it (used where this diffusers ships it)
+SELECTION_PIPELINES: dict[str, str] = {
+    "FluxKontextPipeline": "FluxKontextInpaintPipeline",
+    "QwenImageEditPipeline": "QwenImageEditInpaintPipeline",
+}
+
 # a base family whose UNet takes 8 input channels (noise + the picture's latents)
 _INSTRUCT_OF = {ModelKind.SD15.value: ModelKind.INSTRUCT_PIX2PIX.value,
                 ModelKind.SDXL.value: ModelKind.SDXL_INSTRUCT_PIX2PIX.value}
@@ -152,8 +159,9 @@ def checkpoint_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
 
 
 def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, Any],
-                  options: SpeedOptions | None = None) -> Any:
-    """The pipeline that runs `task` with the model `entry`, on `device`.
+                  options: SpeedOptions | None = None, masked: bool = False) -> Any:
+    """The pipeline that runs `task` with the model `entry`, on `device`; `masked`: the job
+    has a selection, so the family's selection variant where there is one.
 
     `shared` is the caller's long-lived dict: components loaded for one task are found there
     (weakly held, so the caller's LRU cache still frees them) and re-used for another.
@@ -167,6 +175,8 @@ def load_pipeline(entry: ModelEntry, task: str, device: str, shared: dict[str, A
             ErrorCode.WRONG_MODEL_KIND,
             f"a {entry.kind} model cannot run {task}; pick a model made for it",
         )
+    if masked and hasattr(diffusers, SELECTION_PIPELINES.get(target, "")):
+        target = SELECTION_PIPELINES[target]
     options = options or SpeedOptions()
     dtype = pipeline_dtype(options, device, entry.kind)
     key = f"{Path(entry.path).resolve()}|{entry.config or ''}|{dtype}"

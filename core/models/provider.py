@@ -75,12 +75,12 @@ class WorkerModels:
         dtype = pipeline_dtype(self.speed, self.device, ModelKind.SDXL.value)
         return load_supir_weights(Path(entry.path), self.device, dtype)
 
-    def load_pipeline(self, entry: ModelEntry, task: str) -> Any:
+    def load_pipeline(self, entry: ModelEntry, task: str, masked: bool = False) -> Any:
         from sfumato.core.models.diffusion_loader import load_pipeline
 
         pipe = self.cache.get(
-            f"{entry.name}:{task}",
-            lambda: load_pipeline(entry, task, self.device, self._shared, self.speed),
+            f"{entry.name}:{task}" + (":masked" if masked else ""),
+            lambda: load_pipeline(entry, task, self.device, self._shared, self.speed, masked),
         )
         if self.low_memory:
             _lean(pipe, self.device)

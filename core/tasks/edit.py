@@ -57,9 +57,10 @@ def run(ctx: TaskContext) -> TaskOutput:
         )
 
     # 2. The model, loaded (or found in the cache) as an edit pipeline; a model of another
-    # kind is refused naming the kinds that edit.
+    # kind is refused naming the kinds that edit. Over a selection, Kontext and Qwen-Image-Edit
+    # run their inpaint variants: only the mask is repainted, the latents outside it kept.
     entry = ctx.models.entry(ctx.model_id, MODEL_KINDS, default=None)
-    pipe = ctx.models.load_pipeline(entry, NAME)
+    pipe = ctx.models.load_pipeline(entry, NAME, masked=mask is not None)
     model_size = geometry(pipe, params.resolution)
     sized = [] if params.resolution is None or not fixed_geometry(pipe) else [
         f"{entry.name} edits at its own size (about 1 MP); the resolution was not used"]

@@ -47,19 +47,20 @@ def _inputs(mask_box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray
 
 def test_qwen_image_edit_loads_without_torchvision_and_edits_the_selection_in_place(
         make_context: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    pipeline_calls: list[tuple[str, tuple[int, int], tuple[int, int]]] = []
+    pipeline_calls: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     real = repaint_module.generate
 
-    def spy(pipe: Any, image: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
-        out = real(pipe, image, *args, **kwargs)
-        pipeline_calls.append((type(pipe).__name__, image.shape[1::-1], out.shape[1::-1]))
+    def spy(pipe: Any, image: np.ndarray, mask: np.ndarray, *args: Any,
+            **kwargs: Any) -> np.ndarray:
+        out = real(pipe, image, mask, *args, **kwargs)
+        pipeline_calls.append((type(pipe).__name__, image, mask, out))
         return out
 
     monkeypatch.setattr(repaint_module, "generate", spy)
     layer, mask, rasters = _inputs((33, 17, WIDTH, 44))  # touches the right edge
-    first = edit.run(make_context({**FAST, "seed": 7, "resolution": 256}, rasters,
-                                  "qwen-image-edit"))
-    (raster,) = first.rasters
+    first = edit.run(make_context({**FAST, "seed": 7, "variants": 2, "resolution": 256},
+                                  rasters, "qwen-image-edit"))
+    raster, _ = first.rasters
     x, y = first.info["offset"]
     # the selection's box plus the feather's reach and context, inside the layer
     assert 0 <= x <= 33 - 4 and 0 <= y <= 17 - 4
@@ -68,13 +69,17 @@ def test_qwen_image_edit_loads_without_torchvision_and_edits_the_selection_in_pl
     outside = soft_mask(mask, 0, 4) == 0
     assert np.array_equal(placed[outside], layer[outside])  # byte-identical outside
     assert (placed[mask > 0] != layer[mask > 0]).any()  # the model did edit the selection
-    # the real Qwen pipeline ran, at about 1 MP on a 32 grid, and gave back what it was asked
-    ((name, asked, returned),) = pipeline_calls
-    assert name in ("QwenImageEditPipeline", "QwenImageEditInpaintPipeline")
-    assert asked == returned and asked[0] % 32 == 0 and asked[1] % 32 == 0
-    assert 0.9 < asked[0] * asked[1] / 1024 ** 2 < 1.1
+    # the real Qwen inpaint variant (a selection) ran, at about 1 MP on a 32 grid, with the
+    # selection as its mask, and gave back the size it was asked for
+    (name, image, model_mask, out), (name_2, _, _, _) = pipeline_calls
+    assert name == name_2 == "QwenImageEditInpaintPipeline"
+    height, width = image.shape[:2]
+    assert out.shape == image.shape and width % 32 == 0 and height % 32 == 0
+    assert 0.9 < width * height / 1024 ** 2 < 1.1
+    assert model_mask.shape == (height, width) and 0 < (model_mask > 0).mean() < 1
     assert any("own size" in w for w in first.info["warnings"])  # resolution 256 not used
-    assert first.info["names"] == ["Edit: make it night (seed 7)"]
+    assert first.info["names"] == ["Edit: make it night (seed 7)",
+                                   "Edit: make it night (seed 8)"]
     assert first.info["model"] == "qwen-image-edit"
     # the picture went through the picture-only processor (no video part, so no torchvision)
     context = make_context({}, [], "qwen-image-edit")
@@ -85,8 +90,7 @@ def test_qwen_image_edit_loads_without_torchvision_and_edits_the_selection_in_pl
 
     again = edit.run(make_context({**FAST, "seed": 7}, rasters, "qwen-image-edit"))
     assert bytes(again.rasters[0].data) == bytes(raster.data)  # the seed repeats
-    other = edit.run(make_context({**FAST, "seed": 8}, rasters, "qwen-image-edit"))
-    assert bytes(other.rasters[0].data) != bytes(raster.data)
+    assert bytes(first.rasters[1].data) != bytes(raster.data)  # another seed, another edit
 
 
 def test_a_qwen_folder_without_its_picture_settings_is_refused_as_incomplete(
