@@ -41,6 +41,7 @@ def main(args):
         "select_in_selection": lambda: _select(app, out, png8, endpoint, "selection", False),
         "select_as_mask": lambda: _select(app, out, png8, endpoint, "subject", True),
         "select_words_on_sam2": lambda: _select(app, out, png8, endpoint, "words", False),
+        "recipe_kra": lambda: _recipe_through_kra(app, out, png8, endpoint),
         "cmyk": lambda: _refused(app, endpoint, "CMYKA", "U8"),
         "lab": lambda: _refused(app, endpoint, "LABA", "U16"),
     }
@@ -228,6 +229,63 @@ def _select(app, out, path, endpoint, mode, as_mask):
         with open(os.path.join(out, f"{mode}_{as_mask}_mask.raw"), "wb") as f:
             f.write(bytes(masks[0].selection().pixelData(0, 0, width, height)))
     doc.close()
+    return facts
+
+
+def _recipe_through_kra(app, out, path, endpoint):
+    """Issue 19: an edit's result layer keeps its recipe through a saved and reopened .kra,
+    and Regenerate from the reopened recipe paints the same settings with a new seed."""
+    from krita import Selection
+    from sfumato.bridge import actions
+    from sfumato.bridge.client import Client
+    from sfumato_krita.krita_host import recipe_key
+
+    def select(doc):
+        selection = Selection()
+        selection.select(9, 7, 21, 13, 255)
+        doc.setSelection(selection)
+        doc.waitForDone()
+
+    doc, node = _open(app, path)
+    select(doc)
+    before = {n.uniqueId().toString() for n in doc.topLevelNodes()}
+    params = {"instruction": "make it night", "steps": 2, "seed": 5, "resolution": 64}
+    with Client(endpoint, timeout_s=120) as client:
+        made = actions.edit(_host(doc, node), client, params, "tiny-edit")
+    doc.waitForDone()
+    added = [n for n in doc.topLevelNodes() if n.uniqueId().toString() not in before]
+    if len(added) != 1:
+        return {"made": [made.ok, made.message], "added": [n.name() for n in added],
+                "before": len(before)}
+    (layer,) = added
+    layer_id, source_id = layer.uniqueId().toString(), node.uniqueId().toString()
+    saved = bytes(doc.annotation(recipe_key(layer)) or b"").decode()
+    kra = os.path.join(out, "recipe.kra")
+    doc.saveAs(kra)  # in batch mode: no dialog
+    doc.waitForDone()
+    doc.close()
+
+    again = app.openDocument(kra)  # the same Krita launch, from the file alone
+    again.setBatchmode(True)
+    nodes = {n.uniqueId().toString(): n for n in again.topLevelNodes()}
+    facts = {"made": [made.ok, made.message], "saved": saved,
+             "ids_kept": layer_id in nodes and source_id in nodes and len(nodes) == len(before) + 1}
+    reopened = nodes.get(layer_id)
+    facts["reopened"] = None if reopened is None else \
+        bytes(again.annotation(recipe_key(reopened)) or b"").decode()
+    source = nodes.get(source_id)
+    if facts["reopened"] and source is not None:
+        again.setActiveNode(source)  # Regenerate paints on the result's source
+        select(again)
+        with Client(endpoint, timeout_s=120) as client:
+            redone = actions.regenerate(_host(again, source), client, facts["reopened"])
+        again.waitForDone()
+        new = [n for n in again.topLevelNodes() if n.uniqueId().toString() not in nodes]
+        facts["regenerated"] = [redone.ok, redone.message]
+        facts["new_recipes"] = [bytes(again.annotation(recipe_key(n)) or b"").decode()
+                                for n in new]
+    again.setModified(False)
+    again.close()
     return facts
 
 

@@ -524,11 +524,11 @@ def runner(daemon: DaemonProcess, resources: Path,
            tmp_path_factory: pytest.TempPathFactory) -> RunnerRun:
     tmp = tmp_path_factory.mktemp("kritarunner")
     Image.fromarray(source_pixels(), "RGBA").save(tmp / "in8.png")
-    proc = _run([HOSTS / "run-kritarunner.sh", "--timeout", 120,
+    proc = _run([HOSTS / "run-kritarunner.sh", "--timeout", 300,
                  "--env", f"SFUMATO_HOME={daemon.home}",  # the plug-in's CURVE keys
                  "--pythonpath", Path(__file__).parent, "--pythonpath", resources / "pykrita",
                  "-s", "krita_runner_cases", "-f", "main",
-                 tmp, tmp / "in8.png", daemon.endpoint], timeout=180)
+                 tmp, tmp / "in8.png", daemon.endpoint], timeout=360)
     print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return RunnerRun(tmp, json.loads((tmp / "report.json").read_text()))
@@ -540,6 +540,27 @@ def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
 
 def _source16() -> np.ndarray:
     return source_pixels().reshape(-1).astype(int) * 257
+
+
+def test_an_edits_recipe_survives_a_saved_kra_and_regenerate_gives_a_new_seed(
+        runner: RunnerRun) -> None:
+    from sfumato.bridge.recipe import Recipe
+
+    facts = runner.case("recipe_kra")
+    assert facts["made"][0], facts["made"]
+    made = Recipe.from_json(facts["saved"])
+    assert made.task == "edit" and made.model == "tiny-edit" and made.seed == 5
+    assert made.params["instruction"] == "make it night" and made.params["steps"] == 2
+    # saved, closed and opened again in the same Krita: the layers keep their ids and the
+    # result layer its recipe, word for word
+    assert facts["ids_kept"], facts
+    assert facts["reopened"] == facts["saved"]
+    assert facts["regenerated"][0], facts["regenerated"]
+    (text,) = facts["new_recipes"]
+    redone = Recipe.from_json(text)
+    assert redone.task == made.task and redone.model == made.model
+    assert redone.seed is not None and redone.seed != made.seed
+    assert redone.again() == made.again()  # every setting but the seed
 
 
 def test_16_bit_layers_are_read_in_rgba_order(runner: RunnerRun) -> None:
