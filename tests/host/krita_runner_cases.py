@@ -213,15 +213,17 @@ def _select(app, out, path, endpoint, mode, as_mask):
     pixels = bytes(node.pixelData(0, 0, width, height))
     names = [n.name() for n in doc.topLevelNodes()]
     params = {"text": "the cat"} if mode == "words" else {"context": 4}
+    host = _host(doc, node)
     with Client(endpoint, timeout_s=60) as client:
-        outcome = select_object(_host(doc, node), client, params, "tiny-sam2", mode,
-                                as_channel=as_mask)
+        outcome = select_object(host, client, params, "tiny-sam2", mode,
+                                output="channel" if as_mask else "selection")
     doc.waitForDone()
     after = doc.selection()
     facts = {"ok": outcome.ok, "message": outcome.message, "size": [width, height],
              "layers_unchanged": bytes(node.pixelData(0, 0, width, height)) == pixels
              and [n.name() for n in doc.topLevelNodes()] == names,
-             "masks": [c.name() for c in node.childNodes() if c.type() == "selectionmask"]}
+             "masks": [c.name() for c in node.childNodes() if c.type() == "selectionmask"],
+             "host_messages": host.messages}
     with open(os.path.join(out, f"{mode}_{as_mask}_selection.raw"), "wb") as f:
         f.write(b"" if after is None else bytes(after.pixelData(0, 0, width, height)))
     masks = [c for c in node.childNodes() if c.type() == "selectionmask"]

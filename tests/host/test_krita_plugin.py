@@ -36,6 +36,7 @@ pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = Path(os.environ.get("SFUMATO_HOSTS_DIR", ROOT.parent / "shared" / "hosts"))
 DRIVER = Path(__file__).with_name("krita_driver")
+PROMPTS = "prompts.jsonl"  # beside the daemon's home: what the segmenter was asked
 SFUMATO = [sys.executable, "-m", "sfumato.core"]
 
 W, H = 160, 112
@@ -119,11 +120,36 @@ REMOVE_CASES = [
 # Select object (issue 18): the docker's Select object box; the daemon's worker answers with
 # a known mask (tests/inject_mask), so the selection after can be checked exactly
 SELECT_CONTEXT = 4
+DOTS_ON = [(40, 30), (60, 50)]  # circle centres, in the SVG's units (Krita: points)
+DOTS_OFF = [(130, 90)]
+
+
+def _dots(centres: list[tuple[int, int]]) -> str:
+    circles = "".join(f'<circle cx="{x}" cy="{y}" r="3" fill="#ff0000"/>' for x, y in centres)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}pt" height="{H}pt" '
+            f'viewBox="0 0 {W} {H}">{circles}</svg>')
+
+
 SELECT_CASES = [
+    # the result replaces the selection as one undo step: Undo brings the rough one back
     {"name": "select", "action": "sfumato_select", "selection": INPAINT_SEL,
+     "undo": True, "undo_selection": True,
      "widgets": {"sfumato_segmenter": "tiny-sam2", "sfumato_select_mode": "selection",
                  "sfumato_select_context": SELECT_CONTEXT},
      "restore": {"sfumato_segmenter": ""}},
+    # points: the shapes of one vector layer on the object, another's off it
+    {"name": "select_points", "action": "sfumato_select", "selection": INPAINT_SEL,
+     "undo": True, "undo_selection": True,
+     "vector_layers": {"dots on": _dots(DOTS_ON), "dots off": _dots(DOTS_OFF)},
+     "widgets": {"sfumato_segmenter": "tiny-sam2", "sfumato_select_mode": "points",
+                 "sfumato_select_include": "dots on", "sfumato_select_exclude": "dots off"},
+     "restore": {"sfumato_segmenter": "", "sfumato_select_mode": "selection"}},
+    # background removal: the object cut out as a new layer above the source (one undo step)
+    {"name": "select_cutout", "action": "sfumato_select", "selection": INPAINT_SEL,
+     "undo": True,
+     "widgets": {"sfumato_segmenter": "tiny-sam2", "sfumato_select_mode": "selection",
+                 "sfumato_select_context": SELECT_CONTEXT, "sfumato_select_output": "layer"},
+     "restore": {"sfumato_segmenter": "", "sfumato_select_output": "selection"}},
 ]
 # Edit by instruction (issue 19): the Edit box; the prompt box is the instruction; a tiny
 # FLUX.1 Kontext (at 256 px: the docker's resolution field)
@@ -205,7 +231,8 @@ def daemon(hosts_ready: None, tmp_path_factory: pytest.TempPathFactory,
     # the worker answers segment with a known mask (tests/inject_mask): the only double
     inject = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "inject_mask"),
                               os.environ.get("PYTHONPATH", "")])
-    process = start_daemon(tmp / "home", extra_env={"PYTHONPATH": inject})
+    process = start_daemon(tmp / "home", extra_env={"PYTHONPATH": inject,
+                                                   "SFUMATO_INJECT_PROMPTS": str(tmp / PROMPTS)})
     try:
         build_tiny_image_encoder(tmp / "ip" / "image_encoder")
         models = {"tiny": build_tiny_model("sdxl-inpaint", tmp / "tiny-sdxl-inpaint"),
@@ -248,7 +275,13 @@ def krita(daemon: DaemonProcess, resources: Path,
     Image.fromarray(source_pixels(), "RGBA").save(tmp / "input.png")
     out = tmp / "out"
     out.mkdir()
-    (tmp / "cases.json").write_text(json.dumps(_cases(free_endpoint())))
+    cases = _cases(free_endpoint())
+    # SFUMATO_KRITA_ONLY=select: only the cases so named (and the docker, which waits for the
+    # daemon's lists), with `pytest -k`
+    only = tuple(filter(None, os.environ.get("SFUMATO_KRITA_ONLY", "").split(",")))
+    if only:
+        cases = [c for c in cases if c["name"] == "docker" or c["name"].startswith(only)]
+    (tmp / "cases.json").write_text(json.dumps(cases))
     started = time.monotonic()
     proc = _run([HOSTS / "run-krita.sh", "--profile", profile,
                  "--pykrita", resources / "pykrita", "--pykrita", DRIVER,
@@ -760,16 +793,80 @@ def test_remove_object_adds_a_layer_over_the_selection_in_one_undo_step(krita: R
 
 
 
-def test_docker_select_replaces_the_selection_with_the_mask(krita: Run) -> None:
-    """Not checked: undo. Krita 5.1's Document.setSelection is not on the undo stack."""
+def _gui_selection(krita: Run, name: str, file: str = "selection_after") -> np.ndarray:
+    return np.frombuffer((krita.folder / name / f"{file}.raw").read_bytes(),
+                         np.uint8).reshape(H, W)
+
+
+def _rect_mask(rect: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = rect
+    mask = np.zeros((H, W), np.uint8)
+    mask[y:y + h, x:x + w] = 255
+    return mask
+
+
+def _layers_added(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """New nodes but Krita's own "Selection Mask" (how it shows the global selection: a new
+    selection may come with a new one)."""
+    return [node for node in case["new"] if node["type"] != "selectionmask"]
+
+
+def test_docker_select_replaces_the_selection_with_the_mask_in_one_undo_step(
+        krita: Run) -> None:
     case = krita.case("select")
-    assert case["new"] == [] and case["source_unchanged"], case["message"]
+    assert _layers_added(case) == [] and case["source_unchanged"], case["message"]
     x, y, w, h = INPAINT_SEL
     c = SELECT_CONTEXT
-    after = np.frombuffer((krita.folder / "select" / "selection_after.raw").read_bytes(),
-                          np.uint8).reshape(H, W)
-    assert np.array_equal(after, _known_at(x - c, y - c, w + 2 * c, h + 2 * c))
+    assert np.array_equal(_gui_selection(krita, "select"),
+                          _known_at(x - c, y - c, w + 2 * c, h + 2 * c))
     assert case["progress_text"] == "sfumato: done"
+    assert case["source_masks"] == []  # the undoable route: no fallback mask was needed
+    # one Undo: the rough selection exactly as it was; the layers as they were
+    assert np.array_equal(_gui_selection(krita, "select", "selection_after_undo"),
+                          _rect_mask(INPAINT_SEL))
+    assert case["source_unchanged_after_undo"]
+
+
+def test_docker_select_at_a_vector_layers_shapes(krita: Run) -> None:
+    case = krita.case("select_points")
+    assert _layers_added(case) == [] and case["source_unchanged"], case["message"]
+    assert np.array_equal(_gui_selection(krita, "select_points"), _known_at(0, 0, W, H))
+    assert np.array_equal(_gui_selection(krita, "select_points", "selection_after_undo"),
+                          _rect_mask(INPAINT_SEL))
+    # what the segmenter was asked: the shapes' centres in pixels, on (1) and off (0) it
+    assert krita.daemon is not None
+    prompts = krita.daemon.home.parent / PROMPTS
+    asked = [json.loads(line) for line in prompts.read_text().splitlines()]
+    (points,) = [a["points"] for a in asked if a["points"]]
+    xs, ys = (r / 72.0 for r in case["resolution"])
+    expected = [[cx * xs, cy * ys, 1] for cx, cy in DOTS_ON] + \
+        [[cx * xs, cy * ys, 0] for cx, cy in DOTS_OFF]
+    assert np.allclose(points, expected, atol=0.5), (points, expected)
+
+
+def test_docker_select_cuts_the_object_out_as_a_new_layer(krita: Run) -> None:
+    case = krita.case("select_cutout")
+    assert case["source_unchanged"] and case["selection_unchanged"], case["message"]
+    (new,) = _layers_added(case)
+    bx, by, bw, bh = new["bounds"]
+    pixels = krita.raw("select_cutout", f"new_{case['new'].index(new)}", (bw, bh))
+    _assert_above_source(case, new)
+    assert "Cutout" in new["name"] and case["source_masks"] == []
+    # the layer as Krita holds it: the source's pixels over the crop the model saw, alpha
+    # the known mask (the source is opaque); nothing elsewhere
+    x, y, w, h = INPAINT_SEL
+    c = SELECT_CONTEXT
+    alpha = _known_at(x - c, y - c, w + 2 * c, h + 2 * c)
+    expected = source_pixels().copy()  # (raw() reads Krita's B,G,R,A as R,G,B,A)
+    expected[..., 3] = alpha
+    assert not alpha[~_rect_mask((bx, by, bw, bh)).astype(bool)].any()
+    shown = alpha[by:by + bh, bx:bx + bw] > 0
+    assert np.array_equal(pixels[..., 3], alpha[by:by + bh, bx:bx + bw])
+    assert np.array_equal(pixels[shown], expected[by:by + bh, bx:bx + bw][shown])
+    # one Undo takes the layer away
+    assert [n for n in case["layers_after_undo"] if n != "Selection Mask"] == [
+        layer["name"] for layer in case["layers"]
+        if layer["type"] != "selectionmask" and layer != new]
 
 # --- select by segmentation (issue 18), API level in kritarunner ------------------------------
 
@@ -793,11 +890,15 @@ def _rough() -> np.ndarray:
 
 
 def test_select_subject_becomes_the_documents_selection_exactly(runner: RunnerRun) -> None:
+    """No view (a script): Krita cannot undo setSelection, so the selection there was is kept
+    as a hidden selection mask, and the artist is told so."""
     facts = runner.case("select_subject")
     assert facts["ok"], facts["message"]
-    assert facts["layers_unchanged"] and facts["masks"] == []
+    assert facts["layers_unchanged"] and facts["masks"] == ["sfumato: selection before"]
     assert np.array_equal(_krita_selection(runner, "subject_False_selection"),
                           _known_at(0, 0, W, H))
+    assert np.array_equal(runner.raw("subject_False_mask", "u1").reshape(H, W), _rough())
+    assert any("sfumato: selection before" in m for m in facts["host_messages"])
 
 
 def test_select_in_the_rough_selection_places_the_mask_at_its_box(runner: RunnerRun) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 from PyQt5.QtGui import QImage
 from sfumato.bridge import actions, schema
-from sfumato.bridge.actions import ActionOutcome
+from sfumato.bridge.actions import ActionError, ActionOutcome
 from sfumato.bridge.endpoints import resolve_endpoint
 from sfumato.bridge.errors import SfumatoError
 from sfumato.bridge.guides import DEFAULT_SCALE, DEFAULT_WEIGHT, Control, ImagePrompt
@@ -22,13 +22,14 @@ from .daemon_status import CHECKING, DaemonState, from_error, from_report
 from .job_runner import JobSignals, JobThread, MainThreadCalls, StatusThread, ThreadedHost
 from .krita_host import KritaHost, layer_below, layer_recipe, refusal
 from .task_fields import request_params, reused, stored
+from .vector_points import layer_points
 
 SETTINGS_GROUP = "sfumato"
 STATUS_EVERY_MS = 5000
 SHUTDOWN_WAIT_MS = 3000  # a job waiting on the UI thread cannot end while it waits here
 TASKS = ("inpaint", "refine", "paint", "generate", "expand", "regenerate", "upscale",
          "remove", "edit", "select")
-SELECT_MODES = ("selection", "words", "subject")  # the docker's (points: GIMP's paths only)
+SELECT_MODES = tuple(schema.SELECT_MODES)  # points: the shapes of vector layers
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class Settings:
     segmenter: str = ""  # select's model: "" = a registered one (SAM 3 for words)
     select_mode: str = "selection"  # a SELECT_MODES entry
     select_values: str = "{}"  # words, soft edges, matting model, context (task_fields.py)
-    select_as_mask: bool = False  # add a selection mask instead of replacing the selection
+    select_output: str = "selection"  # a schema.SELECT_OUTPUTS entry (selection mask: channel)
+    select_include: str = ""  # points: the vector layer (uniqueId) whose shapes are on it
+    select_exclude: str = ""  # ... and one whose shapes are off it ("" = none)
     upscaler: str = ""
     upscale_values: str = "{}"
     upscale_selection_only: bool = False
@@ -212,6 +215,15 @@ class Controller(QObject):
         if task == "paint":
             task = "inpaint" if self.settings.strength >= 1.0 else "refine"
         settings = self.settings
+        points: tuple[list[Any], list[Any]] = ([], [])
+        if task == "select" and settings.select_mode == "points":
+            try:  # read here, on the UI thread: Krita's API is not thread-safe
+                points = (layer_points(document, settings.select_include, "on the object"),
+                          layer_points(document, settings.select_exclude, "off the object")
+                          if settings.select_exclude else [])
+            except ActionError as exc:
+                self._say(str(exc))
+                return False
         host = KritaHost(document, node, self.app)
         self._cancel = threading.Event()
         signals = JobSignals()
@@ -221,7 +233,7 @@ class Controller(QObject):
         signals.finished.connect(self._finished)
         threaded = ThreadedHost(host, self.calls, signals, self._cancel)
         self._signals = signals
-        self._job = JobThread(_work(task, settings, recipe), threaded, self.endpoint)
+        self._job = JobThread(_work(task, settings, recipe, points), threaded, self.endpoint)
         self.last_message = ""
         self.busy_changed.emit(True)
         self.progress.emit(0.0, f"sfumato {task}: starting")
@@ -288,8 +300,8 @@ class Controller(QObject):
         self.status_changed.emit(state)
 
 
-def _work(task: str, settings: Settings,
-          recipe: str | None = None) -> Callable[[Any, Any], ActionOutcome]:
+def _work(task: str, settings: Settings, recipe: str | None = None,
+          points: tuple[list[Any], list[Any]] = ([], [])) -> Callable[[Any, Any], ActionOutcome]:
     """The job, run in the worker thread with its host and client."""
     model = settings.model or None
 
@@ -315,7 +327,7 @@ def _work(task: str, settings: Settings,
 
             return select_object(host, client, settings.select_params(),
                                  settings.segmenter or None, settings.select_mode,
-                                 as_channel=settings.select_as_mask)
+                                 points[0], points[1], settings.select_output)
         action = actions.inpaint_selection if task == "inpaint" else actions.refine
         return action(host, client, settings.diffusion_params(task), model,
                       **settings.guides())

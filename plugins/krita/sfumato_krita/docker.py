@@ -29,15 +29,15 @@ from PyQt5.QtWidgets import (
 )
 from sfumato.bridge.guides import CONTROL_KINDS
 
-from .controller import SELECT_MODES, Settings, shared_controller
+from .controller import Settings, shared_controller
 from .daemon_status import BUSY, CHECKING, CONNECTED, DaemonState
 from .krita_host import layer_choices
+from .select_box import build_select_box, refresh_vector_layers, show_select_settings
 from .task_fields import (
     EDIT_FIELDS,
     EXPAND_FIELDS,
     GENERATE_FIELDS,
     REMOVE_FIELDS,
-    SELECT_FIELDS,
     UPSCALE_FIELDS,
     Field,
     stored,
@@ -164,7 +164,7 @@ class SfumatoDocker(DockWidget):
         layout.addWidget(self._build_expand(root))
         layout.addWidget(self._build_edit(root))
         layout.addWidget(self._build_remove(root))
-        layout.addWidget(self._build_select(root))
+        layout.addWidget(build_select_box(self, root))
         layout.addWidget(self._build_upscale(root))
 
         endpoint_row = QFormLayout()
@@ -219,9 +219,11 @@ class SfumatoDocker(DockWidget):
     def _refresh_layers(self) -> None:
         """List the active document's layers in the control and reference pickers, keeping
         the artist's choices; untouched when nothing changed (no flicker while picking)."""
-        choices = tuple(layer_choices(Krita.instance().activeDocument()))
+        document = Krita.instance().activeDocument()
+        choices = tuple(layer_choices(document))
         if choices == self._layers:
             return
+        refresh_vector_layers(self, self.controller.settings, document)
         self._layers = choices
         s = self.controller.settings
         self._fill_layers(self.control_layer, "auto (made from the image)", s.control_layer)
@@ -281,35 +283,6 @@ class SfumatoDocker(DockWidget):
         self.remove.setToolTip("The selection filled with what surrounds it, as a new layer")
         self.remove.clicked.connect(lambda: self.controller.start("remove"))
         form.addRow(self.remove)
-        return box
-
-    def _build_select(self, parent: QWidget) -> QWidget:
-        """Select object (issue 18): the object in the rough selection, named in words, or
-        the main subject, as the new selection (or a selection mask); no layer changes."""
-        box = _named(QGroupBox("Select object", parent), "sfumato_select_group")
-        form = QFormLayout(box)
-        self.select_mode = _named(QComboBox(box), "sfumato_select_mode")
-        for mode in SELECT_MODES:
-            self.select_mode.addItem(mode, mode)
-        self.select_mode.setToolTip("selection: the object in the rough selection; words: "
-                                    "what the words name (a SAM 3 segmenter); subject: the "
-                                    "main subject")
-        self.select_mode.currentIndexChanged.connect(
-            lambda _: self._set(select_mode=self.select_mode.currentData() or "selection"))
-        form.addRow("Select", self.select_mode)
-        self.segmenter = _named(QComboBox(box), "sfumato_segmenter")
-        self.segmenter.currentIndexChanged.connect(
-            lambda _: self._set(segmenter=self._combo_value(self.segmenter)))
-        form.addRow("Model", self.segmenter)
-        self.select_fields = self._add_fields(box, form, SELECT_FIELDS, "select_values")
-        self.select_as_mask = _named(QCheckBox("As a selection mask", box),
-                                     "sfumato_select_as_mask")
-        self.select_as_mask.toggled.connect(lambda on: self._set(select_as_mask=on))
-        form.addRow(self.select_as_mask)
-        self.select = _named(QPushButton("Select", box), "sfumato_select")
-        self.select.setToolTip("Replace the selection with the object's mask")
-        self.select.clicked.connect(lambda: self.controller.start("select"))
-        form.addRow(self.select)
         return box
 
     def _build_upscale(self, parent: QWidget) -> QWidget:
@@ -372,8 +345,7 @@ class SfumatoDocker(DockWidget):
         self._fill(self.upscaler, (), s.upscaler)
         self._fill(self.remover, (), s.remover)
         self._fill(self.segmenter, (), s.segmenter)
-        self.select_mode.setCurrentIndex(max(0, self.select_mode.findData(s.select_mode)))
-        self.select_as_mask.setChecked(s.select_as_mask)
+        show_select_settings(self, s, Krita.instance().activeDocument())
         self.control_kind.setCurrentIndex(max(0, self.control_kind.findData(s.control_kind)))
         self.control_scale.setValue(s.control_scale)
         self.image_prompt_weight.setValue(s.image_prompt_weight)

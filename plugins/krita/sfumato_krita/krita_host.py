@@ -36,6 +36,7 @@ from .pixel_formats import (
 )
 
 ADD_LAYER_ACTION = "add_new_paint_layer"
+PREVIOUS_SELECTION = "sfumato: selection before"
 SCALE_FILTER = "Bicubic"
 
 
@@ -143,13 +144,27 @@ class KritaHost:
 
     def replace_selection(self, mask: Raster, x: int, y: int) -> None:
         """The document's selection becomes `mask` (gray8, top-left at image (x, y);
-        nothing selected outside it); no layer is touched. Through `Document.setSelection`,
-        which Krita 5.1 keeps off the undo stack: Select > Reselect (or the previous
-        selection made again) is the way back. (Krita's own "Select Opaque" on a transient
-        layer was tried for an undo step: the action did not see the transient layer.)"""
+        nothing selected outside it); no layer is touched. In the active view: one Undo
+        brings the previous selection back exactly (selection_step.py). Without a view
+        (scripts): `Document.setSelection`, which Krita 5.1 keeps off the undo stack; the
+        previous selection is then kept as a hidden selection mask on the layer ("sfumato:
+        selection before"), and the artist is told so."""
         from krita import Selection
 
+        from .selection_step import select_as_one_step
+
         self._check_open()
+        if select_as_one_step(self, mask, x, y):
+            return
+        before = self.document.selection()
+        if before is not None:
+            kept = self.document.createSelectionMask(PREVIOUS_SELECTION)
+            kept.setSelection(before)
+            kept.setVisible(False)
+            self.node.addChildNode(kept, None)
+            self.show_message(f"sfumato: the selection before is kept as the selection mask "
+                              f"'{PREVIOUS_SELECTION}' (this replacement cannot be undone "
+                              "here).")
         selection = Selection()
         selection.setPixelData(mask.packed_bytes(), x, y, mask.width, mask.height)
         self.document.setSelection(selection)

@@ -160,6 +160,12 @@ class Driver:
             if case.get("add_layer"):
                 self.add_stripes(case["add_layer"])
                 _widget("sfumato_refresh_layers").click()
+            for layer_name, svg in case.get("vector_layers", {}).items():  # under the source
+                layer = self.doc.createVectorLayer(layer_name)
+                self.doc.rootNode().addChildNode(layer, None)
+                layer.addShapesFromSvg(svg)
+                self.doc.waitForDone()
+                _widget("sfumato_refresh_layers").click()
             for key, value in case.get("widgets", {}).items():
                 set_widget(key, value)
             self.doc.setActiveNode(self.source)
@@ -237,10 +243,12 @@ class Driver:
                 "preview_shown": preview is not None and not preview.isNull(),
                 "cancel_clicked": state.get("cancel_clicked", False),
                 "exported": bool(exported),
+                "source_masks": [c.name() for c in self.source.childNodes()],
+                "resolution": [self.doc.xRes(), self.doc.yRes()],
             }
             self.report["cases"][name] = result
             _write(folder, "selection_after.raw", _selection_bytes(self.doc))
-            if case.get("undo") and new:
+            if case.get("undo") and (new or case.get("undo_selection")):
                 Krita.instance().action("edit_undo").trigger()
             return True
 
@@ -249,6 +257,11 @@ class Driver:
             if case.get("undo") and self.report["cases"][name]["new"]:
                 self.report["cases"][name]["layers_after_undo"] = [
                     layer["name"] for layer in self.layers()]
+            if case.get("undo_selection"):  # one Undo: the selection there was before
+                _write(folder, "selection_after_undo.raw", _selection_bytes(self.doc))
+                w, h = self.doc.width(), self.doc.height()
+                self.report["cases"][name]["source_unchanged_after_undo"] = bytes(
+                    self.source.pixelData(0, 0, w, h)) == state["source_before"]
             return True
 
         def wait_status_error():
