@@ -211,6 +211,7 @@ def test_the_shift_measure_sees_a_quarter_pixel() -> None:
     ("flux-kontext", (131, 75), (0, 9, 57, 75)),  # touching the left and bottom edges
     ("instruct-pix2pix", (131, 75), None),  # the whole layer
     ("flux2-klein", (97, 61), (33, 17, 70, 44)),  # the picture as a reference image
+    ("qwen-image-edit", (131, 75), (0, 9, 57, 75)),  # its own 1 MP on a 32 grid, on the edges
 ])
 def test_a_pass_through_model_gives_the_picture_back_unshifted(
         make_context: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, model: str,
