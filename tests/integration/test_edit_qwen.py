@@ -93,6 +93,32 @@ def test_qwen_image_edit_loads_without_torchvision_and_edits_the_selection_in_pl
     assert bytes(first.rasters[1].data) != bytes(raster.data)  # another seed, another edit
 
 
+def test_qwen_image_edit_plus_edits_the_whole_layer_at_its_own_size(
+        make_context: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plus reads the picture at 384² for its text encoder and 1 MP for its VAE, through the
+    # same picture-only processor; with no selection it edits the whole layer
+    names: list[str] = []
+    real = repaint_module.generate
+
+    def spy(pipe: Any, image: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        out = real(pipe, image, *args, **kwargs)
+        names.append(type(pipe).__name__)
+        assert out.shape == image.shape and image.shape[0] % 32 == image.shape[1] % 32 == 0
+        return out
+
+    monkeypatch.setattr(repaint_module, "generate", spy)
+    layer, _, _ = _inputs((0, 0, 1, 1))
+    layer[:, :20, 3] = 0  # a cut-out: the left strip is transparent
+    result = edit.run(make_context({**FAST, "seed": 3}, [array_to_raster(layer, Layout.RGBA8)],
+                                   "qwen-image-edit-plus"))
+    assert names == ["QwenImageEditPlusPipeline"]
+    (raster,) = result.rasters
+    assert (raster.width, raster.height) == (WIDTH, HEIGHT) and result.info["offset"] == [0, 0]
+    pixels = raster_to_array(raster)
+    assert (pixels[:, :20, 3] == 0).all() and (pixels[:, 20:, 3] == 255).all()
+    assert (pixels[:, 20:, :3] != layer[:, 20:, :3]).any()
+
+
 def test_a_qwen_folder_without_its_picture_settings_is_refused_as_incomplete(
         tiny_home: Path, tmp_path: Path) -> None:
     folder = Path(shutil.copytree(tiny_home / "models" / "diffusers" / "qwen-image-edit",

@@ -16,7 +16,7 @@ import torch
 
 KINDS = ("sdxl-inpaint", "sdxl", "sd15-inpaint", "sd15", "flux-fill", "flux",
          "instruct-pix2pix", "sdxl-instruct-pix2pix", "flux-kontext",  # these four: edit
-         "flux2-klein", "qwen-image-edit")
+         "flux2-klein", "qwen-image-edit", "qwen-image-edit-plus")
 
 TINY_RESOLUTION = 256  # UNet sample_size 32 x VAE factor 8
 _CLIP_WIDTH = 32
@@ -40,6 +40,7 @@ def build_tiny_model(kind: str, dest: Path) -> Path:
         "flux-kontext": lambda: _flux(fill=False, kontext=True),
         "flux2-klein": _flux2_klein,
         "qwen-image-edit": lambda: _qwen_image_edit(inpaint=False),
+        "qwen-image-edit-plus": lambda: _qwen_image_edit(inpaint=False, plus=True),
     }
     if kind not in builders:
         raise ValueError(f"no tiny model for kind {kind!r}; known: {', '.join(KINDS)}")
@@ -308,7 +309,7 @@ _QWEN_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_en
                   "<|image_pad|>", "<|video_pad|>"]
 
 
-def _qwen_image_edit(inpaint: bool) -> Any:
+def _qwen_image_edit(inpaint: bool, plus: bool = False) -> Any:
     """Qwen-Image-Edit: a Qwen2.5-VL text encoder that reads the picture (vision tower, 14 px
     patches merged 2x2; a byte-level tokenizer with Qwen's vision tokens), Qwen-Image's causal
     3D VAE (8x) and its transformer (2x2 patches). The processor is sfumato's picture-only
@@ -318,6 +319,7 @@ def _qwen_image_edit(inpaint: bool) -> Any:
         FlowMatchEulerDiscreteScheduler,
         QwenImageEditInpaintPipeline,
         QwenImageEditPipeline,
+        QwenImageEditPlusPipeline,
         QwenImageTransformer2DModel,
     )
     from sfumato.core.models.qwen_processor import _processor_class
@@ -359,7 +361,8 @@ def _qwen_image_edit(inpaint: bool) -> Any:
     vae = AutoencoderKLQwenImage(
         base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
         temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    cls = QwenImageEditInpaintPipeline if inpaint else QwenImageEditPipeline
+    cls = QwenImageEditPlusPipeline if plus else \
+        QwenImageEditInpaintPipeline if inpaint else QwenImageEditPipeline
     return cls(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
                tokenizer=tokenizer, transformer=transformer,
                processor=_processor_class()(image_processor=images, tokenizer=tokenizer))
