@@ -359,7 +359,7 @@ def _qwen_image_edit(inpaint: bool, plus: bool = False) -> Any:
         num_attention_heads=2, joint_attention_dim=16, guidance_embeds=False,
         axes_dims_rope=(8, 4, 4))
     vae = AutoencoderKLQwenImage(
-        base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=0,  # 0: 3x faster on CPU
         temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
     cls = QwenImageEditPlusPipeline if plus else \
         QwenImageEditInpaintPipeline if inpaint else QwenImageEditPipeline
