@@ -15,6 +15,9 @@ cannot make a verdict. Target: shared memory <= 2x the memcpy floor.
 this run, one with CURVE (the default) and one with `curve_on_loopback = false` (before
 issue 15), and against a bare pyzmq ROUTER echo process, plain and CURVE. Targets (issue 15):
 shared memory with auth <= 1.5x two memcpy; frames with auth <= 1.2x the bare plain echo.
+"frames on" is a client of this user on the daemon's machine (through the daemon's
+same-machine door, bridge/local_ipc.py); "frames tcp" is the CURVE path a client on another
+machine takes (SFUMATO_LOCAL_IPC=off), compared with a bare CURVE echo.
 """
 
 from __future__ import annotations
@@ -290,7 +293,10 @@ def auth_main(args: argparse.Namespace) -> int:
             clients = {"on": Client(on.endpoint, timeout_s=120, curve=keys),
                        "off": Client(off.endpoint, timeout_s=120)}
             os.environ["SFUMATO_SHARED_MEMORY"] = "0"  # these behave as remote clients
-            clients["frames on"] = Client(on.endpoint, timeout_s=120, curve=keys)
+            clients["frames on"] = Client(on.endpoint, timeout_s=120, curve=keys)  # the door
+            os.environ["SFUMATO_LOCAL_IPC"] = "off"  # as a client on another machine would
+            clients["frames tcp"] = Client(on.endpoint, timeout_s=120, curve=keys)
+            del os.environ["SFUMATO_LOCAL_IPC"]
             clients["frames off"] = Client(off.endpoint, timeout_s=120)
             clients["frames ipc"] = Client(ipc.endpoint, timeout_s=120)
             del os.environ["SFUMATO_SHARED_MEMORY"]
@@ -308,8 +314,8 @@ def auth_main(args: argparse.Namespace) -> int:
     return 0
 
 
-AUTH_NAMES = ("memcpy", "shm off", "shm on", "frames off", "frames on", "frames ipc",
-              "echo plain", "echo curve")
+AUTH_NAMES = ("memcpy", "shm off", "shm on", "frames off", "frames on", "frames tcp",
+              "frames ipc", "echo plain", "echo curve")
 
 
 def measure_auth(size: str, clients: dict[str, Client], echoes: dict[str, BareEcho],
@@ -341,6 +347,7 @@ def measure_auth(size: str, clients: dict[str, Client], echoes: dict[str, BareEc
     contenders = {"memcpy": two_memcpy, "shm off": ping(clients["off"]),
                   "shm on": ping(clients["on"]), "frames off": ping(clients["frames off"]),
                   "frames on": ping(clients["frames on"]),
+                  "frames tcp": ping(clients["frames tcp"]),
                   "frames ipc": ping(clients["frames ipc"]), "echo plain": echo(echoes["plain"]),
                   "echo curve": echo(echoes["curve"])}
     return f"{size.upper()} rgba8 ({len(buffer) / 1e6:.0f} MB)", race(contenders, repeat)
@@ -356,9 +363,9 @@ def report_auth(rows: list[tuple[str, rounds.Rounds]], args: argparse.Namespace)
         for a, b, target in (("shm on", "memcpy", 1.5), ("shm off", "memcpy", None),
                              ("shm on", "shm off", None), ("frames on", "echo plain", 1.2),
                              ("frames off", "echo plain", None),
-                             ("frames on", "echo curve", None),
+                             ("frames tcp", "echo curve", None),
                              ("echo curve", "echo plain", None),
-                             ("frames on", "frames off", None),
+                             ("frames tcp", "frames off", None),
                              ("frames ipc", "echo plain", 1.2)):
             ratios = race_.ratios(a, b)
             verdict = ""

@@ -27,6 +27,7 @@ from .endpoints import (
     resolve_endpoint,
 )
 from .errors import SfumatoError
+from .local_ipc import reachable_door
 from .private_ipc import check_private_ipc
 from .protocol import (
     TERMINAL_TYPES,
@@ -83,6 +84,10 @@ def _dealer(endpoint: str, routing_id: bytes, curve: CurveKeys | None) -> Daemon
         check_private_ipc(endpoint)
     except SfumatoError as exc:
         raise ClientError(exc.code, exc.message) from None
+    # the same daemon's door for this user's programs: no encryption where none can listen
+    door = reachable_door(endpoint, keys.server_public) if keys is not None else None
+    if door is not None:
+        return DealerTransport(door, routing_id=routing_id)
     return DealerTransport(endpoint, routing_id=routing_id, curve=keys)
 
 

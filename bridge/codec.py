@@ -73,6 +73,18 @@ def encode(
     return frames
 
 
+def request_id_of(frames: Sequence[Buffer]) -> str:
+    """The request id in a frame set's header, or "" when there is none to read: for
+    refusing a message without decoding (or opening the pixels of) the rest."""
+    if len(frames) < 2 or bytes(frames[0]) != PREFIX:
+        return ""
+    try:
+        request_id = _load(frames[1], "header").get("id")
+    except ProtocolError:
+        return ""
+    return request_id if isinstance(request_id, str) and len(request_id) <= MAX_ID_CHARS else ""
+
+
 def decode(
     frames: Sequence[Buffer],
     key: bytes | None = None,

@@ -10,10 +10,19 @@ Z85 public key): fairness and queue caps count by it, not by the id a client nam
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import zmq
 from sfumato.bridge.endpoints import needs_curve
+from sfumato.bridge.local_ipc import (
+    door_endpoint,
+    door_folder,
+    make_door_folder,
+    peer_uid,
+    remove_door,
+)
+from sfumato.bridge.private_ipc import make_private
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.daemon.keys import (
     HOW_TO,
@@ -51,6 +60,30 @@ class ClientAuth:
         self._authenticator: ThreadAuthenticator | None = None
         self._allowed = _AllowedKeys()
         self._seen: tuple[tuple[str, float], ...] = ()
+        self.local_key = b""  # this user's programs' public key, once the keys exist
+
+    def open_door(self, sock: zmq.Socket, endpoint: str) -> str | None:
+        """Bind the same-machine ipc door (local_ipc.py) of a loopback daemon: before the
+        CURVE options are set, which apply to every endpoint bound after them. None when
+        there is no door: not loopback TCP with a fixed port, or /tmp/sfumato-UID taken."""
+        if not self.required or self.remote:
+            return None
+        ensure_local_keys(self.home)
+        door = door_endpoint(endpoint, server_keys(self.home)[0])
+        if door is None:
+            return None
+        if not make_door_folder():
+            log.warning("%s is not a folder only this user can enter: serving on TCP alone",
+                        door_folder())
+            return None
+        remove_door(door)  # a crashed daemon's socket file, in a folder only we write
+        try:
+            sock.bind(door)
+        except zmq.ZMQError as exc:
+            log.warning("no same-machine door at %s (%s): serving on TCP alone", door, exc)
+            return None
+        make_private(door)
+        return door
 
     def secure(self, context: zmq.Context, sock: zmq.Socket) -> None:
         """Make `sock` a CURVE server before it binds, or refuse to go on without keys."""
@@ -67,6 +100,7 @@ class ClientAuth:
                                    f"this machine, but no client key is allowed yet: {HOW_TO}")
         ensure_local_keys(self.home)
         public, secret = server_keys(self.home)
+        self.local_key = local_public(self.home) or b""
         self._authenticator = ThreadAuthenticator(context, log=log)
         self._authenticator.start()
         self._load_allowed()
@@ -102,11 +136,21 @@ class ClientAuth:
             return ()
 
 
-def proven_identity(frame: zmq.Frame) -> bytes:
-    """The CURVE key (Z85) the sender of `frame` proved in its handshake; b"" on a socket
-    without CURVE (ipc, inproc, or `curve_on_loopback = false`)."""
+def proven_identity(frame: zmq.Frame, local_key: bytes = b"") -> bytes | None:
+    """Who sent `frame`: the CURVE key (Z85) it proved in its handshake; `local_key` (this
+    user's programs) for a connection through the same-machine door from this user's uid;
+    None from another uid (refused); b"" with neither (an ipc:// or inproc:// endpoint, or
+    `curve_on_loopback = false`)."""
     try:
         user = frame.get("User-Id")
     except zmq.ZMQError:
+        user = None
+    if isinstance(user, str) and user:
+        return user.encode()
+    try:
+        uid = peer_uid(frame.get("Peer-Address"))
+    except zmq.ZMQError:
+        uid = None
+    if uid is None:
         return b""
-    return user.encode() if isinstance(user, str) else b""
+    return local_key if uid == os.getuid() else None

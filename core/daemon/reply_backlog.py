@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections import deque
 
 import zmq
+from sfumato.bridge.protocol import ErrorCode
+from sfumato.bridge.raster import Raster
+from sfumato.core.errors import SfumatoError
 
 
 class ReplyBacklog:
@@ -19,6 +22,22 @@ class ReplyBacklog:
 
     def note(self, identity: bytes, tracker: zmq.MessageTracker, nbytes: int) -> None:
         self._queued.setdefault(identity, deque()).append((tracker, nbytes))
+
+    def check_echo(self, identity: bytes, rasters: list[Raster], held_in_files: int,
+                   limit: int) -> None:
+        """An echo may not take a client's unread replies (zmq's and `held_in_files`, its
+        unreleased reply files) past `limit` bytes: RESOURCE_EXHAUSTED."""
+        if not rasters:
+            return
+        held = self.queued_bytes(identity) + held_in_files
+        wanted = sum(raster.nbytes for raster in rasters)
+        if held + wanted > limit:
+            raise SfumatoError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"this client has {held} bytes of replies it has not read or let go of, and "
+                f"this echo adds {wanted}: over the daemon's {limit} per client; read (and "
+                "drop) earlier replies first",
+            )
 
     def queued_bytes(self, identity: bytes) -> int:
         """Pixel bytes of frames sent to this client that zmq still holds."""

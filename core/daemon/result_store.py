@@ -23,6 +23,7 @@ class StoredResult:
     rasters: list[Raster]
     stored_at: float
     delivered: bool = False
+    owner_key: bytes = b""  # the CURVE key the owner proved (b"": no CURVE on its socket)
 
     @property
     def nbytes(self) -> int:
@@ -38,12 +39,12 @@ class ResultStore:
     _bytes: int = 0
 
     def put(self, job_id: str, message: Message, rasters: list[Raster],
-            owner: bytes = b"", delivered: bool = False) -> None:
+            owner: bytes = b"", delivered: bool = False, owner_key: bytes = b"") -> None:
         self.expire()
         old = self._items.pop(job_id, None)
         if old is not None:
             self._bytes -= old.nbytes
-        item = StoredResult(owner, message, rasters, self.clock(), delivered)
+        item = StoredResult(owner, message, rasters, self.clock(), delivered, owner_key)
         self._items[job_id] = item
         self._bytes += item.nbytes
         while self._bytes > self.max_bytes and len(self._items) > 1:
@@ -69,11 +70,12 @@ class ResultStore:
         if item is not None:
             self._bytes -= item.nbytes
 
-    def missed_by(self, owner: bytes) -> list[str]:
-        """Job ids of kept results that never reached `owner`, oldest first."""
+    def missed_by(self, owner: bytes, owner_key: bytes = b"") -> list[str]:
+        """Job ids of kept results that never reached `owner` (with `owner_key`), oldest
+        first."""
         self.expire()
         return [job_id for job_id, item in self._items.items()
-                if item.owner == owner and not item.delivered]
+                if item.owner == owner and item.owner_key == owner_key and not item.delivered]
 
     def expire(self) -> None:
         cutoff = self.clock() - self.keep_s

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import zmq
 from sfumato.bridge import codec
 from sfumato.bridge.codec import ProtocolError
+from sfumato.bridge.local_ipc import remove_door
 from sfumato.bridge.private_ipc import check_private_ipc, make_private
 from sfumato.bridge.protocol import (
     TERMINAL_TYPES,
@@ -54,10 +55,11 @@ from sfumato.bridge.shared_pixels import daemon_pixels
 from sfumato.core.config import Settings
 from sfumato.core.daemon.admission import check_submit
 from sfumato.core.daemon.client_auth import ClientAuth, proven_identity
-from sfumato.core.daemon.client_names import ClientNames, same_owner
+from sfumato.core.daemon.client_names import ClientNames
 from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
 from sfumato.core.daemon.limits import max_frame_bytes, raise_open_files_limit
+from sfumato.core.daemon.peer_keys import BORROWED_ID, PeerKeys, check_owner
 from sfumato.core.daemon.reply_backlog import ReplyBacklog
 from sfumato.core.daemon.reports import status_report, welcome
 from sfumato.core.daemon.result_receipts import ResultReceipts
@@ -76,6 +78,8 @@ MAX_START_FAILURES = 3  # workers in a row dying before ready: waiting jobs fail
 RECEIVE_QUEUE = 64  # messages buffered per client; a flood waits in its own TCP buffers
 CANCEL_GRACE_S = 10.0  # after the stop timeout, how long a cancelled job may take to stop
 AUTH_REFRESH_S = 1.0
+HEARTBEAT_IVL_MS = 5000  # ZMTP pings to every client connection
+HEARTBEAT_TIMEOUT_MS = 20000  # a connection silent this long (not even a pong) is dropped
 AGAIN_TEXT = "run this again once a daemon is back (any sfumato command starts one)"
 STOPPING_TEXT = f"the daemon is shutting down; nothing was changed: {AGAIN_TEXT}"
 INTERNAL_TEXT = ("the daemon could not handle this request; its log in "
@@ -103,7 +107,7 @@ class Daemon:
         self._results = ResultStore(self.settings.result_keep_bytes, self.settings.result_keep_s)
         self._auth = ClientAuth(self.settings.home, self.settings.endpoint,
                                 self.settings.curve_on_loopback)
-        self._proven: dict[bytes, bytes] = {}  # client id -> the key it proved (fairness)
+        self._peers = PeerKeys()  # client id -> the key it proved: ownership and fairness
         self._auth_checked = 0.0
         self._registry = Registry(self.settings.home)
         self._worker: Dispatcher = self.worker or WorkerSupervisor(self.settings)
@@ -121,14 +125,20 @@ class Daemon:
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone client raises, so its jobs can end
-        # a client that reconnects with its id takes its place at once (its jobs are its own)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # No handover: a second connection naming a live client's id is turned away, so
+        # nobody can take over another program's replies by naming its id. ZMTP heartbeats
+        # end a connection whose peer vanished (a laptop's network), freeing its id for the
+        # same program's reconnection.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.LINGER, 1000)
         # Bounded frames: zmq drops the connection of a peer sending a frame over this (the
         # largest allowed RGBA float raster plus room for JSON); others are not affected.
         sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes(self.settings))
         sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
-        self._auth.secure(self._context, sock)  # CURVE when bound beyond loopback, or refuse
+        self.door = self._auth.open_door(sock, self.settings.endpoint)  # before CURVE
+        self._auth.secure(self._context, sock)  # CURVE on every TCP endpoint, or refuse
         check_private_ipc(self.settings.endpoint)  # no abstract @name, no folder others write
         if self.settings.endpoint.endswith(":0"):
             port = sock.bind_to_random_port(self.settings.endpoint.rsplit(":", 1)[0])
@@ -147,7 +157,8 @@ class Daemon:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         worker_fd: int | None = None
-        log.info("serving on %s", self.endpoint)
+        log.info("serving on %s%s", self.endpoint,
+                 f" (this user's programs: {self.door})" if self.door else "")
         try:
             while not self._stopping:
                 current = self._worker.fileno()
@@ -172,6 +183,8 @@ class Daemon:
             if self._pixels is not None:
                 self._pixels.close()
             self._socket.close(linger=1000)
+            if self.door is not None:
+                remove_door(self.door)
 
     def _turn(self, socket_ready: bool) -> None:
         """One round of the loop: client messages, worker events, timers."""
@@ -245,7 +258,12 @@ class Daemon:
             self._last_activity = time.monotonic()
             identity = parts[0].bytes
             self._last_seen[identity] = time.monotonic()
-            self._proven[identity] = proven_identity(parts[-1])
+            key = proven_identity(parts[-1], self._auth.local_key)
+            if key is None:  # another user's program on an ipc socket: told nothing
+                continue
+            if not self._peers.admit(identity, key):
+                self._refuse_borrowed_id(identity, [p.buffer for p in parts[1:]])
+                continue
             try:
                 self._serve_message(identity, [p.buffer for p in parts[1:]])
             except Exception:  # last resort: one bad message costs its answer, nothing else
@@ -285,7 +303,8 @@ class Daemon:
 
     def _handle(self, identity: bytes, message: Message, rasters: list[Raster]) -> None:
         if isinstance(message, Ping):
-            self._check_backlog(identity, rasters)
+            held = self._pixels.backlog(identity) if self._pixels is not None else 0
+            self._backlog.check_echo(identity, rasters, held, self.settings.client_reply_bytes)
             self._reply(identity, Pong(id=message.id), rasters)  # echo: a transport probe
         elif isinstance(message, Hello):
             self._names.note(identity, message.client)
@@ -304,25 +323,9 @@ class Daemon:
             raise SfumatoError(ErrorCode.UNKNOWN_TYPE,
                                f"{message.TYPE.value} is a daemon-to-client message")
 
-    def _check_backlog(self, identity: bytes, rasters: list[Raster]) -> None:
-        """An echo may not take a client's unread replies past `client_reply_bytes`."""
-        if not rasters:
-            return
-        held = self._backlog.queued_bytes(identity)
-        if self._pixels is not None:
-            held += self._pixels.backlog(identity)
-        wanted = sum(raster.nbytes for raster in rasters)
-        if held + wanted > self.settings.client_reply_bytes:
-            raise SfumatoError(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"this client has {held} bytes of replies it has not read or let go of, and "
-                f"this echo adds {wanted}: over the daemon's {self.settings.client_reply_bytes}"
-                " per client; read (and drop) earlier replies first",
-            )
-
     def _welcome(self, request_id: str, identity: bytes) -> Welcome:
         return welcome(request_id, self.settings, self._registry, self._worker,
-                       self._results.missed_by(identity))
+                       self._results.missed_by(identity, self._peers.key(identity)))
 
     def _status(self, request_id: str, identity: bytes) -> StatusReport:
         return status_report(request_id, identity, self._registry, self._worker,
@@ -341,7 +344,7 @@ class Daemon:
             params=message.params,
             rasters=rasters,  # zero-copy views; each keeps its zmq frame alive
             label=self._names.note(identity, message.client),
-            identity=self._proven.get(identity, b""),
+            identity=self._peers.key(identity),
         )
         position = self._queue.push(job) + len(self._running)
         self._reply(identity, Accepted(id=message.id, job_id=job.job_id, position=position))
@@ -390,21 +393,21 @@ class Daemon:
         self._reply(identity, Ack(id=message.id, job_id=job.job_id, state=job.state.value))
 
     def _check_owner(self, identity: bytes, job_id: str, what: str) -> None:
-        owner = self._owner(job_id)
-        if owner is not None and not same_owner(owner, identity):
-            log.warning("client %s tried to %s job %s of another client",
-                        self._names.name(identity), what, job_id)
-            raise SfumatoError(ErrorCode.FORBIDDEN, f"job {job_id} belongs to another client; "
-                               f"only the program that submitted it can {what} it")
+        check_owner(self._owner(job_id), identity, self._peers.key(identity), job_id, what,
+                    self._names.name(identity))
 
-    def _owner(self, job_id: str) -> bytes | None:
-        if job_id in self._running:
-            return self._running[job_id].client
-        queued = self._queue.find(job_id)
-        if queued is not None:
-            return queued.client
+    def _owner(self, job_id: str) -> tuple[bytes, bytes] | None:
+        """The client id and the key of the program that submitted `job_id`."""
+        job = self._running.get(job_id) or self._queue.find(job_id)
+        if job is not None:
+            return job.client, job.identity
         stored = self._results.find(job_id)
-        return stored.owner if stored is not None else None
+        return (stored.owner, stored.owner_key) if stored is not None else None
+
+    def _refuse_borrowed_id(self, identity: bytes, frames: list[memoryview]) -> None:
+        """Answered, never acted on (not even decoded: its pixels are not opened)."""
+        log.warning("a client with another key used the id of %s", self._names.name(identity))
+        self._refuse(identity, codec.request_id_of(frames), ErrorCode.FORBIDDEN, BORROWED_ID)
 
     # --- the worker ---------------------------------------------------------------------
 
@@ -510,7 +513,8 @@ class Daemon:
             "result": JobState.DONE, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED
         }[terminal.TYPE.value]
         log.info(job_line(job, terminal))
-        self._results.put(job.job_id, terminal, rasters, owner=job.client)
+        self._results.put(job.job_id, terminal, rasters, owner=job.client,
+                          owner_key=job.identity)
         if self._reply(job.client, terminal, rasters):
             self._results.mark_delivered(job.job_id)
             if self._pixels is not None:
@@ -558,7 +562,7 @@ class Daemon:
         for job in self._queue.drop_client(identity):
             job.state = JobState.CANCELLED
             self._results.put(job.job_id, Cancelled(id=job.request_id, job_id=job.job_id), [],
-                              owner=identity)
+                              owner=identity, owner_key=job.identity)
 
     def _expire_silent_clients(self) -> None:
         now = time.monotonic()
@@ -572,7 +576,7 @@ class Daemon:
         for identity, seen in list(self._last_seen.items()):
             if now - seen > self.settings.client_timeout_s and identity not in busy:
                 del self._last_seen[identity]
-                self._proven.pop(identity, None)
+                self._peers.forget(identity)
                 self._names.forget(identity)
         self._backlog.sweep()
 

@@ -36,6 +36,13 @@ SQUATTER = Path(__file__).resolve().parents[1] / "support" / "squatter.py"
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _over_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These are about CURVE on TCP, the way another machine or another user reaches the
+    daemon; this user's programs on this machine use the door (test_local_door.py)."""
+    monkeypatch.setenv("SFUMATO_LOCAL_IPC", "off")
+
+
 def _sfumato(home: Path, *args: str, endpoint: str = "", cwd: Path | None = None):  # noqa: ANN202
     env = {**os.environ, "SFUMATO_HOME": str(home)}
     if endpoint:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from sfumato.bridge.client import Client, NotTheDaemon
+from sfumato.bridge.local_ipc import door_endpoint
 from sfumato.bridge.transport import load_client_keys, local_keys
 
 from tests.integration.test_robustness_auth import check_squatter_refused
@@ -71,6 +72,13 @@ pytestmark = [
     pytest.mark.skipif(not _other_user_can_run_zmq(), reason="needs root (to add a second "
                        f"user with useradd) and pyzmq in {SYSTEM_PYTHON}"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _over_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other user reaches the daemon over TCP (the door's folder is this user's alone),
+    so the checks made from this process (e.g. "the daemon took the guest key") do too."""
+    monkeypatch.setenv("SFUMATO_LOCAL_IPC", "off")
 
 
 @pytest.fixture
@@ -184,3 +192,59 @@ def test_another_user_squatting_the_port_gets_no_pixels(other_user: str,
                                                         tmp_path: Path) -> None:
     check_squatter_refused(tmp_path, "plain", ["runuser", "-u", other_user, "--"],
                            SYSTEM_PYTHON)
+
+
+DOOR = r"""
+import json, os, sys, zmq
+door = sys.argv[1]
+out = {}
+try:
+    os.stat(door[len("ipc://"):])
+    out["stat"] = "seen"
+except OSError as exc:
+    out["stat"] = type(exc).__name__
+sock = zmq.Context.instance().socket(zmq.DEALER)
+sock.setsockopt(zmq.LINGER, 0)
+sock.connect(door)
+sock.send_multipart([b"sfumato/1", json.dumps({"type": "status", "id": "s", "rasters": [],
+                                               "signed": False}).encode(), b"{}"],
+                    flags=zmq.NOBLOCK)
+out["door"] = "answered" if sock.poll(3000) else "nothing"
+print(json.dumps(out))
+"""
+
+
+def test_another_user_cannot_come_in_through_this_users_door(other_user: str,
+                                                              tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path / "home")
+    try:
+        door = door_endpoint(daemon.endpoint, local_keys(daemon.home).server_public)
+        assert door is not None and Path(door[len("ipc://"):]).is_socket()
+        out = subprocess.run(["runuser", "-u", other_user, "--", SYSTEM_PYTHON, "-c", DOOR,
+                              door], capture_output=True, text=True, timeout=60, cwd="/tmp")
+        if out.returncode != 0 and "Again" in out.stderr:
+            seen = {"door": "nothing"}  # the connect itself was refused: nothing queued
+        else:
+            assert out.returncode == 0, out.stderr
+            seen = json.loads(out.stdout)
+            assert seen["stat"] == "PermissionError", seen
+        assert seen["door"] == "nothing", seen
+
+        # Even with the folder and the socket opened up by mistake, the daemon checks each
+        # door connection's uid (SO_PEERCRED) and tells another user nothing.
+        path = Path(door[len("ipc://"):])
+        path.parent.chmod(0o711)
+        path.chmod(0o666)
+        try:
+            out = subprocess.run(["runuser", "-u", other_user, "--", SYSTEM_PYTHON, "-c", DOOR,
+                                  door], capture_output=True, text=True, timeout=60, cwd="/tmp")
+        finally:
+            path.parent.chmod(0o700)
+            path.chmod(0o600)
+        assert out.returncode == 0, out.stderr
+        opened = json.loads(out.stdout)
+        assert opened["stat"] == "seen" and opened["door"] == "nothing", opened
+        with daemon.client() as artist:
+            assert artist.status().worker["ready"]
+    finally:
+        daemon.stop()

@@ -1,0 +1,110 @@
+"""A client id belongs to the key that first used it. A program holding another allowed key
+(a second studio machine) that names someone else's client id can neither take over that
+program's live connection, nor fetch, cancel or be told of its jobs, nor receive its
+results after it went away: real daemon process, real CURVE clients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sfumato.bridge.client import Client, ClientError, DaemonUnavailable, NotTheDaemon
+from sfumato.bridge.protocol import ErrorCode, Result
+from sfumato.bridge.raster import Layout, Raster
+from sfumato.bridge.transport import load_client_keys
+
+from tests.support.daemon_process import start_daemon
+from tests.support.tiny_upscaler import build_tiny_upscaler
+
+pytestmark = pytest.mark.integration
+
+
+def _second_machine_keys(home: Path, out: Path) -> None:
+    """`sfumato keys client`: a key pair the daemon allows, as an admin makes for a laptop."""
+    made = subprocess.run([sys.executable, "-m", "sfumato.core", "keys", "client", "laptop",
+                           "--out", str(out)], env={**os.environ, "SFUMATO_HOME": str(home)},
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+
+
+def _eventually_answers(make_client: Callable[[], Client]) -> None:
+    """A fresh client each try: one whose handshake failed stays failed."""
+    deadline = time.monotonic() + 15
+    while True:
+        with make_client() as client:
+            try:
+                client.ping(timeout_s=1.0)
+                return
+            except (DaemonUnavailable, NotTheDaemon):
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.2)
+
+
+def test_another_key_cannot_use_a_client_id_it_does_not_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    daemon = start_daemon(home)
+    try:
+        daemon.add_model("tiny", build_tiny_upscaler(tmp_path / "tiny-x2.safetensors"))
+        _second_machine_keys(home, tmp_path / "laptop")
+        laptop = load_client_keys(tmp_path / "laptop")
+        # The laptop's programs come over CURVE TCP, as from another machine; the artist's
+        # own program uses this machine's door (this user's key, on ipc).
+        monkeypatch.setenv("SFUMATO_LOCAL_IPC", "off")
+        _eventually_answers(lambda: Client(daemon.endpoint, curve=laptop))  # key taken up
+        victim_id = "c-artist-program-0001"
+        layer = Raster(8, 8, Layout.RGBA8, bytes(range(256)))
+
+        monkeypatch.delenv("SFUMATO_LOCAL_IPC")
+        artist = daemon.client(client_id=victim_id, timeout_s=30.0)
+        monkeypatch.setenv("SFUMATO_LOCAL_IPC", "off")
+        with artist:
+            job = artist.submit("upscale", {}, [layer], "tiny")
+            result = [message for message, _ in artist.events(job)][-1]
+            assert isinstance(result, Result)
+
+            # While the artist's program is connected, a second connection under its id is
+            # turned away: it gets no answer, and the artist's connection keeps working.
+            intruder = Client(daemon.endpoint, timeout_s=1.5, curve=laptop, client_id=victim_id)
+            with intruder, pytest.raises((DaemonUnavailable, NotTheDaemon)):
+                intruder.ping()
+            assert artist.status().worker["ready"]
+
+        # The artist's program is gone; its result is kept. The other key names its id and
+        # asks for the result, to cancel it, and what it missed: refused every time.
+        intruder = Client(daemon.endpoint, timeout_s=10.0, curve=laptop, client_id=victim_id,
+                          reconnects=0)
+        with intruder:
+            deadline = time.monotonic() + 15
+            while True:  # the daemon notices the artist's connection closed
+                try:
+                    intruder.ping(timeout_s=1.0)
+                    pytest.fail("a message under another key's client id was answered")
+                except ClientError as refused:
+                    if refused.code is ErrorCode.FORBIDDEN:
+                        assert "another key" in refused.message
+                        break
+                    if time.monotonic() > deadline:
+                        raise
+            with pytest.raises(ClientError) as cancel:
+                intruder.cancel(job.job_id)
+            assert cancel.value.code is ErrorCode.FORBIDDEN
+            fetched = intruder.attach(job.job_id)
+            with pytest.raises(ClientError) as fetch:
+                list(intruder.events(fetched))
+            assert fetch.value.code is ErrorCode.FORBIDDEN
+
+        # The artist's program comes back with its id and its key: its result is still there.
+        monkeypatch.delenv("SFUMATO_LOCAL_IPC")
+        _eventually_answers(lambda: daemon.client(client_id=victim_id))
+        with daemon.client(client_id=victim_id, timeout_s=30.0) as back:
+            again = [message for message, _ in back.events(back.attach(job.job_id))][-1]
+            assert isinstance(again, Result) and again.job_id == job.job_id
+    finally:
+        daemon.stop()
