@@ -75,8 +75,9 @@ def _select(host: HostDocument, client: Client, params: dict[str, Any], model: s
         rasters = [host.read_pixels(area, DIFFUSION_LAYOUTS)]
     if mode == "points":
         if not include:
-            raise ActionError("Give at least one point on the object (the active path's "
-                              "anchors). The image is unchanged.")
+            raise ActionError("Give at least one point on the object (GIMP: the active path's "
+                              "anchors; Krita: a vector layer's shapes). The image is "
+                              "unchanged.")
         params["points"] = [_inside(x - layer.x, y - layer.y, whole, label)
                             for points, label in ((include, 1), (exclude, 0))
                             for x, y in points]
@@ -91,14 +92,14 @@ def _select(host: HostDocument, client: Client, params: dict[str, Any], model: s
     y = layer.y + area.y + info.offset[1]
     name = info.names[0] if info.names else "sfumato selection"
     layers: tuple[str, ...] = ()
+    if output == "layer":  # the layer's own pixels under the mask, alpha times it
+        under = crop(rasters[0], Rect(info.offset[0], info.offset[1], mask.width, mask.height))
+        cut, layers = cut_out(under, mask), (name.replace("Selection", "Cutout", 1),)
     with host.undo_group("sfumato select"):
         if output == "channel":
             place(mask, x, y, name)
-        elif output == "layer":  # the layer's own pixels under the mask, alpha times it
-            under = crop(rasters[0], Rect(info.offset[0], info.offset[1], mask.width,
-                                          mask.height))
-            layers = (name.replace("Selection", "Cutout", 1),)
-            place(cut_out(under, mask), x, y, layers[0])
+        elif output == "layer":
+            place(cut, x, y, layers[0])
         else:
             place(mask, x, y)
     message = "; ".join(info.warnings)
