@@ -1,11 +1,14 @@
 """Diffusion super-resolution: rework an upscaled picture with an SD 1.5 / SDXL model at a low
-strength, in overlapping tiles of the model's native size, blended so no seam shows.
+strength, in overlapping tiles (the model's native size, the setting, or what free memory
+holds), blended so no seam shows.
 
-Each tile goes through the same repaint as `refine` (the whole tile selected, its alpha
-kept), guided by a tile ControlNet when one of the model's family is registered. Tiles are
-cross-faded over their overlap with weights that fall linearly to zero at a tile's inner
-edges, so along a seam the result is a convex blend of the two tiles: never further from a
-single pass than the tiles themselves are.
+Each tile is repainted whole, as `refine` repaints a selection (transparent pixels seen as
+grey, the same pipeline call, progress and cancel at every step), guided by a tile
+ControlNet when one of the model's family is registered. Tiles are cross-faded over their
+overlap with weights that fall linearly to zero at a tile's inner edges, so along a seam the
+result is a convex blend of the two tiles: never further from a single pass than the tiles
+themselves are. The generated colours are blended as floats and rounded once, to the layer's
+8 or 16 bits; alpha stays exactly as upscaled.
 """
 
 from __future__ import annotations
@@ -231,6 +234,8 @@ def _device_of(pipe: Any) -> Any:
     calls but runs on the GPU)."""
     import torch
 
+    if not torch.cuda.is_available():  # the CPU (or MPS, which shares the system's memory);
+        return torch.device("cpu")  # _execution_device walks every module's parameters
     device = getattr(pipe, "_execution_device", None) or getattr(pipe, "device", None)
     return torch.device(device if device is not None else "cpu")
 
