@@ -4,9 +4,11 @@ One GIMP launch runs every case (tests/host/gimp_batch_cases.py); each test belo
 case's output from outside, with numpy. The plug-in is installed with
 `sfumato plugins install gimp --dest ...`, exactly as a user would.
 
-Not checked here: "one undo removes it". GIMP 3's PDB has no undo call and plug-ins cannot see
-the undo stack, so the single undo group is checked against a fake host in
-tests/unit/test_actions_fake_host.py instead.
+Undo: GIMP 3's PDB has no undo call, so gimp-console cannot undo. Select object's undo is
+checked in one short launch of the GUI GIMP under Xvfb (tests/host/gimp_undo_cases.py): the
+test presses Ctrl+Z on the image window, and one Undo gives the previous selection back
+exactly (or takes the cut-out layer away). The other procedures' single undo group is
+checked against a fake host in tests/unit/test_actions_fake_host.py.
 
 Skips when the hosts are missing, unless HOSTS_REQUIRED=1 (CI), which makes that a failure.
 """
@@ -843,3 +845,102 @@ def test_select_cutout_adds_the_object_as_a_layer_over_its_box(gimp: Run) -> Non
     # alpha: the source's times the mask (a hard mask: the source's inside, 0 outside)
     assert np.array_equal(cut[..., 3], np.where(known, under[..., 3], 0))
     assert np.array_equal(cut[..., :3][known], under[..., :3][known])  # the source's colours
+
+
+# --- Undo, in the GUI GIMP (gimp-console has no undo) -----------------------------------------
+UNDO_BATCH = Path(__file__).with_name("gimp_undo_cases.py")
+UNDO_CASE = {"offset": [21, 13], "selection": [91, 61, 13, 11],
+             "args": {"model": "tiny-sam2", "mode": "selection", "context": 8}}
+
+
+@pytest.fixture(scope="module")
+def gimp_undo(gimp: Run, tmp_path_factory: pytest.TempPathFactory,
+              ) -> tuple[Path, dict[str, Any]]:
+    """One launch of the GUI GIMP (gimp-3.0 under Xvfb) whose batch shows the image in a
+    window, runs plug-in-sfumato-select (replace the selection, then cut out as a layer) and,
+    after each, waits while this presses Ctrl+Z on the window, as an artist would."""
+    from tests.support.x_keys import press
+
+    out = tmp_path_factory.mktemp("gimp-undo")
+    inputs = gimp.inputs
+    case = {**UNDO_CASE, "background": str(inputs / "bg-large.png"),
+            "source": str(inputs / "source-large.png")}
+    (out / "case.json").write_text(json.dumps(case))
+    hosts_dir = Path(os.environ.get("PLUGIN_HOSTS_DIR", "/var/tmp/plugin-hosts"))
+    root = Path(os.environ.get("PLUGIN_HOSTS_GIMP_ROOT", hosts_dir / "trixie"))
+    # Xvfb picks a free display itself (-displayfd): no race with Krita's runs
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-noreset", "-nolisten", "tcp",
+                             "-screen", "0", "1280x1024x24"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert xvfb.stdout is not None
+        display = ":" + xvfb.stdout.readline().decode().strip()
+        profile = "/tmp/gimp-profile"  # on the root's own /tmp, as run-gimp.sh makes it
+        seed = 'p=$1; shift; [ -e "$p/gimprc" ] || cp -a "$0/." "$p/"; exec "$@"'
+        command = ["timeout", "-k", "10", "240", HOSTS / "lib" / "chroot-run.sh",
+                   "--ro-bind", f"{inputs / 'plug-ins'}:{profile}/plug-ins",
+                   "--bind", inputs, "--bind", out, "--bind", "/tmp/.X11-unix", root,
+                   "bash", "-c", seed, "/opt/plugin-hosts/gimp-profile", profile,
+                   "env", f"GIMP3_DIRECTORY={profile}", "PYTHONDONTWRITEBYTECODE=1",
+                   f"DISPLAY={display}", f"SFUMATO_ENDPOINT={gimp.daemon.endpoint}",
+                   f"SFUMATO_HOME={gimp.daemon.home}", f"SFUMATO_UNDO_CASE={out / 'case.json'}",
+                   f"SFUMATO_UNDO_OUT={out}", "gimp-3.0", "-d", "-f", "--no-splash",
+                   "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]
+        with UNDO_BATCH.open() as batch:
+            host = subprocess.Popen([str(c) for c in command], stdin=batch,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, start_new_session=True)
+        try:
+            for step in (0, 1):
+                deadline = time.monotonic() + 180
+                while not (out / f"ready_{step}").exists():
+                    assert host.poll() is None and time.monotonic() < deadline, \
+                        f"GIMP never asked for Ctrl+Z {step}"
+                    time.sleep(0.1)
+                press(display, "Control_L", "z")
+                (out / f"sent_{step}").touch()
+            log, _ = host.communicate(timeout=240)
+        finally:
+            if host.poll() is None:
+                host.kill()
+        print(log[-3000:])
+        assert host.returncode == 0, log[-3000:]
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=30)
+    return out, json.loads((out / "result.json").read_text())
+
+
+def _canvas_bytes(folder: Path, name: str) -> np.ndarray:
+    width, height = LARGE_CANVAS
+    return np.frombuffer((folder / f"{name}.raw").read_bytes(), np.uint8).reshape(height,
+                                                                                 width)
+
+
+def test_one_undo_gives_back_the_selection_there_was(
+        gimp_undo: tuple[Path, dict[str, Any]]) -> None:
+    from tests.support.tiny_segmenters import known_mask
+
+    folder, report = gimp_undo
+    facts = report["selection"]
+    assert facts["ok"], facts["message"]
+    sx, sy, sw, sh = UNDO_CASE["selection"]
+    c = UNDO_CASE["args"]["context"]
+    expected = np.zeros(LARGE_CANVAS[::-1], np.uint8)
+    expected[sy - c:sy + sh + c, sx - c:sx + sw + c] = known_mask(sh + 2 * c, sw + 2 * c) * 255
+    assert np.array_equal(_canvas_bytes(folder, "selection_after_0"), expected)
+    # Ctrl+Z once: the rough selection exactly as it was; no layer came or went
+    rough = _canvas_bytes(folder, "selection_before_0")
+    assert rough.any() and np.array_equal(_canvas_bytes(folder, "selection_undone_0"), rough)
+    assert facts["added"] == [] and facts["layers_after_undo"] and facts["source_unchanged"]
+
+
+def test_one_undo_takes_the_cutout_layer_away(gimp_undo: tuple[Path, dict[str, Any]]) -> None:
+    folder, report = gimp_undo
+    facts = report["layer"]
+    assert facts["ok"], facts["message"]
+    assert len(facts["added"]) == 1 and "Cutout" in facts["added"][0]
+    assert facts["layers_after_undo"] and facts["source_unchanged"]
+    before = _canvas_bytes(folder, "selection_before_1")
+    for after in ("selection_after_1", "selection_undone_1"):  # the selection never changed
+        assert np.array_equal(_canvas_bytes(folder, after), before)
