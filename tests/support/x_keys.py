@@ -1,5 +1,5 @@
-"""Keys pressed on an X display as an artist would (XTest through ctypes: libX11 and libXtst
-come with Xvfb and Krita), for host tests of what only a window can do, such as GIMP's Undo.
+"""Keys pressed on an X display as an artist would (XTest through ctypes: libX11 and libxtst6,
+which .ci/run installs), for host tests of what only a window can do, such as GIMP's Undo.
 The pointer goes to the middle of the largest mapped window, which gets the focus."""
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ REVERT_TO_PARENT = 2
 
 def press(display: str, *keys: str) -> None:
     """Press `keys` (X keysym names, e.g. "Control_L", "z") together, then release them."""
-    x11 = ctypes.CDLL("libX11.so.6")
-    xtest = ctypes.CDLL("libXtst.so.6")
+    try:
+        x11 = ctypes.CDLL("libX11.so.6")
+        xtest = ctypes.CDLL("libXtst.so.6")
+    except OSError as exc:
+        raise RuntimeError(f"{exc}: `apt-get install libx11-6 libxtst6` (.ci/run does)") from exc
     x11.XOpenDisplay.restype = ctypes.c_void_p
     x11.XDefaultRootWindow.restype = ctypes.c_ulong
     x11.XStringToKeysym.restype = ctypes.c_ulong
