@@ -262,7 +262,7 @@ class Client:
     def events(self, job: Job, should_cancel: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Yield the job's events up to and including its terminal one.
 
-        Sends a heartbeat ping whenever the daemon has been quiet for `heartbeat_s`; when it
+        Sends a heartbeat fetch whenever the daemon has been quiet for `heartbeat_s`; when it
         stays silent past `timeout_s`, reconnects and re-attaches to the job with `fetch`.
         """
         cancel_sent = False
@@ -288,7 +288,9 @@ class Client:
                     self._reattach(job, attempts)
                     last_heard = time.monotonic()
                 elif now - last_ping > self.heartbeat_s and now - last_heard > self.heartbeat_s:
-                    self._send(Ping(id=self._next_id()))
+                    # a fetch, not a ping: it proves this connection to the daemon and brings
+                    # the result if it finished while a reconnection hid it
+                    self._send(Fetch(id=job.request_id, job_id=job.job_id))
                     last_ping = now
                 continue
             message, rasters = event

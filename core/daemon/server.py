@@ -5,11 +5,9 @@ never runs model code itself. Jobs go through the fair queue to the supervised w
 process; its events are forwarded to the job's client, and each terminal event is kept in
 the result store so a client that reconnects can still fetch its result.
 
-A client is its ZeroMQ routing id (the bridge client keeps one per Client across reconnects):
-its jobs and kept results are its own, so another client's cancel or fetch is refused.
-Fairness goes by who a client proved to be, not by the id it names: the CURVE key of its
-handshake (client_auth.py), so one program with many ids takes one turn and one identity's
-share of the queue.
+A client is its ZeroMQ routing id under the key it proved (peer_keys.py, live_connections.py):
+its jobs and kept results are its own. Fairness goes by the proven key (client_auth.py), so
+one program with many ids takes one turn and one identity's share of the queue.
 SIGTERM stops admitting work, tells waiting clients, lets the running job finish (or cancels
 it) within `stop_timeout_s`, and takes the worker process down with the daemon.
 """
@@ -59,6 +57,7 @@ from sfumato.core.daemon.client_names import ClientNames
 from sfumato.core.daemon.job_log import job_line
 from sfumato.core.daemon.job_queue import Job, JobQueue
 from sfumato.core.daemon.limits import max_frame_bytes, raise_open_files_limit
+from sfumato.core.daemon.live_connections import LiveConnections
 from sfumato.core.daemon.peer_keys import BORROWED_ID, PeerKeys, check_owner
 from sfumato.core.daemon.reply_backlog import ReplyBacklog
 from sfumato.core.daemon.reports import status_report, welcome
@@ -125,10 +124,8 @@ class Daemon:
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone client raises, so its jobs can end
-        # No handover: a second connection naming a live client's id is turned away, so
-        # nobody can take over another program's replies by naming its id. ZMTP heartbeats
-        # end a connection whose peer vanished (a laptop's network), freeing its id for the
-        # same program's reconnection.
+        # No handover: naming a live client's id cannot take its replies. Heartbeats end a
+        # connection whose peer vanished, freeing its id for that program's reconnection.
         sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
@@ -148,6 +145,7 @@ class Daemon:
             endpoint = self.settings.endpoint
             make_private(endpoint)  # an ipc socket file: only this user may connect
         self._socket = sock
+        self._live = LiveConnections(sock)
         self.endpoint = endpoint
         return endpoint
 
@@ -180,6 +178,7 @@ class Daemon:
             self._abandon_running(STOPPING_TEXT)
             self._worker.stop()
             self._auth.stop()
+            self._live.close()
             if self._pixels is not None:
                 self._pixels.close()
             self._socket.close(linger=1000)
@@ -264,6 +263,7 @@ class Daemon:
             if not self._peers.admit(identity, key):
                 self._refuse_borrowed_id(identity, [p.buffer for p in parts[1:]])
                 continue
+            self._live.proved(identity, parts[-1])
             try:
                 self._serve_message(identity, [p.buffer for p in parts[1:]])
             except Exception:  # last resort: one bad message costs its answer, nothing else
@@ -405,8 +405,8 @@ class Daemon:
         return (stored.owner, stored.owner_key) if stored is not None else None
 
     def _refuse_borrowed_id(self, identity: bytes, frames: list[memoryview]) -> None:
-        """Answered, never acted on (not even decoded: its pixels are not opened)."""
         log.warning("a client with another key used the id of %s", self._names.name(identity))
+        # never decoded (its pixels are not opened); the answer goes only to a proven id
         self._refuse(identity, codec.request_id_of(frames), ErrorCode.FORBIDDEN, BORROWED_ID)
 
     # --- the worker ---------------------------------------------------------------------
@@ -531,7 +531,11 @@ class Daemon:
     def _reply(
         self, identity: bytes, message: Message, rasters: Sequence[Raster] = ()
     ) -> bool:
-        """Send to one client without ever blocking; False when it could not go out."""
+        """Send to one client without ever blocking; False when it could not go out (or
+        its id is not on the connection that proved it: live_connections.py)."""
+        if not self._live.may_send(identity):
+            self._unreachable(identity, "its connection closed")
+            return False
         pixels = self._pixels.for_peer(identity) if self._pixels is not None else None
         if self._pixels is not None:
             self._pixels.placed.clear()
@@ -547,12 +551,15 @@ class Daemon:
                         message.TYPE.value)
             return False
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer disconnected
-            if identity in self._last_seen:  # said once, not once per event of its job
-                log.info("client %s unreachable (%s): dropping its queued jobs",
-                         self._names.name(identity), exc)
-            self._client_gone(identity)
+            self._unreachable(identity, str(exc))
             return False
         return True
+
+    def _unreachable(self, identity: bytes, why: str) -> None:
+        if identity in self._last_seen:  # said once, not once per event of its job
+            log.info("client %s unreachable (%s): dropping its queued jobs",
+                     self._names.name(identity), why)
+        self._client_gone(identity)
 
     def _client_gone(self, identity: bytes) -> None:
         """Drop a gone client's queued jobs. Its running job finishes and its result is kept,
@@ -577,6 +584,7 @@ class Daemon:
             if now - seen > self.settings.client_timeout_s and identity not in busy:
                 del self._last_seen[identity]
                 self._peers.forget(identity)
+                self._live.forget(identity)
                 self._names.forget(identity)
         self._backlog.sweep()
 
