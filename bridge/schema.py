@@ -386,7 +386,8 @@ TASKS[SEGMENT.name] = SEGMENT
 SELECT_MODES = {
     "selection": "the object in the rough selection",
     "points": "at the points (GIMP: the active path's anchors, a second path's are points off "
-              "it; Krita: the shapes of a vector layer, a second layer's are points off it)",
+              "it; Krita: a vector layer's path anchors and shape centres, a second layer's are "
+              "points off it)",
     "words": f"the objects the words name ({WORDS_FAMILY})",
     "subject": "the main subject of the layer",
 }

@@ -121,13 +121,17 @@ REMOVE_CASES = [
 # a known mask (tests/inject_mask), so the selection after can be checked exactly
 SELECT_CONTEXT = 4
 DOTS_ON = [(40, 30), (60, 50)]  # circle centres, in the SVG's units (Krita: points)
+PATH_ON = [(100, 20), (110, 26), (104, 40)]  # a path's anchors: each one a point
 DOTS_OFF = [(130, 90)]
 
 
-def _dots(centres: list[tuple[int, int]]) -> str:
-    circles = "".join(f'<circle cx="{x}" cy="{y}" r="3" fill="#ff0000"/>' for x, y in centres)
+def _dots(centres: list[tuple[int, int]], path: list[tuple[int, int]] = ()) -> str:
+    shapes = "".join(f'<circle cx="{x}" cy="{y}" r="3" fill="#ff0000"/>' for x, y in centres)
+    if path:
+        shapes += '<path d="M{} {}{}" stroke="#000" fill="none"/>'.format(
+            *path[0], "".join(f" L{x} {y}" for x, y in path[1:]))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}pt" height="{H}pt" '
-            f'viewBox="0 0 {W} {H}">{circles}</svg>')
+            f'viewBox="0 0 {W} {H}">{shapes}</svg>')
 
 
 SELECT_CASES = [
@@ -140,7 +144,7 @@ SELECT_CASES = [
     # points: the shapes of one vector layer on the object, another's off it
     {"name": "select_points", "action": "sfumato_select", "selection": INPAINT_SEL,
      "undo": True, "undo_selection": True,
-     "vector_layers": {"dots on": _dots(DOTS_ON), "dots off": _dots(DOTS_OFF)},
+     "vector_layers": {"dots on": _dots(DOTS_ON, PATH_ON), "dots off": _dots(DOTS_OFF)},
      "widgets": {"sfumato_segmenter": "tiny-sam2", "sfumato_select_mode": "points",
                  "sfumato_select_include": "dots on", "sfumato_select_exclude": "dots off"},
      "restore": {"sfumato_segmenter": "", "sfumato_select_mode": "selection"}},
@@ -833,13 +837,14 @@ def test_docker_select_at_a_vector_layers_shapes(krita: Run) -> None:
     assert np.array_equal(_gui_selection(krita, "select_points"), _known_at(0, 0, W, H))
     assert np.array_equal(_gui_selection(krita, "select_points", "selection_after_undo"),
                           _rect_mask(INPAINT_SEL))
-    # what the segmenter was asked: the shapes' centres in pixels, on (1) and off (0) it
+    # what the segmenter was asked: the circles' centres and the path's anchors in pixels, on
+    # (1) and off (0) it
     assert krita.daemon is not None
     prompts = krita.daemon.home.parent / PROMPTS
     asked = [json.loads(line) for line in prompts.read_text().splitlines()]
     (points,) = [a["points"] for a in asked if a["points"]]
     xs, ys = (r / 72.0 for r in case["resolution"])
-    expected = [[cx * xs, cy * ys, 1] for cx, cy in DOTS_ON] + \
+    expected = [[cx * xs, cy * ys, 1] for cx, cy in DOTS_ON + PATH_ON] + \
         [[cx * xs, cy * ys, 0] for cx, cy in DOTS_OFF]
     assert np.allclose(points, expected, atol=0.5), (points, expected)
 

@@ -1,7 +1,8 @@
 """Krita's points for Select object (plugins/krita/sfumato_krita/vector_points.py) on stand-in
-libkis objects: a vector layer's shapes give one point each, at their centres, from Krita's
-points (1/72 inch) into the image's pixels; a missing or empty layer is refused saying what to
-do. (The real Krita runs the same code in tests/host/test_krita_plugin.py.)"""
+libkis objects: a vector layer's paths give their anchors, other shapes one point at their
+centres, from Krita's points (1/72 inch) into the image's pixels; a missing or empty layer
+is refused saying what to do. (The real Krita runs the same code in
+tests/host/test_krita_plugin.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sfumato.bridge.actions import ActionError
 pytestmark = pytest.mark.unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "krita"))
-from sfumato_krita.vector_points import layer_points, vector_layers  # noqa: E402
+from sfumato_krita.vector_points import layer_points, path_anchors, vector_layers  # noqa: E402
 
 
 class _Box:
@@ -36,11 +37,14 @@ class _Box:
 
 
 class _Shape:
-    def __init__(self, *box: float) -> None:
-        self.box = _Box(*box)
+    def __init__(self, *box: float, svg: str = '<circle id="shape0" r="3"/>') -> None:
+        self.box, self.svg = _Box(*box), svg
 
     def boundingBox(self) -> _Box:  # noqa: N802 - libkis's name
         return self.box
+
+    def toSvg(self) -> str:  # noqa: N802
+        return self.svg
 
 
 class _Id:
@@ -88,7 +92,10 @@ class _Document:
 
 
 def _document(ppi: float = 144.0) -> Any:
-    dots = _Node("dots", "vectorlayer", [_Shape(37, 27, 6, 6), _Shape(10, 0, 4, 2)])
+    path = ('<path id="shape0" transform="translate(15, 27)" fill="none" d="M0 0L40 40L80 0" '
+            'sodipodi:nodetypes="ccc"/>')  # as Krita 5.1's Shape.toSvg() writes a path
+    dots = _Node("dots", "vectorlayer", [_Shape(37, 27, 6, 6), _Shape(10, 0, 4, 2),
+                                         _Shape(15, 27, 80, 40, svg=path)])
     empty = _Node("empty", "vectorlayer")
     paint = _Node("paint", "paintlayer")
     group = _Node("group", "grouplayer", children=[empty])
@@ -97,8 +104,21 @@ def _document(ppi: float = 144.0) -> Any:
 
 def test_each_shape_is_a_point_at_its_centre_in_pixels() -> None:
     # 144 ppi: a point (1/72 inch) is two pixels
-    assert layer_points(_document(), "{dots}", "on the object") == [(80.0, 60.0), (24.0, 2.0)]
-    assert layer_points(_document(72.0), "dots", "on the object") == [(40.0, 30.0), (12.0, 1.0)]
+    assert layer_points(_document(), "{dots}", "on the object") == [
+        (80.0, 60.0), (24.0, 2.0), (30.0, 54.0), (110.0, 134.0), (190.0, 54.0)]
+    assert layer_points(_document(72.0), "dots", "on the object") == [
+        (40.0, 30.0), (12.0, 1.0), (15.0, 27.0), (55.0, 67.0), (95.0, 27.0)]
+
+
+@pytest.mark.parametrize("svg,anchors", [
+    ('<path d="M1 2 l3 4 h5 v-2 C 1 1 2 2 10 10 Z" transform="matrix(2 0 0 2 1 1)"/>',
+     [(3.0, 5.0), (9.0, 13.0), (19.0, 13.0), (19.0, 9.0), (21.0, 21.0)]),
+    ('<path d="M0 0L4 0" transform="rotate(30) translate(2, 2)"/>', None),  # centre instead
+    ('<rect width="4" height="2"/>', None),
+])
+def test_path_anchors_follow_the_commands_and_the_transform(
+        svg: str, anchors: list[tuple[float, float]] | None) -> None:
+    assert path_anchors(svg) == anchors
 
 
 def test_vector_layers_are_listed_top_first_groups_included() -> None:
