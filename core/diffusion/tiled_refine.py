@@ -26,7 +26,12 @@ from sfumato.bridge.geometry import Rect
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.schema import DIFFUSION_LAYOUTS, REFINE_UPSCALE_KINDS, SEED_LIMIT
-from sfumato.core.device.memory import free_bytes, is_out_of_memory, release_device_memory
+from sfumato.core.device.memory import (
+    free_bytes,
+    is_out_of_memory,
+    release_device_memory,
+    reuse_freed_memory,
+)
 from sfumato.core.diffusion.conditioning import CropGuidance, LoadedGuides, load_guides
 from sfumato.core.diffusion.guide_inputs import ControlRequest, Guides
 from sfumato.core.diffusion.pipeline_call import Geometry, expected_steps, generate, geometry
@@ -167,30 +172,35 @@ def refine_fitting(pipe: Any, image: np.ndarray, settings: RefineSettings, *,
     in tiles a quarter smaller (down to MIN_TILE), so a big layer on a small GPU still
     refines instead of failing. Returns the picture and the smaller side it took, None when
     the first plan fitted."""
-    side, reason = fitting_side(pipe, settings.tile)
+    device = _device_of(pipe)
+    side, reason = fitting_side(pipe, settings.tile, device)
     log.info("refine tile %d² (%s)", side, reason)
     progress(0, 0, f"refine tile {side}² ({reason})")
     shrunk = None
-    while True:
-        try:
-            return refine_tiled(pipe, image, replace(settings, tile=side), guides=guides,
-                                progress=progress, cancel=cancel), shrunk
-        except Exception as exc:
-            smaller = side * 3 // 4
-            if not is_out_of_memory(exc) or smaller < MIN_TILE:
-                raise
-        release_device_memory()  # out of the except block: the failed pass's tensors are gone
-        side = shrunk = smaller
-        progress(0, 0, f"out of memory: refining again in {side}² tiles")
+    # on the CPU the pass reuses the memory the pipeline frees, as the upscale's own pass
+    # does: else its temporaries are fresh pages each step, and what else the process holds
+    # between tiles (this picture's sums) decides how many (bench/tiled_refine.py)
+    with reuse_freed_memory() if device.type == "cpu" else nullcontext():
+        while True:
+            try:
+                return refine_tiled(pipe, image, replace(settings, tile=side), guides=guides,
+                                    progress=progress, cancel=cancel), shrunk
+            except Exception as exc:
+                smaller = side * 3 // 4
+                if not is_out_of_memory(exc) or smaller < MIN_TILE:
+                    raise
+            release_device_memory()  # out of the except block: the failed pass's tensors go
+            side = shrunk = smaller
+            progress(0, 0, f"out of memory: refining again in {side}² tiles")
 
 
-def fitting_side(pipe: Any, setting: int | None) -> tuple[int, str]:
-    """The tile side for this pipeline now, and why: the setting (else the model's native
-    side) as the largest, smaller where the device's free memory holds no tile that big (a
-    share of it over `tile_bytes`), never below MIN_TILE for that reason alone."""
+def fitting_side(pipe: Any, setting: int | None, device: Any) -> tuple[int, str]:
+    """The tile side for this pipeline on `device` now, and why: the setting (else the
+    model's native side) as the largest, smaller where the device's free memory holds no
+    tile that big (a share of it over `tile_bytes`), never below MIN_TILE for that reason
+    alone."""
     model = geometry(pipe)
     cap = setting or int(math.isqrt(model.native_pixels))
-    device = _device_of(pipe)
     free = free_bytes(device)
     budget = free * MEMORY_SHARE.get(device.type, MEMORY_SHARE["cpu"])
     side = cap // model.multiple * model.multiple
