@@ -158,16 +158,18 @@ class JobOutcome:
 
 
 Event = tuple[Message, list[Raster]]
+MAX_CLIENT_ID = 255 - 9  # ZeroMQ's routing id limit, less each connection's "/" + 8 hex
 M = TypeVar("M", bound=Message)
 
 
 class Client:
     """One connection to the daemon. Not thread-safe: use one per thread.
 
-    `client_id` names this client to the daemon (its jobs and kept results are its own: no
-    other client can cancel or fetch them). It stays the same across reconnects; pass the
-    same id again after a restart to be told which results were missed (`missed()`). Whoever
-    knows an id can act as that client, so make a persistent one random (e.g. uuid4, kept in
+    `client_id` names this client to the daemon (its jobs and kept results are its own, under
+    the key it proved: no other client can cancel or fetch them). Each connection adds its
+    own suffix (transport.py), so a reconnection never waits for the daemon to let go of the
+    last one; the jobs stay this id's. Pass the same id again after a restart to be told
+    which results were missed (`missed()`). Make a persistent one random (e.g. uuid4, kept in
     the plug-in's settings), not a guessable name.
     An id of the form FAMILY/UNIQUE shares its jobs with the ids of the same FAMILY (the
     command line's processes of one user: `sfumato cancel` stops another's job).
@@ -199,9 +201,9 @@ class Client:
         self.label = f"{self.name}[{os.getpid()}]"
         self.client_id = client_id or f"c-{uuid.uuid4().hex}"
         routing_id = self.client_id.encode()
-        if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
-            raise ClientError(ErrorCode.BAD_PARAMS,
-                              "client_id must be 1 to 255 bytes and not start with a NUL")
+        if not 0 < len(routing_id) <= MAX_CLIENT_ID or routing_id[0] == 0:
+            raise ClientError(ErrorCode.BAD_PARAMS, f"client_id must be 1 to {MAX_CLIENT_ID} "
+                              "bytes and not start with a NUL")
         self._transport = (connect(self.endpoint, routing_id) if connect is not None
                            else _dealer(self.endpoint, routing_id, curve))
         self._ids = itertools.count(1)

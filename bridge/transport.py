@@ -91,8 +91,9 @@ def curve_from_env(endpoint: str = "tcp://") -> CurveKeys | None:
 
 
 class DealerTransport:
-    """One DEALER socket to the daemon. `reopen()` drops queued messages and reconnects with
-    the same routing id, so the daemon still knows whose jobs are whose."""
+    """One DEALER socket to the daemon. `reopen()` drops queued messages and reconnects under
+    a new suffix of the same routing id (its family), so the daemon still knows whose jobs
+    are whose."""
 
     def __init__(
         self,
@@ -123,7 +124,9 @@ class DealerTransport:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if self.routing_id is not None:
-            sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
+            # this connection's own id in the client's family (ID/suffix): a new connection
+            # never has to wait for the daemon to let go of the last one's id
+            sock.setsockopt(zmq.ROUTING_ID, self.routing_id + b"/" + os.urandom(4).hex().encode())
         if self.curve is not None:
             sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_public)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.client_public)

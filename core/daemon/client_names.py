@@ -1,9 +1,10 @@
 """Who a client is, for people and for ownership.
 
-A client is its ZeroMQ routing id. Logs and `sfumato status` show the readable label it sent
-(program name + pid, e.g. "sfumato upscale[4242]") instead of the id. Ids of the form
-FAMILY/UNIQUE share their jobs within FAMILY: the command line gives every process of one
-user the same family, so `sfumato cancel` may stop the job another `sfumato` started.
+A client is its ZeroMQ routing id; the bridge client's is ID/CONNECTION (a suffix per
+connection). Logs and `sfumato status` show the readable label it sent (program name + pid,
+e.g. "sfumato upscale[4242]") instead of the id. Ids share their jobs within their family,
+everything before the first "/": one client's connections, and the command line's processes
+of one user (FAMILY/UNIQUE/CONNECTION), so `sfumato cancel` may stop another's job.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ MAX_LABEL = 60
 
 
 def family(identity: bytes) -> bytes:
-    head, sep, _ = identity.rpartition(b"/")
+    head, sep, _ = identity.partition(b"/")
     return head if sep and head else identity
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sfumato.bridge.protocol import Message
 from sfumato.bridge.raster import Raster
+from sfumato.core.daemon.client_names import same_owner
 
 
 @dataclass
@@ -71,11 +72,12 @@ class ResultStore:
             self._bytes -= item.nbytes
 
     def missed_by(self, owner: bytes, owner_key: bytes = b"") -> list[str]:
-        """Job ids of kept results that never reached `owner` (with `owner_key`), oldest
-        first."""
+        """Job ids of kept results that never reached `owner`'s family (with `owner_key`),
+        oldest first."""
         self.expire()
         return [job_id for job_id, item in self._items.items()
-                if item.owner == owner and item.owner_key == owner_key and not item.delivered]
+                if same_owner(item.owner, owner) and item.owner_key == owner_key
+                and not item.delivered]
 
     def expire(self) -> None:
         cutoff = self.clock() - self.keep_s

@@ -390,6 +390,7 @@ class Daemon:
             raise SfumatoError(ErrorCode.NOT_FOUND,
                                f"no job {message.job_id!r}: it finished long ago or never ran")
         job.request_id = message.id
+        job.client = identity  # its events follow the client to its new connection
         self._reply(identity, Ack(id=message.id, job_id=job.job_id, state=job.state.value))
 
     def _check_owner(self, identity: bytes, job_id: str, what: str) -> None:

@@ -14,8 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sfumato.bridge.client import Client, DaemonUnavailable, NotTheDaemon
-from sfumato.bridge.protocol import Result
+import zmq
+from sfumato.bridge import codec
+from sfumato.bridge.client import (
+    Client,
+    DaemonUnavailable,
+    JobFailed,
+    NotTheDaemon,
+    RequestRejected,
+)
+from sfumato.bridge.endpoints import CurveKeys
+from sfumato.bridge.protocol import ErrorCode, Ping, Result
 from sfumato.bridge.raster import Layout, Raster
 from sfumato.bridge.transport import load_client_keys
 
@@ -47,6 +56,22 @@ def _eventually_answers(make_client: Callable[[], Client]) -> None:
         time.sleep(0.2)
 
 
+def _raw_ping(endpoint: str, keys: CurveKeys, routing_id: bytes) -> list[bytes] | None:
+    """A ping from a bare DEALER naming `routing_id`, as a hostile program would; the reply's
+    frames, or None when nothing came back in 3 s."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    sock.curve_serverkey = keys.server_public
+    sock.curve_publickey, sock.curve_secretkey = keys.client_public, keys.client_secret
+    sock.connect(endpoint)
+    try:
+        sock.send_multipart([bytes(f) for f in codec.encode(Ping(id="hostile"))])
+        return sock.recv_multipart() if sock.poll(3000) else None
+    finally:
+        sock.close()
+
+
 def test_another_key_cannot_use_a_client_id_it_does_not_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
@@ -69,27 +94,28 @@ def test_another_key_cannot_use_a_client_id_it_does_not_own(
             job = artist.submit("upscale", {}, [layer], "tiny")
             result = [message for message, _ in artist.events(job)][-1]
             assert isinstance(result, Result)
+            connection = artist._transport._require().getsockopt(zmq.ROUTING_ID)
 
-            # While the artist's program is connected, a second connection under its id is
-            # turned away: it gets no answer, and the artist's connection keeps working.
-            intruder = Client(daemon.endpoint, timeout_s=1.5, curve=laptop, client_id=victim_id)
-            with intruder, pytest.raises((DaemonUnavailable, NotTheDaemon)):
-                intruder.ping()
+            # Its exact connection id, named by another key while it is connected: that
+            # connection is turned away, and the artist's keeps working.
+            assert _raw_ping(daemon.endpoint, laptop, connection) is None
             assert artist.status().worker["ready"]
 
-        # The artist's program is gone; its result is kept. The other key connects under its
-        # id and asks for that result, to cancel it, for status: it is told nothing at all
-        # (the id is not on the connection that proved it), and nothing is done.
+            # Its client id (so the same family), from another key: refused, nothing done.
+            with Client(daemon.endpoint, timeout_s=10.0, curve=laptop,
+                        client_id=victim_id) as other:
+                with pytest.raises(RequestRejected) as cancel:
+                    other.cancel(job.job_id)
+                assert cancel.value.code == ErrorCode.FORBIDDEN.value
+                with pytest.raises(JobFailed) as fetch:
+                    list(other.events(other.attach(job.job_id)))
+                assert fetch.value.code == ErrorCode.FORBIDDEN.value
+
+        # The artist's program is gone; its result is kept. Its exact connection id, named by
+        # another key now: the message is refused and nothing at all comes back (the id is
+        # no longer on the connection that proved it).
         time.sleep(1.0)  # the daemon has seen the artist's connection close
-        intruder = Client(daemon.endpoint, timeout_s=2.0, curve=laptop, client_id=victim_id,
-                          reconnects=0, heartbeat_s=0.5)
-        with intruder:
-            with pytest.raises(DaemonUnavailable):
-                intruder.ping()
-            with pytest.raises(DaemonUnavailable):
-                intruder.cancel(job.job_id)
-            with pytest.raises(DaemonUnavailable):
-                list(intruder.events(intruder.attach(job.job_id)))
+        assert _raw_ping(daemon.endpoint, laptop, connection) is None
         assert "another key used the id" in (home / "logs" / "daemon.log").read_text()
 
         # The artist's program comes back with its id and its key: its result is still there.
