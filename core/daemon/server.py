@@ -77,8 +77,7 @@ MAX_START_FAILURES = 3  # workers in a row dying before ready: waiting jobs fail
 RECEIVE_QUEUE = 64  # messages buffered per client; a flood waits in its own TCP buffers
 CANCEL_GRACE_S = 10.0  # after the stop timeout, how long a cancelled job may take to stop
 AUTH_REFRESH_S = 1.0
-HEARTBEAT_IVL_MS = 5000  # ZMTP pings to every client connection
-HEARTBEAT_TIMEOUT_MS = 20000  # a connection silent this long (not even a pong) is dropped
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 5000, 20000  # ZMTP pings; silent this long: dropped
 AGAIN_TEXT = "run this again once a daemon is back (any sfumato command starts one)"
 STOPPING_TEXT = f"the daemon is shutting down; nothing was changed: {AGAIN_TEXT}"
 INTERNAL_TEXT = ("the daemon could not handle this request; its log in "
@@ -390,7 +389,8 @@ class Daemon:
             raise SfumatoError(ErrorCode.NOT_FOUND,
                                f"no job {message.job_id!r}: it finished long ago or never ran")
         job.request_id = message.id
-        job.client = identity  # its events follow the client to its new connection
+        if job.job_id in self._running:  # its events follow (a queued job keeps its lane)
+            job.client = identity
         self._reply(identity, Ack(id=message.id, job_id=job.job_id, state=job.state.value))
 
     def _check_owner(self, identity: bytes, job_id: str, what: str) -> None:
