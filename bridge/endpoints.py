@@ -11,6 +11,7 @@ by `sfumato keys client NAME`, named by SFUMATO_CURVE."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,21 @@ def needs_curve(endpoint: str) -> bool:
     first); ipc:// is guarded by its socket file's permissions, inproc:// never leaves the
     process."""
     return endpoint.startswith("tcp://")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether `endpoint` can only be reached from this machine (ipc, inproc, loopback TCP).
+    A wildcard, an interface name or a host name counts as reachable from elsewhere."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:

@@ -12,10 +12,11 @@ the plug-ins load it in a Python without pyzmq. SFUMATO_LOCAL_IPC=off keeps clie
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import stat
 from pathlib import Path
+
+from .endpoints import is_loopback
 
 LOCAL_IPC_ENV = "SFUMATO_LOCAL_IPC"
 BASE_ENV = "SFUMATO_DOOR_BASE"  # tests: a folder of their own instead of /tmp
@@ -64,7 +65,7 @@ def reachable_door(endpoint: str, server_public: bytes) -> str | None:
     of this user is there."""
     if os.environ.get(LOCAL_IPC_ENV, "").lower() in ("off", "0", "false", "no"):
         return None
-    if not _loopback(endpoint):
+    if not (endpoint.startswith("tcp://") and is_loopback(endpoint)):
         return None
     door = door_endpoint(endpoint, server_public)
     if door is None or not _private(door_folder()):
@@ -92,16 +93,3 @@ def _private(folder: Path) -> bool:
         return False
     return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
             and not info.st_mode & 0o077)
-
-
-def _loopback(endpoint: str) -> bool:
-    scheme, _, rest = endpoint.partition("://")
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if scheme != "tcp":
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -90,7 +90,8 @@ def _daemon(endpoint: str) -> tuple[bool, str]:
 
 def _network_access(home: Path, endpoint: str) -> tuple[bool, str]:
     import zmq
-    from sfumato.core.daemon.keys import allowed_clients, is_loopback, keys_dir
+    from sfumato.bridge.endpoints import is_loopback
+    from sfumato.core.daemon.keys import allowed_clients, keys_dir
 
     if not zmq.has("curve"):
         return False, ("this pyzmq lacks CURVE (libsodium), which every TCP endpoint needs; "

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from sfumato.bridge.client import Client, DaemonUnavailable
+from sfumato.bridge.endpoints import is_loopback
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.config import load_settings
-from sfumato.core.daemon.keys import is_loopback
 from sfumato.core.errors import SfumatoError
 
 EXTRA_WAIT_S = 15.0  # beyond stop_timeout_s: the cancelled job's last step, the worker's exit

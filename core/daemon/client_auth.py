@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import zmq
-from sfumato.bridge.endpoints import needs_curve
+from sfumato.bridge.endpoints import is_loopback, needs_curve
 from sfumato.bridge.local_ipc import (
     door_endpoint,
     door_folder,
@@ -29,7 +29,6 @@ from sfumato.core.daemon.keys import (
     allowed_clients,
     allowed_dir,
     ensure_local_keys,
-    is_loopback,
     local_public,
     server_keys,
 )

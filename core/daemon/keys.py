@@ -15,7 +15,6 @@ machine and point SFUMATO_CURVE at it. Files are ZeroMQ's own certificate format
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import os
 import re
 import secrets
@@ -26,7 +25,11 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from sfumato.bridge.endpoints import LOCAL_SECRET_FILE, SERVER_PUBLIC_FILE, keys_dir
+from sfumato.bridge.endpoints import (
+    LOCAL_SECRET_FILE,
+    SERVER_PUBLIC_FILE,
+    keys_dir,
+)
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.core.errors import SfumatoError
 
@@ -43,21 +46,6 @@ LOCAL_NAME = "local"  # how `sfumato keys list` shows this user's own programs
 
 def allowed_dir(home: Path) -> Path:
     return keys_dir(home) / "clients"
-
-
-def is_loopback(endpoint: str) -> bool:
-    """Whether `endpoint` can only be reached from this machine (ipc, inproc, loopback TCP).
-    A wildcard, an interface name or a host name counts as reachable from elsewhere."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return True
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def create_server_keys(home: Path, force: bool = False) -> Path:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sfumato.bridge.endpoints import is_loopback
 from sfumato.bridge.protocol import ErrorCode
 from sfumato.bridge.transport import load_client_keys, local_keys
 from sfumato.core.daemon.keys import (
@@ -15,7 +16,6 @@ from sfumato.core.daemon.keys import (
     create_client,
     create_server_keys,
     ensure_local_keys,
-    is_loopback,
     revoke_client,
     server_keys,
 )
